@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the host tools xenkit drives. Idempotent; needs root (or sudo).
+# The Debian mirror is taken from this machine's own apt sources: xenkit never names a host.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=$(python3 "$here/../src/xenkit/aptsources.py") || exit 1
+
+list=/etc/apt/sources.list.d/xenkit-backports.list
+want="deb $mirror bookworm-backports main"
+if [ "$(cat "$list" 2>/dev/null)" != "$want" ]; then
+    echo "$want" | $SUDO tee "$list" >/dev/null
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# QEMU >= 9 is needed for the raspi4b machine: only bookworm-backports has it.
+$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-arm qemu-utils
+$SUDO apt-get install -y -q --no-install-recommends \
+    python3-venv python3-dev swig gcc make \
+    u-boot-tools device-tree-compiler mtools dosfstools e2fsprogs fdisk cpio \
+    gpgv debian-archive-keyring

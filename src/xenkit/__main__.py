@@ -1,0 +1,3 @@
+from xenkit.cli import main
+
+raise SystemExit(main())

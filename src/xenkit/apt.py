@@ -1,0 +1,213 @@
+"""Resolve and fetch Debian packages for a foreign architecture with apt's own tooling.
+
+xenkit keeps a private apt root in its cache (sources, lists, status) so it needs neither root
+nor `dpkg --add-architecture` on the host. apt resolves versions and verifies the signed
+indexes; xenkit downloads the exact file apt names and checks its SHA256 against the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenkit import aptsources
+from xenkit.errors import XenkitError
+from xenkit.proc import run
+from xenkit.progress import Progress
+
+log = logging.getLogger("xenkit")
+
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+COMPONENTS = "main non-free-firmware"
+# Indexes younger than this are reused, so a rebuild needs no network at all.
+LISTS_MAX_AGE = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    arch: str
+    sha256: str
+    size: int
+    url: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
+
+
+def cache_home() -> Path:
+    if "XENKIT_CACHE" in os.environ:
+        return Path(os.environ["XENKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "xenkit"
+
+
+class Apt:
+    def __init__(self, arch: str, release: str = "bookworm", cache: Path | None = None) -> None:
+        self.arch = arch
+        self.release = release
+        self.root = (cache or cache_home()) / "apt" / f"{release}-{arch}"
+        self.debs = (cache or cache_home()) / "debs"
+
+    # -- the private apt root ---------------------------------------------------------------
+    def _options(self) -> list[str]:
+        r = self.root
+        return [
+            "-o", f"Dir::Etc={r / 'etc'}",
+            "-o", f"Dir::State={r / 'state'}",
+            "-o", f"Dir::Cache={r / 'cache'}",
+            "-o", f"Dir::State::status={r / 'state' / 'status'}",
+            "-o", f"APT::Architecture={self.arch}",
+            "-o", f"APT::Architectures::={self.arch}",
+            "-o", "Debug::NoLocking=1",
+            "-o", "APT::Sandbox::User=root",
+        ]  # fmt: skip
+
+    def _write_sources(self) -> bool:
+        suites = aptsources.debian_sources(aptsources.read_host_sources(), self.release)
+        if self.release not in suites:
+            raise XenkitError(
+                f"no apt source for Debian {self.release} in /etc/apt: add a 'deb' line for it"
+            )
+        if not KEYRING.exists():
+            raise XenkitError(f"{KEYRING} missing: apt install debian-archive-keyring")
+        wanted = [self.release, f"{self.release}-updates", f"{self.release}-security"]
+        lines = [
+            f"deb [arch={self.arch} signed-by={KEYRING}] {suites[s]} {s} {COMPONENTS}"
+            for s in wanted
+            if s in suites
+        ]
+        text = "\n".join(lines) + "\n"
+        etc = self.root / "etc"
+        for d in (etc / "apt.conf.d", etc / "preferences.d", etc / "sources.list.d",
+                  self.root / "state" / "lists" / "partial",
+                  self.root / "cache" / "archives" / "partial"):  # fmt: skip
+            d.mkdir(parents=True, exist_ok=True)
+        (self.root / "state" / "status").touch()
+        sources = etc / "sources.list"
+        changed = not sources.exists() or sources.read_text() != text
+        if changed:
+            sources.write_text(text)
+        return changed
+
+    def _lists_age(self) -> float | None:
+        lists = list((self.root / "state" / "lists").glob("*_Packages*"))
+        if not lists:
+            return None
+        return time.time() - max(p.stat().st_mtime for p in lists)
+
+    def update(self, force: bool = False) -> None:
+        """Refresh the package indexes if they are missing, stale or the sources changed."""
+        changed = self._write_sources()
+        age = self._lists_age()
+        if not force and not changed and age is not None and age < LISTS_MAX_AGE:
+            return
+        log.info("updating the %s package indexes for %s", self.release, self.arch)
+        try:
+            run(["apt-get", *self._options(), "-q", "update"])
+        except XenkitError as exc:
+            if age is None:
+                raise XenkitError(
+                    f"cannot fetch the {self.release} {self.arch} package indexes ({exc}): "
+                    "check the network and /etc/apt sources"
+                ) from None
+            log.warning("could not refresh package indexes (%s); using the cached ones", exc)
+
+    # -- resolution -------------------------------------------------------------------------
+    def show(self, name: str) -> dict[str, str]:
+        proc = run(
+            ["apt-cache", *self._options(), "show", "--no-all-versions", name],
+            capture=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise XenkitError(
+                f"package {name} not found for {self.arch} in Debian {self.release}: "
+                "check the name, or run with --refresh to update the indexes"
+            )
+        fields: dict[str, str] = {}
+        key = ""
+        for line in proc.stdout.splitlines():
+            if not line.strip():
+                break
+            if line[0] in " \t" and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return fields
+
+    def resolve(self, name: str, follow: str | None = None) -> Package:
+        """The candidate version of `name`. With `follow`, `name` is a metapackage
+        (linux-image-arm64) and the package with the files is its dependency starting so."""
+        fields = self.show(name)
+        if follow:
+            depends = [d.split()[0] for d in fields.get("Depends", "").split(",") if d.strip()]
+            real = [d for d in depends if d.startswith(follow)]
+            if len(real) != 1:
+                raise XenkitError(f"{name} does not depend on exactly one {follow}* package")
+            return self.resolve(real[0])
+        proc = run(
+            ["apt-get", *self._options(), "--print-uris", "download", name],
+            capture=True,
+            check=False,
+        )
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[0].startswith("'") and parts[3].startswith("SHA256:"):
+                return Package(
+                    name=fields["Package"],
+                    version=fields["Version"],
+                    arch=fields["Architecture"],
+                    sha256=parts[3].removeprefix("SHA256:"),
+                    size=int(parts[2]),
+                    url=parts[0].strip("'"),
+                )
+        raise XenkitError(f"apt could not locate a download for {name}: run with --refresh")
+
+    # -- download ---------------------------------------------------------------------------
+    def fetch(self, pkg: Package) -> Path:
+        """The package file in the cache, downloading and verifying it if needed."""
+        self.debs.mkdir(parents=True, exist_ok=True)
+        target = self.debs / pkg.filename
+        if target.exists() and target.stat().st_size == pkg.size and sha256(target) == pkg.sha256:
+            return target
+        part = target.with_suffix(".part")
+        digest = hashlib.sha256()
+        try:
+            with (
+                urllib.request.urlopen(pkg.url, timeout=60) as resp,
+                part.open("wb") as out,
+                Progress(f"fetch {pkg.name}", pkg.size) as bar,
+            ):
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.advance(len(chunk))
+        except (urllib.error.URLError, OSError) as exc:
+            part.unlink(missing_ok=True)
+            raise XenkitError(f"downloading {pkg.name} failed ({exc}): check the network") from None
+        if digest.hexdigest() != pkg.sha256:
+            part.unlink(missing_ok=True)
+            raise XenkitError(
+                f"{pkg.name} {pkg.version}: SHA256 mismatch with the signed index; retry"
+            )
+        shutil.move(part, target)
+        return target
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,146 @@
+"""Boards are data: one TOML file each under xenkit/boards/, read into frozen dataclasses."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xenkit.errors import XenkitError
+
+Bank = tuple[int, int]  # (start, size)
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    role: str
+    name: str
+    files: dict[str, str]  # artifact role -> glob inside the package
+    follow: str | None = None
+
+
+@dataclass(frozen=True)
+class Reserved:
+    start: int
+    size: int
+    why: str
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass(frozen=True)
+class Emulation:
+    machine: str
+    memory: str
+    ram: tuple[Bank, ...]
+    uboot: str  # "kernel" (raspi: U-Boot is the -kernel) or "bios" (virt: -bios)
+    disk: str  # "sd" or "virtio"
+    console_serial: int
+    dom0_cmdline: str
+    disable: tuple[str, ...]  # compatibles of blocks QEMU does not model
+    cpu: str | None = None
+    smp: int | None = None
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    arch: str
+    release: str
+    xen_console: str
+    xen_cmdline: str
+    dom0_cmdline: str
+    dom0_mem: str
+    dma_bitsize: int
+    dtb_name: str
+    default_ram: str
+    cpus: int
+    ram: dict[str, tuple[Bank, ...]]
+    packages: tuple[PackageRef, ...]
+    config_txt: tuple[str, ...]
+    scriptaddr: int
+    load_limit: int
+    top_reserve: int
+    reserved: tuple[Reserved, ...]
+    emulate: Emulation
+
+    @property
+    def dtb_from_qemu(self) -> bool:
+        return not any("dtb" in p.files for p in self.packages)
+
+
+def available() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files(__name__).iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
+    return tuple((int(a), int(b)) for a, b in raw)
+
+
+def parse(data: dict[str, Any], source: str) -> Board:
+    try:
+        emu = data["emulate"]
+        return Board(
+            name=data["name"],
+            description=data["description"],
+            arch=data["arch"],
+            release=data["release"],
+            xen_console=data["xen_console"],
+            xen_cmdline=data["xen_cmdline"],
+            dom0_cmdline=data["dom0_cmdline"],
+            dom0_mem=data["dom0_mem"],
+            dma_bitsize=int(data["dma_bitsize"]),
+            dtb_name=data["dtb_name"],
+            default_ram=data["default_ram"],
+            cpus=int(data["cpus"]),
+            ram={k: _banks(v) for k, v in data["ram"].items()},
+            packages=tuple(
+                PackageRef(role, p["name"], dict(p["files"]), p.get("follow"))
+                for role, p in data["packages"].items()
+            ),
+            config_txt=tuple(data["boot"]["config_txt"]),
+            scriptaddr=int(data["boot"]["scriptaddr"]),
+            load_limit=int(data["layout"]["limit"]),
+            top_reserve=int(data["layout"]["top_reserve"]),
+            reserved=tuple(Reserved(int(a), int(b), str(w)) for a, b, w in data["layout"]["reserved"]),
+            emulate=Emulation(
+                machine=emu["machine"],
+                memory=emu["memory"],
+                ram=_banks(emu["ram"]),
+                uboot=emu["uboot"],
+                disk=emu["disk"],
+                console_serial=int(emu["console_serial"]),
+                dom0_cmdline=emu["dom0_cmdline"],
+                disable=tuple(emu["disable"]),
+                cpu=emu.get("cpu"),
+                smp=emu.get("smp"),
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise XenkitError(f"board file {source} is malformed near {exc}: compare with rpi4.toml")
+
+
+def load(name: str) -> Board:
+    """A built-in board by name, or a board file by path."""
+    path = Path(name)
+    if name.endswith(".toml") and path.exists():
+        text, source = path.read_text(), str(path)
+    else:
+        res = resources.files(__name__) / f"{name}.toml"
+        if not res.is_file():
+            raise XenkitError(f"unknown board {name!r}: choose one of {', '.join(available())}")
+        text, source = res.read_text(), f"{name}.toml"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise XenkitError(f"board file {source}: {exc}") from None
+    return parse(data, source)

@@ -1,0 +1,123 @@
+"""The xenkit command line. Every failure the user can fix is one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from xenkit import __version__, boards, build, emulate, settings, spec
+from xenkit.errors import XenkitError
+from xenkit.sizes import human
+
+log = logging.getLogger("xenkit")
+
+
+def _default_out(board: str) -> Path:
+    return Path("out") / Path(board).name.removesuffix(".toml")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    file_values = settings.load_file(Path(args.config)) if args.config else {}
+    values = settings.resolve(file_values, vars(args))
+    system = spec.resolve(values)
+    out = Path(args.output) if args.output else _default_out(system.board.name)
+    manifest = build.build(system, out)
+    print(f"built {system.board.description} into {out}/ in {manifest['build_seconds']} s")
+    print(f"  SD card image: {out}/sd.img ({human((out / 'sd.img').stat().st_size)})")
+    print(f"  Xen: {system.xen_cmdline}")
+    print(f"  Dom0: {system.dom0_cmdline}")
+    print(f"  boot it: xenkit run {out}    flash it: dd if={out}/sd.img of=/dev/sdX bs=4M")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    build_dir = Path(args.dir)
+    manifest = build.read_manifest(build_dir)
+    board = boards.load(manifest["board"])
+    plan = emulate.prepare(board, build_dir, build_dir / "run")
+    if not args.check:
+        return emulate.interactive(plan)
+    echo = None if args.quiet else sys.stdout
+    result = emulate.check(plan, args.timeout, echo)
+    print()
+    print(f"xenkit run --check: {board.description}: {result.reason}")
+    if result.banner:
+        print(f"  {result.banner}")
+    print(result.table())
+    print(f"console log: {plan.console_log}")
+    return 0 if result.ok else 1
+
+
+def _info(manifest: dict[str, Any]) -> str:
+    lines = [
+        f"board      {manifest['board']} ({manifest['description']}), RAM {manifest['ram']}",
+        f"built      {manifest['built']} by xenkit {manifest['xenkit']}",
+        f"Xen        {manifest['xen_cmdline']}",
+        f"Dom0       {manifest['dom0_cmdline']}",
+        "packages",
+    ]
+    lines += [f"  {p['name']:<32} {p['version']:<36} {p['sha256'][:16]}"
+              for p in manifest["packages"]]  # fmt: skip
+    lines += [f"  {role:<32} {path} (local file)"
+              for role, path in manifest["local_files"].items()]  # fmt: skip
+    lines.append("load layout (hardware boot script)")
+    lines += [f"  {p['name']:<8} {p['address']:>12} - {p['end']:>12}  {human(p['file_size'])}"
+              for p in manifest["layout"]]  # fmt: skip
+    lines.append("files")
+    lines += [f"  {name:<40} {human(f['size']):>10}  {f['sha256'][:16]}"
+              for name, f in manifest["files"].items()]  # fmt: skip
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    manifest = build.read_manifest(Path(args.dir))
+    print(json.dumps(manifest, indent=2) if args.json else _info(manifest))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="xenkit", description=__doc__)
+    top.add_argument("--version", action="version", version=f"xenkit {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="build a bootable Xen system and its SD card image")
+    p.add_argument("-o", "--output", help="output directory (default: out/BOARD)")
+    p.add_argument("-c", "--config", help="TOML file with settings (keys as the options below)")
+    settings.add_arguments(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("run", help="boot a build on the emulated board")
+    p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")
+    p.add_argument("--check", action="store_true",
+                   help="wait for the Dom0 banner, print phase timings, exit 0 if it came")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
+    p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("info", help="versions, layout and files of a build")
+    p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="xenkit: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except XenkitError as exc:
+        print(f"xenkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xenkit: interrupted", file=sys.stderr)
+        return 130

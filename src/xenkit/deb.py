@@ -1,0 +1,69 @@
+"""Read files out of Debian packages without dpkg: a .deb is an ar archive holding a tarball."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import lzma
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from xenkit.errors import XenkitError
+
+
+def _ar_members(data: bytes) -> dict[str, bytes]:
+    if not data.startswith(b"!<arch>\n"):
+        raise XenkitError("not a Debian package (no ar header): delete it from the cache")
+    members: dict[str, bytes] = {}
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos : pos + 60]
+        name = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        members[name] = data[pos + 60 : pos + 60 + size]
+        pos += 60 + size + (size & 1)
+    return members
+
+
+def _data_tar(deb: Path) -> tarfile.TarFile:
+    members = _ar_members(deb.read_bytes())
+    for name, blob in members.items():
+        if name.startswith("data.tar"):
+            if name.endswith(".zst"):
+                raise XenkitError(f"{deb.name}: zstd-compressed packages are not supported")
+            if name.endswith(".xz"):
+                blob = lzma.decompress(blob)
+            return tarfile.open(fileobj=io.BytesIO(blob), mode="r:*")
+    raise XenkitError(f"{deb.name} has no data.tar member: delete it from the cache")
+
+
+def _norm(name: str) -> str:
+    return str(PurePosixPath("/", name)).lstrip("/")
+
+
+def list_files(deb: Path) -> list[str]:
+    with _data_tar(deb) as tar:
+        return [_norm(m.name) for m in tar.getmembers() if m.isfile()]
+
+
+def extract(deb: Path, patterns: list[str], dest: Path) -> dict[str, Path]:
+    """Extract one regular file per glob pattern (paths inside the package) under `dest`.
+
+    Patterns let board data name `boot/vmlinuz-*` without knowing the kernel's ABI version.
+    Returns pattern -> extracted path.
+    """
+    out: dict[str, Path] = {}
+    with _data_tar(deb) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        for pattern in patterns:
+            hits = [m for m in members if fnmatch.fnmatchcase(_norm(m.name), _norm(pattern))]
+            if len(hits) != 1:
+                what = "no file" if not hits else f"{len(hits)} files"
+                raise XenkitError(f"{deb.name} has {what} matching {pattern}: fix the board file")
+            target = dest / _norm(hits[0].name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(hits[0])
+            assert src is not None
+            target.write_bytes(src.read())
+            out[pattern] = target
+    return out

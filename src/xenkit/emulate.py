@@ -1,0 +1,259 @@
+"""Boot a built image on QEMU: the same SD image, with emulation-only fixes on a copy."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from xenkit import media
+from xenkit.boards import Board
+from xenkit.errors import XenkitError
+from xenkit.initramfs import READY
+from xenkit.proc import need, run
+
+log = logging.getLogger("xenkit")
+QEMU = "qemu-system-aarch64"
+
+
+def machine_args(board: Board) -> list[str]:
+    emu = board.emulate
+    args = ["-machine", emu.machine, "-m", emu.memory]
+    if emu.cpu:
+        args += ["-cpu", emu.cpu]
+    if emu.smp:
+        args += ["-smp", str(emu.smp)]
+    return args
+
+
+def _qemu_version() -> str:
+    return run([QEMU, "--version"], capture=True).stdout.splitlines()[0]
+
+
+def check_qemu(board: Board) -> None:
+    version = _qemu_version()
+    machine = board.emulate.machine.split(",")[0]
+    listed = run([QEMU, "-machine", "help"], capture=True).stdout
+    if not re.search(rf"^{re.escape(machine)}\s", listed, re.M):
+        raise XenkitError(
+            f"{version} has no {machine} machine: install QEMU >= 9 from bookworm-backports "
+            "(scripts/install-system-deps.sh)"
+        )
+
+
+def dumped_dtb(board: Board) -> Path:
+    """The DTB QEMU generates for the board's machine, cached per QEMU version and options.
+    The random seeds QEMU adds are dropped so the image is the same from build to build."""
+    from xenkit.apt import cache_home
+    from xenkit.dt import DeviceTree
+
+    check_qemu(board)
+    args = machine_args(board)
+    key = hashlib.sha256((_qemu_version() + " ".join(args)).encode()).hexdigest()[:16]
+    target = cache_home() / "derived" / f"{board.name}-{key}.dtb"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        raw = target.with_suffix(".raw")
+        machine = args[1] + f",dumpdtb={raw}"
+        run([QEMU, "-machine", machine, *args[2:], "-display", "none"])
+        tree = DeviceTree.load(raw)
+        for prop in ("rng-seed", "kaslr-seed"):
+            tree.delete_prop("/chosen", prop)
+        target.write_bytes(tree.to_bytes())
+        raw.unlink()
+    return target
+
+
+# -- preparing a run --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPlan:
+    argv: list[str]
+    image: Path
+    console_log: Path
+
+
+def _copy_sparse(src: Path, dst: Path) -> None:
+    with src.open("rb") as fi, dst.open("wb") as fo:
+        size = os.fstat(fi.fileno()).st_size
+        while chunk := fi.read(1 << 20):
+            if chunk.count(0) == len(chunk):
+                fo.seek(len(chunk), os.SEEK_CUR)
+            else:
+                fo.write(chunk)
+        fo.truncate(size)
+
+
+def prepare(board: Board, build_dir: Path, workdir: Path) -> RunPlan:
+    """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
+    from the card itself, so what boots is the image a user would flash."""
+    check_qemu(board)
+    image = build_dir / "sd.img"
+    if not image.exists():
+        raise XenkitError(f"{build_dir} has no sd.img: run xenkit build -o {build_dir} first")
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = workdir / "sd-emulated.img"
+    _copy_sparse(image, copy)
+    size = copy.stat().st_size
+    # QEMU's SD card model only takes power-of-two sizes.
+    if board.emulate.disk == "sd" and size & (size - 1):
+        os.truncate(copy, 1 << size.bit_length())
+    emu = build_dir / "emulate"
+    media.fat_put(copy, {p.name: p for p in sorted(emu.iterdir()) if p.is_file()})
+    uboot = workdir / "u-boot.bin"
+    uboot.unlink(missing_ok=True)
+    media.fat_get(copy, "u-boot.bin", uboot)
+    console_log = workdir / "console.log"
+    argv = [need(QEMU), *machine_args(board), "-display", "none", "-monitor", "none"]
+    if board.emulate.uboot == "kernel":
+        argv += ["-kernel", str(uboot), "-dtb", str(emu / board.dtb_name)]
+    else:
+        argv += ["-bios", str(uboot)]
+    if board.emulate.disk == "sd":
+        argv += ["-drive", f"if=sd,format=raw,file={copy}"]
+    else:
+        argv += ["-drive", f"if=none,id=card,format=raw,file={copy}",
+                 "-device", "virtio-blk-device,drive=card"]  # fmt: skip
+    for index in range(board.emulate.console_serial + 1):
+        if index == board.emulate.console_serial:
+            argv += ["-serial", "chardev:con"]
+        else:
+            argv += ["-serial", f"file:{workdir / f'serial{index}.log'}"]
+    return RunPlan(argv, copy, console_log)
+
+
+# -- interactive ------------------------------------------------------------------------------
+def interactive(plan: RunPlan) -> int:
+    """Console on this terminal (and in the log); Ctrl-C or Ctrl-A X stops QEMU cleanly."""
+    argv = [*plan.argv, "-chardev",
+            f"stdio,id=con,mux=on,signal=on,logfile={plan.console_log}",
+            "-mon", "chardev=con,mode=readline"]  # fmt: skip
+    log.debug("$ %s", shlex.join(argv))
+    print("xenkit: console follows; Ctrl-C or Ctrl-A X stops the emulator", file=sys.stderr)
+    proc = subprocess.Popen(argv)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+
+# -- --check ----------------------------------------------------------------------------------
+# Each phase begins at the first console line matching its pattern.
+# U-Boot starts at power-on: QEMU runs it directly (no VideoCore firmware), and its banner
+# goes to the PL011 before it switches to the board's stdout-path.
+PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("U-Boot", re.compile(r"(?!)")),
+    ("Xen", re.compile(r"xenkit: starting Xen")),
+    ("Dom0 kernel", re.compile(r"Booting Linux on physical CPU|Linux version \d")),
+    ("Dom0 userspace", re.compile(r"Run /init as init process|Freeing unused kernel memory")),
+)
+FAILURES = re.compile(
+    r"Kernel panic|\(XEN\) Panic on CPU|\*\*\*\* PANIC|Synchronous Abort|"
+    r"## Failed|Wrong Image Format|Unknown command 'booti'|resetting \.\.\."
+)
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    reason: str
+    marks: dict[str, float] = field(default_factory=dict)
+    ready_at: float | None = None
+    banner: str = ""
+
+    def table(self) -> str:
+        rows = [("phase", "starts at", "took")]
+        names = [n for n, _ in PHASES]
+        for i, name in enumerate(names):
+            if name not in self.marks:
+                rows.append((name, "-", "-"))
+                continue
+            start = self.marks[name]
+            nxt = next((self.marks[n] for n in names[i + 1 :] if n in self.marks), self.ready_at)
+            took = f"{nxt - start:.1f} s" if nxt is not None else "-"
+            rows.append((name, f"{start:.1f} s", took))
+        if self.ready_at is not None:
+            rows.append(("Dom0 ready", f"{self.ready_at:.1f} s", ""))
+        width = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(
+            f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}".rstrip() for r in rows
+        )
+
+
+def watch(lines: Iterable[tuple[float, str]], echo: TextIO | None = None) -> CheckResult:
+    """Follow a boot's console lines (with times since power-on) to the Dom0 banner."""
+    marks: dict[str, float] = {PHASES[0][0]: 0.0}
+    for t, line in lines:
+        if echo is not None:
+            echo.write(line + "\n")
+            echo.flush()
+        for name, pattern in PHASES:
+            if name not in marks and pattern.search(line):
+                marks[name] = t
+        if READY in line:
+            return CheckResult(True, "Dom0 is up", marks, t, line.strip())
+        if FAILURES.search(line):
+            return CheckResult(False, f"boot failed: {line.strip()}", marks)
+    return CheckResult(False, "the emulator stopped before Dom0 came up", marks)
+
+
+def _timed_lines(stream: TextIO, start: float, deadline: float) -> Iterable[tuple[float, str]]:
+    buf = ""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    import select
+
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk.decode(errors="replace").replace("\r", "")
+        *complete, buf = buf.split("\n")
+        now = time.monotonic() - start
+        for line in complete:
+            yield now, line
+    if buf:
+        yield time.monotonic() - start, buf
+
+
+def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckResult:
+    argv = [*plan.argv, "-chardev", f"stdio,id=con,signal=off,logfile={plan.console_log}"]
+    log.debug("$ %s", shlex.join(argv))
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    try:
+        result = watch(_timed_lines(proc.stdout, start, start + timeout), echo)  # type: ignore[arg-type]
+        if not result.ok and time.monotonic() - start >= timeout:
+            result.reason = f"no Dom0 banner within {timeout:.0f} s"
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def clean(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

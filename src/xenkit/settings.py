@@ -1,0 +1,89 @@
+"""Every build setting declared once: name, type, default, help.
+
+The same declarations drive the config file (TOML, keys as named here) and the command line
+(--name-with-dashes), the way mkosi does it. Command-line values win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xenkit.errors import XenkitError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)"),
+    Setting("ram", str, "", "RAM model of the board, e.g. 1G/2G/4G/8G (default: the board's)"),
+    Setting("dom0_mem", str, "", "memory for Dom0, e.g. 512M (default: the board's)"),
+    Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)"),
+    Setting("xen_cmdline", str, "", "Xen command line, replacing the generated one"),
+    Setting("xen_extra", str, "", "words appended to the Xen command line"),
+    Setting("dom0_cmdline", str, "", "Dom0 Linux command line, replacing the generated one"),
+    Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
+    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one"),
+    Setting("kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one"),
+    Setting("root_size", str, "64M", "size of the ext4 root partition"),
+    Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for s in SETTINGS:
+        if s.type is bool:
+            parser.add_argument(s.flag, dest=s.name, action="store_true", default=None, help=s.help)
+        else:
+            parser.add_argument(s.flag, dest=s.name, type=s.type, default=None, help=s.help)
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    if setting.type is int and isinstance(value, bool):
+        value = "bad"
+    if isinstance(value, setting.type):
+        return value
+    if setting.type is str and isinstance(value, int):
+        return str(value)
+    want = setting.type.__name__
+    raise XenkitError(f"{source}: {setting.name} must be a {want}, not {value!r}")
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise XenkitError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise XenkitError(f"config {path}: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in BY_NAME:
+            known = ", ".join(BY_NAME)
+            raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
+        values[name] = _coerce(BY_NAME[name], value, f"config {path}")
+    return values
+
+
+def resolve(file_values: dict[str, Any], cli_values: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, overlaid by the config file, overlaid by the command line."""
+    out = {s.name: s.default for s in SETTINGS}
+    out.update(file_values)
+    out.update({k: v for k, v in cli_values.items() if k in BY_NAME and v is not None})
+    return out

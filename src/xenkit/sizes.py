@@ -1,0 +1,37 @@
+"""Human sizes ("512M", "4G", "0x1000") to bytes and back."""
+
+from __future__ import annotations
+
+import re
+
+from xenkit.errors import XenkitError
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+_UNITS = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    if isinstance(text, int):
+        return text
+    s = text.strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", s):
+        return int(s, 16)
+    m = re.fullmatch(r"(\d+)\s*([KMGT]?)(?:i?B)?", s, re.I)
+    if not m:
+        raise XenkitError(f"{what}: cannot read {text!r} as a size; write e.g. 512M or 2G")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def format_size(n: int) -> str:
+    """Largest exact unit, as Xen's dom0_mem= and humans like it: 512M, 2G, 1536K."""
+    for unit, scale in (("T", 1 << 40), ("G", GiB), ("M", MiB), ("K", KiB)):
+        if n and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+def human(n: int) -> str:
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

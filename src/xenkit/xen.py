@@ -1,0 +1,27 @@
+"""Xen knowledge: command lines for Xen and Dom0 as a board needs them."""
+
+from __future__ import annotations
+
+from xenkit.sizes import format_size
+
+
+def xen_cmdline(
+    console: str,
+    board_extra: str,
+    dom0_mem: int,
+    dom0_vcpus: int = 0,
+    extra: str = "",
+) -> str:
+    """console=dtuart with the board's UART, an explicit dom0_mem (without it Xen on Arm
+    silently picks 512M and warns), then the board's and the user's words."""
+    words = ["console=dtuart", f"dtuart={console}"] if console else ["console=dtuart"]
+    words += board_extra.split()
+    words.append(f"dom0_mem={format_size(dom0_mem)}")
+    if dom0_vcpus:
+        words.append(f"dom0_max_vcpus={dom0_vcpus}")
+    words += extra.split()
+    return " ".join(words)
+
+
+def dom0_cmdline(board_cmdline: str, extra: str = "") -> str:
+    return " ".join([*board_cmdline.split(), *extra.split()])
