@@ -62,15 +62,23 @@ class Apt:
     def _options(self) -> list[str]:
         r = self.root
         return [
-            "-o", f"Dir::Etc={r / 'etc'}",
-            "-o", f"Dir::State={r / 'state'}",
-            "-o", f"Dir::Cache={r / 'cache'}",
-            "-o", f"Dir::State::status={r / 'state' / 'status'}",
-            "-o", f"APT::Architecture={self.arch}",
-            "-o", f"APT::Architectures::={self.arch}",
-            "-o", "Debug::NoLocking=1",
-            "-o", "APT::Sandbox::User=root",
-        ]  # fmt: skip
+            "-o",
+            f"Dir::Etc={r / 'etc'}",
+            "-o",
+            f"Dir::State={r / 'state'}",
+            "-o",
+            f"Dir::Cache={r / 'cache'}",
+            "-o",
+            f"Dir::State::status={r / 'state' / 'status'}",
+            "-o",
+            f"APT::Architecture={self.arch}",
+            "-o",
+            f"APT::Architectures::={self.arch}",
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "APT::Sandbox::User=root",
+        ]
 
     def _write_sources(self) -> bool:
         suites = aptsources.debian_sources(aptsources.read_host_sources(), self.release)
@@ -88,9 +96,13 @@ class Apt:
         ]
         text = "\n".join(lines) + "\n"
         etc = self.root / "etc"
-        for d in (etc / "apt.conf.d", etc / "preferences.d", etc / "sources.list.d",
-                  self.root / "state" / "lists" / "partial",
-                  self.root / "cache" / "archives" / "partial"):  # fmt: skip
+        for d in (
+            etc / "apt.conf.d",
+            etc / "preferences.d",
+            etc / "sources.list.d",
+            self.root / "state" / "lists" / "partial",
+            self.root / "cache" / "archives" / "partial",
+        ):
             d.mkdir(parents=True, exist_ok=True)
         (self.root / "state" / "status").touch()
         sources = etc / "sources.list"

@@ -19,8 +19,8 @@ from xenkit import __version__, dt, initramfs, layout, media, uboot
 from xenkit.apt import sha256
 from xenkit.artifacts import Artifacts, gather, gzipped
 from xenkit.errors import XenkitError
-from xenkit.spec import SystemSpec
 from xenkit.sizes import format_size
+from xenkit.spec import SystemSpec
 
 log = logging.getLogger("xenkit")
 
@@ -53,15 +53,18 @@ def plan_loads(spec: SystemSpec, sizes: dict[str, tuple[int, int]]) -> list[layo
     return layout.plan([layout.Item(n, s, f) for n, (s, f) in sizes.items()], win)
 
 
-def boot_set(spec: SystemSpec, files: dict[str, Path], dtb: bytes, dom0_cmdline: str,
-             title: str) -> BootSet:  # fmt: skip
+def boot_set(
+    spec: SystemSpec, files: dict[str, Path], dtb: bytes, dom0_cmdline: str, title: str
+) -> BootSet:
     sizes = {
-        "xen": (layout.image_size(_head(files[XEN]), files[XEN].stat().st_size),
-                files[XEN].stat().st_size),
+        "xen": (
+            layout.image_size(_head(files[XEN]), files[XEN].stat().st_size),
+            files[XEN].stat().st_size,
+        ),
         "kernel": (files[KERNEL].stat().st_size,) * 2,
         "ramdisk": (files[RAMDISK].stat().st_size,) * 2,
         "dtb": (len(dtb) + DTB_SLACK, len(dtb)),
-    }  # fmt: skip
+    }
     placements = plan_loads(spec, sizes)
     names = {"xen": XEN, "kernel": KERNEL, "ramdisk": RAMDISK, "dtb": spec.board.dtb_name}
     script = uboot.xen_boot_script(names, placements, spec.xen_cmdline, dom0_cmdline, title)
@@ -88,13 +91,16 @@ def _write_boot_set(bs: BootSet, where: Path, dtb_name: str) -> None:
     (where / "boot.scr").write_bytes(uboot.script_image(bs.script))
 
 
-def _manifest(spec: SystemSpec, art: Artifacts, out: Path, hw: BootSet,
-              elapsed: float) -> dict[str, Any]:  # fmt: skip
+def _manifest(
+    spec: SystemSpec, art: Artifacts, out: Path, hw: BootSet, elapsed: float
+) -> dict[str, Any]:
     files = {}
     for path in sorted(out.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
-            files[str(path.relative_to(out))] = {"size": path.stat().st_size,
-                                                 "sha256": sha256(path)}  # fmt: skip
+            files[str(path.relative_to(out))] = {
+                "size": path.stat().st_size,
+                "sha256": sha256(path),
+            }
     return {
         "xenkit": __version__,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -112,10 +118,15 @@ def _manifest(spec: SystemSpec, art: Artifacts, out: Path, hw: BootSet,
         ],
         "local_files": {role: str(p) for role, p in art.overrides.items()},
         "layout": [
-            {"name": p.name, "address": f"{p.addr:#x}", "end": f"{p.end:#x}",
-             "size": p.size, "file_size": p.file_size}
+            {
+                "name": p.name,
+                "address": f"{p.addr:#x}",
+                "end": f"{p.end:#x}",
+                "size": p.size,
+                "file_size": p.file_size,
+            }
             for p in hw.placements
-        ],  # fmt: skip
+        ],
         "files": files,
     }
 
@@ -124,13 +135,15 @@ def _check_output(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise XenkitError(f"output {out} exists and is not a directory: pick another -o")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise XenkitError(f"output {out} is a non-empty directory xenkit did not build: "
-                          "pick another -o or empty it")  # fmt: skip
+        raise XenkitError(
+            f"output {out} is a non-empty directory xenkit did not build: "
+            "pick another -o or empty it"
+        )
     parent = out.parent if out.parent != Path("") else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".xenkit-probe-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".xenkit-probe-"):
+            pass
     except OSError as exc:
         raise XenkitError(f"cannot write to {parent} ({exc.strerror}): pick another -o") from None
 
@@ -155,7 +168,8 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
         if spec.board.config_txt:
             (boot / "config.txt").write_text(
                 "# Written by xenkit: the firmware starts U-Boot, U-Boot runs boot.scr.\n"
-                + "\n".join(spec.board.config_txt) + "\n"
+                + "\n".join(spec.board.config_txt)
+                + "\n"
             )
         files = {XEN: boot / XEN, KERNEL: boot / KERNEL, RAMDISK: boot / RAMDISK}
         title = f"xenkit boot script for {spec.board.description}"
@@ -163,13 +177,19 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
         _write_boot_set(hw, boot, spec.board.dtb_name)
         emu_dir = tmp / "emulate"
         emu_dir.mkdir()
-        emu = boot_set(spec, files, emulation_dtb(spec, hw.dtb), spec.emu_dom0_cmdline,
-                       title + " (emulator copy: unmodelled blocks disabled)")  # fmt: skip
+        emu = boot_set(
+            spec,
+            files,
+            emulation_dtb(spec, hw.dtb),
+            spec.emu_dom0_cmdline,
+            title + " (emulator copy: unmodelled blocks disabled)",
+        )
         _write_boot_set(emu, emu_dir, spec.board.dtb_name)
         root = tmp / "rootfs"
         root.mkdir()
-        (root / "README").write_text("Root filesystem of a xenkit image; Dom0 runs from its "
-                                     "initramfs for now.\n")  # fmt: skip
+        (root / "README").write_text(
+            "Root filesystem of a xenkit image; Dom0 runs from its initramfs for now.\n"
+        )
         media.sd_image(tmp / "sd.img", {p.name: p for p in boot.iterdir()}, root, spec.root_size)
         shutil.rmtree(root)
         manifest = _manifest(spec, art, tmp, hw, time.monotonic() - started)
@@ -197,8 +217,9 @@ def read_manifest(build_dir: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise XenkitError(f"{build_dir} is not a xenkit build (no {MANIFEST}): "
-                          f"run xenkit build -o {build_dir}") from None  # fmt: skip
+        raise XenkitError(
+            f"{build_dir} is not a xenkit build (no {MANIFEST}): run xenkit build -o {build_dir}"
+        ) from None
     except (OSError, ValueError) as exc:
         raise XenkitError(f"cannot read {path}: {exc}") from None
     return data

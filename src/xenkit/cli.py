@@ -60,16 +60,20 @@ def _info(manifest: dict[str, Any]) -> str:
         f"Dom0       {manifest['dom0_cmdline']}",
         "packages",
     ]
-    lines += [f"  {p['name']:<32} {p['version']:<36} {p['sha256'][:16]}"
-              for p in manifest["packages"]]  # fmt: skip
-    lines += [f"  {role:<32} {path} (local file)"
-              for role, path in manifest["local_files"].items()]  # fmt: skip
+    lines += [
+        f"  {p['name']:<32} {p['version']:<36} {p['sha256'][:16]}" for p in manifest["packages"]
+    ]
+    lines += [f"  {role:<32} {path} (local file)" for role, path in manifest["local_files"].items()]
     lines.append("load layout (hardware boot script)")
-    lines += [f"  {p['name']:<8} {p['address']:>12} - {p['end']:>12}  {human(p['file_size'])}"
-              for p in manifest["layout"]]  # fmt: skip
+    lines += [
+        f"  {p['name']:<8} {p['address']:>12} - {p['end']:>12}  {human(p['file_size'])}"
+        for p in manifest["layout"]
+    ]
     lines.append("files")
-    lines += [f"  {name:<40} {human(f['size']):>10}  {f['sha256'][:16]}"
-              for name, f in manifest["files"].items()]  # fmt: skip
+    lines += [
+        f"  {name:<40} {human(f['size']):>10}  {f['sha256'][:16]}"
+        for name, f in manifest["files"].items()
+    ]
     return "\n".join(lines)
 
 
@@ -93,8 +97,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="boot a build on the emulated board")
     p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")
-    p.add_argument("--check", action="store_true",
-                   help="wait for the Dom0 banner, print phase timings, exit 0 if it came")  # fmt: skip
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="wait for the Dom0 banner, print phase timings, exit 0 if it came",
+    )
     p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
     p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
     p.set_defaults(func=cmd_run)

@@ -35,9 +35,30 @@ class DeviceTree:
         self.source = source
         try:
             self.fdt = libfdt.Fdt(bytearray(blob))
+            if self.fdt.totalsize() > len(blob):
+                raise libfdt.FdtException(-libfdt.TRUNCATED)
+            self._walk_all()
         except libfdt.FdtException as exc:
-            raise XenkitError(f"{source} is not a valid device tree blob ({exc}): "
-                              "give a .dtb built by dtc") from None  # fmt: skip
+            raise XenkitError(
+                f"{source} is not a valid device tree blob ({exc}): give a .dtb built by dtc"
+            ) from None
+
+    def _walk_all(self) -> None:
+        """Touch every node and property, so a damaged blob fails here and not mid-edit."""
+        off, depth = 0, 0
+        while depth >= 0:
+            prop = self.fdt.first_property_offset(off, _QUIET)
+            while prop >= 0:
+                self.fdt.get_property_by_offset(prop)
+                prop = self.fdt.next_property_offset(prop, _QUIET)
+            if prop != -libfdt.NOTFOUND:
+                raise libfdt.FdtException(prop)
+            try:
+                off, depth = self.fdt.next_node(off, depth)
+            except libfdt.FdtException as exc:
+                if exc.err == -libfdt.NOTFOUND:
+                    return
+                raise
 
     @classmethod
     def load(cls, path: Path) -> DeviceTree:
@@ -58,7 +79,7 @@ class DeviceTree:
             raise XenkitError(f"{self.source} has no node {path}") from None
 
     def has_node(self, path: str) -> bool:
-        return self.fdt.path_offset(path, _QUIET) >= 0
+        return int(self.fdt.path_offset(path, _QUIET)) >= 0
 
     def nodes(self) -> Iterator[tuple[str, int]]:
         """Every node as (path, offset), depth first, root included."""

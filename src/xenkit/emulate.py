@@ -122,8 +122,12 @@ def prepare(board: Board, build_dir: Path, workdir: Path) -> RunPlan:
     if board.emulate.disk == "sd":
         argv += ["-drive", f"if=sd,format=raw,file={copy}"]
     else:
-        argv += ["-drive", f"if=none,id=card,format=raw,file={copy}",
-                 "-device", "virtio-blk-device,drive=card"]  # fmt: skip
+        argv += [
+            "-drive",
+            f"if=none,id=card,format=raw,file={copy}",
+            "-device",
+            "virtio-blk-device,drive=card",
+        ]
     for index in range(board.emulate.console_serial + 1):
         if index == board.emulate.console_serial:
             argv += ["-serial", "chardev:con"]
@@ -135,9 +139,13 @@ def prepare(board: Board, build_dir: Path, workdir: Path) -> RunPlan:
 # -- interactive ------------------------------------------------------------------------------
 def interactive(plan: RunPlan) -> int:
     """Console on this terminal (and in the log); Ctrl-C or Ctrl-A X stops QEMU cleanly."""
-    argv = [*plan.argv, "-chardev",
-            f"stdio,id=con,mux=on,signal=on,logfile={plan.console_log}",
-            "-mon", "chardev=con,mode=readline"]  # fmt: skip
+    argv = [
+        *plan.argv,
+        "-chardev",
+        f"stdio,id=con,mux=on,signal=on,logfile={plan.console_log}",
+        "-mon",
+        "chardev=con,mode=readline",
+    ]
     log.debug("$ %s", shlex.join(argv))
     print("xenkit: console follows; Ctrl-C or Ctrl-A X stops the emulator", file=sys.stderr)
     proc = subprocess.Popen(argv)

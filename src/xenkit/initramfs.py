@@ -20,7 +20,8 @@ hostname xenkit-dom0
 
 xen=unknown
 if [ -r /sys/hypervisor/version/major ]; then
-    xen="$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)$(cat /sys/hypervisor/version/extra)"
+    v=/sys/hypervisor/version
+    xen="$(cat $v/major).$(cat $v/minor)$(cat $v/extra)"
 else
     xen=$(dmesg | sed -n 's/.*Xen version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
 fi
@@ -42,8 +43,21 @@ PROFILE = 'PS1="dom0# "\nexport PATH=/sbin:/bin:/usr/sbin:/usr/bin\n'
 def build(busybox: bytes) -> bytes:
     """The gzip'd newc cpio archive, reproducible byte for byte for the same busybox."""
     arc = Archive()
-    for d in ("bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin",
-              "usr/sbin", "run", "var"):  # fmt: skip
+    for d in (
+        "bin",
+        "sbin",
+        "dev",
+        "etc",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "run",
+        "var",
+    ):
         arc.dir(d)
     arc.chardev("dev/console", 5, 1)
     arc.chardev("dev/null", 1, 3, 0o666)

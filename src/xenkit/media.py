@@ -60,15 +60,30 @@ def boot_partition_size(files: Mapping[str, Path]) -> int:
 
 def make_fat(path: Path, size: int, label: str, files: Mapping[str, Path]) -> None:
     path.unlink(missing_ok=True)
-    run(["mkfs.fat", "-F", "32", "-S", "512", "-s", "1", "-n", label, "-C", path, size // 1024])
+    run(
+        ["mkfs.fat", "-F", "32", "-S", "512", "-s", "1", "-n", label, "-C", path, str(size // 1024)]
+    )
     for name, src in sorted(files.items()):
         run(["mcopy", "-i", path, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
 
 
 def make_ext4(path: Path, size: int, label: str, root: Path) -> None:
     path.unlink(missing_ok=True)
-    run(["mkfs.ext4", "-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d", root, path,
-         f"{size // 1024}k"])  # fmt: skip
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            root,
+            path,
+            f"{size // 1024}k",
+        ]
+    )
 
 
 def _copy_sparse(src: Path, dst: int, offset: int, bar: Progress) -> None:

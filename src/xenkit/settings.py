@@ -60,8 +60,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         return value
     if setting.type is str and isinstance(value, int):
         return str(value)
-    want = setting.type.__name__
-    raise XenkitError(f"{source}: {setting.name} must be a {want}, not {value!r}")
+    want = {int: "an integer", str: "a string", bool: "true or false"}[setting.type]
+    raise XenkitError(f"{source}: {setting.name} must be {want}, not {value!r}")
 
 
 def load_file(path: Path) -> dict[str, Any]:

@@ -121,8 +121,9 @@ def xen_boot_script(
     dtb = at["dtb"]
     modules = [Module("dom0", ("multiboot,kernel", "multiboot,module"), at["kernel"])]
     if "ramdisk" in at:
-        modules.append(Module("dom0-ramdisk", ("multiboot,ramdisk", "multiboot,module"),
-                              at["ramdisk"]))  # fmt: skip
+        modules.append(
+            Module("dom0-ramdisk", ("multiboot,ramdisk", "multiboot,module"), at["ramdisk"])
+        )
     lines += [
         "",
         f"fdt addr {dtb.addr:#x}",

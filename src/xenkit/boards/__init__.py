@@ -111,7 +111,9 @@ def parse(data: dict[str, Any], source: str) -> Board:
             scriptaddr=int(data["boot"]["scriptaddr"]),
             load_limit=int(data["layout"]["limit"]),
             top_reserve=int(data["layout"]["top_reserve"]),
-            reserved=tuple(Reserved(int(a), int(b), str(w)) for a, b, w in data["layout"]["reserved"]),
+            reserved=tuple(
+                Reserved(int(a), int(b), str(w)) for a, b, w in data["layout"]["reserved"]
+            ),
             emulate=Emulation(
                 machine=emu["machine"],
                 memory=emu["memory"],
@@ -126,7 +128,9 @@ def parse(data: dict[str, Any], source: str) -> Board:
             ),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise XenkitError(f"board file {source} is malformed near {exc}: compare with rpi4.toml")
+        raise XenkitError(
+            f"board file {source} is malformed near {exc}: compare with rpi4.toml"
+        ) from None
 
 
 def load(name: str) -> Board:

@@ -1,0 +1,45 @@
+# Two entry points for a fresh Debian 12 machine: `make demo` and `make test`.
+# Both install what they need: host tools via apt (scripts/install-system-deps.sh), Python
+# dependencies into .venv.
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+SYSDEP := $(VENV)/.system-deps
+PYDEP  := $(VENV)/.python-deps
+BOARD  ?= rpi4
+
+.PHONY: deps demo test lint unit bench clean
+
+$(SYSDEP): scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	mkdir -p $(VENV)
+	touch $@
+
+$(PYDEP): $(SYSDEP) pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+deps: $(PYDEP)
+
+demo: deps
+	$(BIN)/xenkit build --board $(BOARD) -o out/$(BOARD)
+	$(BIN)/xenkit run --check out/$(BOARD)
+
+lint: deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/pytest -q -m "not slow"
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: deps
+	$(BIN)/python benchmarks/build_and_boot.py
+
+clean:
+	rm -rf out

@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Time xenkit's build and its emulated boot, each against a peer measured in the same run.
+
+    python benchmarks/build_and_boot.py [--board rpi4|qemu-virt] [--runs N]
+
+1. cold build: package files and apt indexes cached, extracted files and derived images not.
+2. warm rebuild after a Xen command line change (peer: the cold build).
+3. QEMU start -> "xenkit: Dom0 ready" through xenkit's own path (U-Boot boots the SD image)
+   against a direct QEMU boot of the same Xen, kernel and initramfs (-kernel xen, the modules
+   as loader devices, /chosen written into a copy of the emulation DTB here).
+
+The user's cache is never modified except by an ordinary `xenkit build` that primes it when
+it lacks this board's packages: every measured build runs on a private copy (XENKIT_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import select
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+try:
+    import libfdt
+
+    from xenkit import apt, boards, emulate
+    from xenkit.boards import Board
+    from xenkit.build import KERNEL, MANIFEST, RAMDISK, XEN
+    from xenkit.errors import XenkitError
+    from xenkit.sizes import MiB, parse_size
+except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
+    sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
+
+XENKIT = [sys.executable, "-m", "xenkit"]
+# The first line Xen prints, in either boot path: the start of the Xen phase.
+XEN_START = re.compile(r"^\(XEN\) ")
+XEN_MODULE = re.compile(r"MODULE\[\d+\]:\s+([0-9a-fA-F]+)\s+-\s+([0-9a-fA-F]+)\s+(.+?)\s*$")
+# The Xen command line change the warm rebuild alternates with the board's own.
+XEN_CHANGE = "loglvl=all"
+# Kept in the private cache: what a cold build may reuse (the downloads and apt's indexes).
+KEPT = ("apt", "debs")
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# -- caches -------------------------------------------------------------------------------------
+def _lists_fresh(cache: Path, board: Board) -> bool:
+    lists = cache / "apt" / f"{board.release}-{board.arch}" / "state" / "lists"
+    found = list(lists.glob("*_Packages*"))
+    if not found:
+        return False
+    # An hour of margin, so the indexes cannot expire between the priming and the cold build.
+    age = time.time() - max(p.stat().st_mtime for p in found)
+    return age < apt.LISTS_MAX_AGE - 3600
+
+
+def _debs_present(cache: Path, board: Board) -> bool:
+    """A heuristic (resolving versions needs apt): a .deb named after each package, or after
+    what it follows for metapackages (linux-image-arm64 -> linux-image-6.1...)."""
+    names = [p.name for p in (cache / "debs").glob("*.deb")]
+    return all(
+        any(n.startswith(ref.follow or f"{ref.name}_") for n in names)
+        for ref in board.packages
+    )
+
+
+def _snapshot(cache: Path) -> dict[str, float]:
+    """mtimes of the downloads and apt indexes, to tell whether a build went to the network."""
+    out: dict[str, float] = {}
+    for sub in KEPT:
+        for p in (cache / sub).rglob("*"):
+            if p.is_file() and "/partial/" not in str(p):
+                out[str(p.relative_to(cache))] = p.stat().st_mtime
+    return out
+
+
+def _link_or_copy(src: str, dst: str) -> object:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem: copy instead
+        shutil.copy2(src, dst)
+    return dst
+
+
+def private_cache(real: Path, dest: Path) -> None:
+    # .debs are only read or replaced by rename, so hardlinks are safe and cost no space;
+    # apt rewrites its indexes and pkgcache in place, so those are copied (with mtimes, since
+    # xenkit decides from their age whether to refresh them).
+    shutil.copytree(real / "debs", dest / "debs", copy_function=_link_or_copy)
+    shutil.copytree(real / "apt", dest / "apt", copy_function=shutil.copy2)
+
+
+def clear_derived(cache: Path) -> None:
+    for entry in cache.iterdir():
+        if entry.name in KEPT:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+# -- builds -------------------------------------------------------------------------------------
+def xenkit_build(board: str, out: Path, cache: Path | None, extra: Sequence[str] = ()) -> float:
+    """Wall time of `xenkit build`, Python start-up included, as a user would see it."""
+    env = dict(os.environ)
+    if cache is not None:
+        env["XENKIT_CACHE"] = str(cache)
+    argv = [*XENKIT, "build", "--board", board, "-o", str(out), *extra]
+    start = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    took = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"bench: {' '.join(argv[2:])} failed (exit {proc.returncode})")
+    return took
+
+
+def manifest(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / MANIFEST).read_text())
+    return data
+
+
+# -- console timing -----------------------------------------------------------------------------
+class Recorder(io.StringIO):
+    """An echo target for emulate.watch()/check(): notes when each console line arrived,
+    optionally passing it on, so both boot paths are timed by the same clock and code."""
+
+    def __init__(self, start: float, passthrough: TextIO | None = None) -> None:
+        super().__init__()
+        self.start = start
+        self.passthrough = passthrough
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, s: str) -> int:
+        now = time.monotonic() - self.start
+        self.lines += [(now, line) for line in s.splitlines()]
+        if self.passthrough is not None:
+            self.passthrough.write(s)
+            self.passthrough.flush()
+        return len(s)
+
+    def first(self, pattern: re.Pattern[str]) -> float | None:
+        return next((t for t, line in self.lines if pattern.search(line)), None)
+
+
+def timed_lines(stream: io.BufferedReader, start: float,
+                deadline: float) -> Iterator[tuple[float, str]]:  # fmt: skip
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    buf = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        now = time.monotonic() - start
+        buf += chunk.decode(errors="replace").replace("\r", "")
+        *complete, buf = buf.split("\n")
+        for line in complete:
+            yield now, line
+    if buf:
+        yield time.monotonic() - start, buf
+
+
+@dataclass
+class Boot:
+    ok: bool
+    reason: str
+    ready: float | None  # QEMU start -> Dom0 banner
+    xen: float | None  # QEMU start -> Xen's first line
+    prep: float  # seconds before QEMU starts (card copy, DTB edit)
+    modules: list[tuple[int, int, str]] = field(default_factory=list)
+    console: Path | None = None
+
+    @property
+    def xen_to_ready(self) -> float | None:
+        return None if self.ready is None or self.xen is None else self.ready - self.xen
+
+
+def _xen_modules(rec: Recorder) -> list[tuple[int, int, str]]:
+    found = []
+    for _, line in rec.lines:
+        m = XEN_MODULE.search(line)
+        if m and line.startswith("(XEN)"):
+            found.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3)))
+    return found
+
+
+# -- the xenkit path ----------------------------------------------------------------------------
+def boot_xenkit(board: Board, build_dir: Path, work: Path, timeout: float,
+                echo: bool) -> Boot:  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+    t = time.monotonic()
+    plan = emulate.prepare(board, build_dir, work)
+    prep = time.monotonic() - t
+    # check() takes its own start just after this: the two clocks differ by microseconds.
+    rec = Recorder(time.monotonic(), sys.stdout if echo else None)
+    result = emulate.check(plan, timeout, rec)
+    xen = rec.first(XEN_START)
+    return Boot(result.ok, result.reason, result.ready_at, xen, prep, _xen_modules(rec),
+                plan.console_log)  # fmt: skip
+
+
+# -- the direct peer ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Span:
+    name: str
+    start: int
+    end: int
+
+    def overlaps(self, other: Span) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+def align_up(n: int, align: int = 2 * MiB) -> int:
+    return (n + align - 1) // align * align
+
+
+def qemu_kernel_span(board: Board, xen: Path) -> Span:
+    """Where QEMU's arm boot loader puts an arm64 Image given as -kernel (hw/arm/boot.c,
+    load_aarch64_image): RAM base + text_offset, moved up 2 MiB if that is below 4 KiB (its
+    own boot stub lives there), or RAM base + 0x80000 for headers without an image_size."""
+    base = board.emulate.ram[0][0]
+    head = xen.read_bytes()[:64]
+    size = xen.stat().st_size
+    offset = 0x80000
+    if len(head) == 64 and head[56:60] == b"ARM\x64":
+        text_offset, image_size = struct.unpack_from("<QQ", head, 8)
+        if image_size:
+            offset = text_offset + (2 * MiB if text_offset < 4096 else 0)
+            size = max(size, image_size)
+    # From the RAM base on: the stub QEMU writes there, and with firmware, QEMU's DTB too.
+    return Span("Xen (QEMU -kernel) and QEMU's boot stub", base, base + offset + size)
+
+
+def qemu_dtb_span(board: Board) -> Span:
+    """QEMU places the DTB after the (absent) initrd, which it puts min(RAM/2, 128 MiB) into
+    RAM, 2 MiB aligned for AArch64: 0x08000000 on raspi4b, 0x48000000 on virt. 2 MiB are
+    kept free around it, as Xen and Linux map it in 2 MiB blocks."""
+    base = board.emulate.ram[0][0]
+    ram = parse_size(board.emulate.memory, "emulate.memory")
+    at = align_up(base + min(ram // 2, 128 * MiB))
+    return Span("QEMU's DTB", at, at + 2 * MiB)
+
+
+def place_modules(board: Board, build: dict[str, Any], files: dict[str, Path],
+                  xen: Path) -> tuple[list[Span], list[str]]:  # fmt: skip
+    """The build's own load addresses for the Dom0 kernel and initramfs, each moved up past
+    whatever QEMU occupies itself. Returns the placements and what had to move."""
+    wanted = {p["name"]: int(p["address"], 16) for p in build["layout"]}
+    busy = [qemu_kernel_span(board, xen), qemu_dtb_span(board)]
+    bank_start, bank_size = board.emulate.ram[0]
+    placed: list[Span] = []
+    notes: list[str] = []
+    for name, path in files.items():
+        addr = wanted[name]
+        size = path.stat().st_size
+        span = Span(name, addr, addr + size)
+        while clash := next((b for b in busy if b.overlaps(span)), None):
+            addr = align_up(clash.end)
+            span = Span(name, addr, addr + size)
+            notes.append(f"{name}: {wanted[name]:#x} collides with {clash.name} "
+                         f"({clash.start:#x}-{clash.end:#x}); moved to {addr:#x}")  # fmt: skip
+        if span.start < bank_start or span.end > bank_start + bank_size:
+            raise SystemExit(f"bench: {name} at {addr:#x} is outside the emulated RAM bank "
+                             f"{bank_start:#x}+{bank_size:#x}")  # fmt: skip
+        placed.append(span)
+        busy.append(span)
+    return placed, notes
+
+
+def direct_dtb(src: Path, dst: Path, xen_cmdline: str, dom0_cmdline: str,
+               modules: Sequence[tuple[Span, tuple[str, ...]]]) -> None:  # fmt: skip
+    """/chosen as docs/misc/arm/device-tree/booting.txt has it, written with libfdt here
+    rather than through xenkit, so the peer does not share xenkit's code paths."""
+    fdt = libfdt.Fdt(bytearray(src.read_bytes()))
+    fdt.resize(fdt.totalsize() + 8192)
+
+    def chosen() -> int:
+        # Offsets move with every edit: look the node up again each time.
+        return int(fdt.path_offset("/chosen"))
+
+    if fdt.path_offset("/chosen", (libfdt.NOTFOUND,)) < 0:
+        fdt.add_subnode(0, "chosen")
+    fdt.setprop_u32(chosen(), "#address-cells", 2)
+    fdt.setprop_u32(chosen(), "#size-cells", 2)
+    fdt.setprop_str(chosen(), "xen,xen-bootargs", xen_cmdline)
+    fdt.setprop_str(chosen(), "xen,dom0-bootargs", dom0_cmdline)
+    for span, compatible in modules:
+        node = fdt.add_subnode(chosen(), f"module@{span.start:x}")
+        fdt.setprop(node, "compatible", b"".join(c.encode() + b"\0" for c in compatible))
+        size = span.end - span.start
+        fdt.setprop(node, "reg", struct.pack(">IIII", span.start >> 32, span.start & 0xFFFFFFFF,
+                                             size >> 32, size & 0xFFFFFFFF))  # fmt: skip
+    fdt.pack()
+    dst.write_bytes(bytes(fdt.as_bytearray()))
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    argv: list[str]
+    console_log: Path
+    modules: list[Span]
+    notes: list[str]
+    dtb_at: Span
+
+
+def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
+    build = manifest(build_dir)
+    boot = build_dir / "boot"
+    xen = boot / XEN
+    files = {"kernel": boot / KERNEL, "ramdisk": boot / RAMDISK}
+    placed, notes = place_modules(board, build, files, xen)
+    work.mkdir(parents=True, exist_ok=True)
+    dtb = work / board.dtb_name
+    compat = {"kernel": ("multiboot,kernel", "multiboot,module"),
+              "ramdisk": ("multiboot,ramdisk", "multiboot,module")}  # fmt: skip
+    direct_dtb(build_dir / "emulate" / board.dtb_name, dtb, build["xen_cmdline"],
+               build["emulator_dom0_cmdline"], [(s, compat[s.name]) for s in placed])  # fmt: skip
+    console_log = work / "console.log"
+    argv = [shutil.which(emulate.QEMU) or emulate.QEMU, *emulate.machine_args(board),
+            "-display", "none", "-monitor", "none",
+            "-kernel", str(xen), "-dtb", str(dtb)]  # fmt: skip
+    for span in placed:
+        argv += ["-device", f"loader,file={files[span.name]},addr={span.start:#x},force-raw=on"]
+    # Ports before the console go nowhere; on raspi4b the console is the mini-UART (2nd).
+    argv += ["-serial", "null"] * board.emulate.console_serial
+    argv += ["-serial", "chardev:con",
+             "-chardev", f"stdio,id=con,signal=off,logfile={console_log}"]  # fmt: skip
+    return DirectPlan(argv, console_log, placed, notes, qemu_dtb_span(board))
+
+
+def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float,
+                echo: bool) -> Boot:  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+    t = time.monotonic()
+    plan = prepare_direct(board, build_dir, work)
+    prep = time.monotonic() - t
+    for note in plan.notes:
+        log(f"direct boot: {note}")
+    start = time.monotonic()
+    rec = Recorder(start, sys.stdout if echo else None)
+    proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        result = emulate.watch(timed_lines(proc.stdout, start, start + timeout), rec)  # type: ignore[arg-type]
+        if not result.ok and time.monotonic() - start >= timeout:
+            result.reason = f"no Dom0 banner within {timeout:.0f} s"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    boot = Boot(result.ok, result.reason, result.ready_at, rec.first(XEN_START), prep,
+                _xen_modules(rec), plan.console_log)  # fmt: skip
+    _check_module_addresses(plan, boot)
+    return boot
+
+
+def _check_module_addresses(plan: DirectPlan, boot: Boot) -> None:
+    """Xen prints where it found each module: compare with what was planned, so a wrong
+    guess about QEMU's placements shows up instead of silently skewing the peer."""
+    if not boot.modules:
+        return
+    for start, end, kind in boot.modules:
+        if kind.startswith("Device Tree") and not plan.dtb_at.start <= start < plan.dtb_at.end:
+            log(f"direct boot: Xen found the DTB at {start:#x}, not at {plan.dtb_at.start:#x} "
+                "as planned; check the module placement")  # fmt: skip
+        for span in plan.modules:
+            if start != span.start and Span(kind, start, end).overlaps(span):
+                log(f"direct boot: {kind} at {start:#x}-{end:#x} overlaps the {span.name}")
+
+
+# -- report -------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    metric: str
+    ours: list[float]
+    peer_name: str = ""
+    peer: list[float] = field(default_factory=list)
+
+
+def _med(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(rows: list[Row], runs: int) -> str:
+    stat = "median of " if runs > 1 else ""
+    head = ("metric", f"xenkit s ({stat}n)", "peer", "peer s", "ratio")
+    lines = [head]
+    for r in rows:
+        ours, peer = _med(r.ours), _med(r.peer)
+        ratio = f"{ours / peer:.2f}x" if ours is not None and peer else "-"
+        n = f" ({len(r.ours)})" if runs > 1 or len(r.ours) > 1 else ""
+        lines.append((r.metric, _fmt(ours) + n, r.peer_name or "-",
+                      _fmt(peer) if r.peer_name else "-", ratio))  # fmt: skip
+    width = [max(len(line[i]) for line in lines) for i in range(5)]
+    out = []
+    for i, line in enumerate(lines):
+        out.append(f"{line[0]:<{width[0]}}  {line[1]:>{width[1]}}  {line[2]:<{width[2]}}  "
+                   f"{line[3]:>{width[3]}}  {line[4]:>{width[4]}}".rstrip())  # fmt: skip
+        if i == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+# -- main ---------------------------------------------------------------------------------------
+def prime(board: Board, real: Path, work: Path) -> None:
+    """One ordinary build against the user's cache, only if it lacks this board's packages
+    or fresh indexes: afterwards a cold build needs no network."""
+    if (real / "debs").is_dir() and _debs_present(real, board) and _lists_fresh(real, board):
+        return
+    log(f"priming {real} with one normal build (downloads {board.name}'s packages)")
+    took = xenkit_build(board.name, work / "prime", None)
+    shutil.rmtree(work / "prime", ignore_errors=True)
+    log(f"priming build took {took:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--board", default="rpi4", choices=boards.available())
+    ap.add_argument("--runs", type=int, default=1, help="repetitions of each measurement")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds each boot may take")
+    ap.add_argument("--echo", action="store_true", help="show the emulated consoles")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--skip-builds", action="store_true",
+                    help="boot comparison only (still builds once, untimed)")  # fmt: skip
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    board = boards.load(args.board)
+    try:
+        emulate.check_qemu(board)
+    except XenkitError as exc:
+        sys.exit(f"bench: {exc}")
+
+    work = Path(tempfile.mkdtemp(prefix=f"xenkit-bench-{board.name}-"))
+    log(f"work directory {work}")
+    real = apt.cache_home()
+    cache = work / "cache"
+    out = work / "out"
+    rows: list[Row] = []
+    try:
+        prime(board, real, work)
+        private_cache(real, cache)
+        cold: list[float] = []
+        warm: list[float] = []
+        for run in range(args.runs):
+            if args.skip_builds and run:
+                break
+            clear_derived(cache)
+            shutil.rmtree(out, ignore_errors=True)
+            before = _snapshot(cache)
+            cold.append(xenkit_build(board.name, out, cache))
+            if _snapshot(cache) != before:
+                log("the cold build downloaded packages or refreshed indexes: it includes "
+                    "network time")  # fmt: skip
+            log(f"run {run + 1}: cold build {cold[-1]:.2f} s")
+            if args.skip_builds:
+                break
+            for extra in ([f"--xen-extra={XEN_CHANGE}"], []):
+                warm.append(xenkit_build(board.name, out, cache, extra))
+                cmdline = manifest(out)["xen_cmdline"]
+                # The change must reach the output, or the rebuild timed nothing.
+                if (XEN_CHANGE in cmdline.split()) != bool(extra):
+                    raise SystemExit(f"bench: rebuild with {extra} gave Xen {cmdline!r}")
+                log(f"run {run + 1}: warm rebuild ({'+' + XEN_CHANGE if extra else 'back'}) "
+                    f"{warm[-1]:.2f} s")  # fmt: skip
+        if not args.skip_builds:
+            rows.append(Row("cold build (debs cached)", cold))
+            rows.append(Row("warm rebuild, Xen cmdline changed", warm, "cold build", cold))
+
+        ours: list[Boot] = []
+        peer: list[Boot] = []
+        for run in range(args.runs):
+            # Alternate the order so neither path always runs on a warmer host.
+            order = ("xenkit", "direct") if run % 2 == 0 else ("direct", "xenkit")
+            for which in order:
+                if which == "xenkit":
+                    b = boot_xenkit(board, out, work / "run-xenkit", args.timeout, args.echo)
+                    ours.append(b)
+                else:
+                    b = boot_direct(board, out, work / "run-direct", args.timeout, args.echo)
+                    peer.append(b)
+                log(f"run {run + 1}: {which} boot: {b.reason}; Dom0 ready at {_fmt(b.ready)} s "
+                    f"(Xen from {_fmt(b.xen)} s)")  # fmt: skip
+                if not b.ok:
+                    raise SystemExit(f"bench: {which} boot failed ({b.reason}); "
+                                     f"console log {b.console}")
+        if peer and peer[0].modules:
+            log("direct boot, modules as Xen found them: " + ", ".join(
+                f"{k} {s:#x}-{e:#x}" for s, e, k in peer[0].modules))  # fmt: skip
+
+        def vals(boots: list[Boot], attr: str) -> list[float]:
+            return [v for b in boots if (v := getattr(b, attr)) is not None]
+
+        rows += [
+            Row("boot prep (xenkit: card copy; direct: DTB edit)", vals(ours, "prep"),
+                "direct QEMU", vals(peer, "prep")),
+            Row("QEMU start -> Xen's first line", vals(ours, "xen"), "direct QEMU",
+                vals(peer, "xen")),
+            Row("Xen's first line -> Dom0 ready", vals(ours, "xen_to_ready"), "direct QEMU",
+                vals(peer, "xen_to_ready")),
+            Row("QEMU start -> Dom0 ready", vals(ours, "ready"), "direct QEMU",
+                vals(peer, "ready")),
+        ]  # fmt: skip
+    except BaseException:
+        args.keep = True
+        raise
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    qemu = subprocess.run([emulate.QEMU, "--version"], capture_output=True, text=True,
+                          check=False).stdout.partition("\n")[0]  # fmt: skip
+    print()
+    print(f"xenkit build_and_boot: {board.description}, {args.runs} run(s), {qemu}, "
+          f"{os.cpu_count()} host CPUs")  # fmt: skip
+    print(table(rows, args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xenkit import deb
+from xenkit.apt import Apt, sha256
+from xenkit.errors import XenkitError
+
+pytestmark = pytest.mark.slow  # talks to the mirror the host's apt sources name
+
+
+@pytest.fixture(scope="module")
+def apt() -> Apt:
+    a = Apt("arm64")
+    a.update()
+    return a
+
+
+def test_metapackage_is_followed_to_the_kernel_package(apt: Apt) -> None:
+    pkg = apt.resolve("linux-image-arm64", follow="linux-image-")
+    assert pkg.name.startswith("linux-image-6.") and pkg.name.endswith("-arm64")
+    assert pkg.arch == "arm64" and len(pkg.sha256) == 64
+
+
+def test_fetch_verifies_and_caches_by_checksum(apt: Apt) -> None:
+    pkg = apt.resolve("busybox-static")
+    path = apt.fetch(pkg)
+    assert sha256(path) == pkg.sha256
+    assert path.name == pkg.filename
+    mtime = path.stat().st_mtime_ns
+    assert apt.fetch(pkg) == path and path.stat().st_mtime_ns == mtime
+
+
+def test_a_corrupt_cached_package_is_fetched_again(apt: Apt, tmp_path: Path) -> None:
+    pkg = apt.resolve("busybox-static")
+    copy = Apt("arm64", cache=tmp_path)
+    copy.debs.mkdir(parents=True)
+    (copy.debs / pkg.filename).write_bytes(b"x" * pkg.size)
+    assert sha256(copy.fetch(pkg)) == pkg.sha256
+
+
+def test_unknown_package_is_a_one_line_error(apt: Apt) -> None:
+    with pytest.raises(XenkitError, match="package no-such-pkg-xenkit not found for arm64"):
+        apt.resolve("no-such-pkg-xenkit")
+
+
+def test_files_come_out_of_the_package_by_pattern(apt: Apt, tmp_path: Path) -> None:
+    path = apt.fetch(apt.resolve("busybox-static"))
+    got = deb.extract(path, ["bin/busy*"], tmp_path)
+    assert got["bin/busy*"].read_bytes()[:4] == b"\x7fELF"
+    with pytest.raises(XenkitError, match="no file matching boot/nothing"):
+        deb.extract(path, ["boot/nothing"], tmp_path)

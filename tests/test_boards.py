@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from xenkit import boards
+from xenkit.errors import XenkitError
+
+
+def test_every_board_file_loads() -> None:
+    assert {"rpi4", "qemu-virt"} <= set(boards.available())
+    for name in boards.available():
+        board = boards.load(name)
+        assert board.name == name
+        assert board.default_ram in board.ram
+        assert {"xen", "kernel", "busybox", "uboot"} <= {f for p in board.packages for f in p.files}
+
+
+def test_rpi4_facts() -> None:
+    b = boards.load("rpi4")
+    assert b.xen_console == "serial1" and b.dma_bitsize == 30
+    assert set(b.ram) == {"1G", "2G", "4G", "8G"}
+    assert all(banks[0][0] == 0 and banks[0][1] < 1 << 30 for banks in b.ram.values())
+    assert sum(s for _, s in b.ram["8G"]) > 7 << 30
+    assert "enable_uart=1" in b.config_txt and "kernel=u-boot.bin" in b.config_txt
+    assert b.emulate.machine == "raspi4b" and b.emulate.console_serial == 1
+    assert b.load_limit == 1 << 30
+    assert not b.dtb_from_qemu
+
+
+def test_qemu_virt_takes_its_dtb_from_qemu() -> None:
+    b = boards.load("qemu-virt")
+    assert b.dtb_from_qemu
+    assert "virtualization=on" in b.emulate.machine and "gic-version=2" in b.emulate.machine
+
+
+def test_unknown_board_lists_the_known_ones() -> None:
+    with pytest.raises(XenkitError, match="unknown board 'rpi5': choose one of qemu-virt, rpi4"):
+        boards.load("rpi5")

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_spec
+from xenkit import build, dt, media, uboot
+from xenkit.errors import XenkitError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rpi4_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "rpi4"
+    build.build(make_spec(board="rpi4"), out)
+    return out
+
+
+def test_rpi4_build_has_a_manifest_with_versions_and_checksums(rpi4_build: Path) -> None:
+    m = json.loads((rpi4_build / "manifest.json").read_text())
+    names = {p["name"] for p in m["packages"]}
+    assert {"xen-hypervisor-4.17-arm64", "busybox-static", "u-boot-rpi", "raspi-firmware"} <= names
+    assert any(n.startswith("linux-image-6.") for n in names)
+    assert all(len(p["sha256"]) == 64 and p["version"] for p in m["packages"])
+    assert m["files"]["sd.img"]["size"] == (rpi4_build / "sd.img").stat().st_size
+
+
+def test_card_holds_the_boot_chain(rpi4_build: Path) -> None:
+    files = media.fat_list(rpi4_build / "sd.img")
+    assert {
+        "start4.elf",
+        "fixup4.dat",
+        "config.txt",
+        "u-boot.bin",
+        "boot.scr",
+        "xen",
+        "Image.gz",
+        "initrd.cpio.gz",
+        "bcm2711-rpi-4-b.dtb",
+    } <= set(files)
+    config = (rpi4_build / "boot/config.txt").read_text().split()
+    assert {"kernel=u-boot.bin", "arm_64bit=1", "enable_uart=1", "enable_gic=1"} <= set(config)
+
+
+def test_hardware_and_emulator_copies_differ_only_where_they_must(rpi4_build: Path) -> None:
+    hw = dt.DeviceTree.load(rpi4_build / "boot/bcm2711-rpi-4-b.dtb")
+    emu = dt.DeviceTree.load(rpi4_build / "emulate/bcm2711-rpi-4-b.dtb")
+    assert hw.enabled("/scb/ethernet@7d580000") and not emu.enabled("/scb/ethernet@7d580000")
+    hw_script = uboot.script_text((rpi4_build / "boot/boot.scr").read_bytes())
+    emu_script = uboot.script_text((rpi4_build / "emulate/boot.scr").read_bytes())
+    assert hw_script == (rpi4_build / "boot/boot.source").read_text()
+    assert "clk_ignore_unused" not in hw_script and "clk_ignore_unused" in emu_script
+
+
+def test_loads_stay_in_the_first_gib_and_clear_of_reserved(rpi4_build: Path) -> None:
+    m = json.loads((rpi4_build / "manifest.json").read_text())
+    spans = sorted((int(p["address"], 16), int(p["end"], 16)) for p in m["layout"])
+    for start, end in spans:
+        assert start % (2 << 20) == 0 and end <= 0x3C000000 - (64 << 20)
+        assert start >= 0x200000  # firmware page and U-Boot
+        assert end <= 0x2400000 or start >= 0x2600000  # boot.scr
+        assert end <= 0x8000000 or start >= 0x8200000  # QEMU's DTB
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_rebuild_needs_no_network(rpi4_build: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any attempt to reach the mirror now fails: apt and urllib both honour the proxy.
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    out = rpi4_build.parent / "again"
+    manifest = build.build(make_spec(board="rpi4", xen_extra="loglvl=all"), out)
+    assert manifest["xen_cmdline"].endswith("loglvl=all")
+    assert "loglvl=all" in (out / "boot/boot.source").read_text()
+
+
+def test_a_layout_that_cannot_fit_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    huge = tmp_path / "huge-Image"
+    with huge.open("wb") as f:
+        f.truncate(1100 << 20)  # sparse and all zeros: gzip makes it small, so force it raw
+    f_head = bytearray(64)
+    f_head[56:60] = b"ARM\x64"
+    f_head[16:24] = (1100 << 20).to_bytes(8, "little")
+    with huge.open("r+b") as f:
+        f.write(f_head)
+    out = tmp_path / "out"
+    with pytest.raises(XenkitError, match="boot modules do not fit: xen"):
+        build.build(make_spec(board="rpi4", xen_image=str(huge)), out)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["huge-Image"]
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        target = Path("/proc/xenkit-out")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        target = ro / "out"
+    with pytest.raises(XenkitError, match="cannot write to"):
+        build.build(make_spec(board="rpi4"), target)
+
+
+def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(XenkitError, match="non-empty directory xenkit did not build"):
+        build.build(make_spec(board="rpi4"), tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

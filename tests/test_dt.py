@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xenkit import boards, dt
+from xenkit.errors import XenkitError
+
+pytestmark = pytest.mark.slow  # the DTBs come from Debian's kernel package
+
+
+def _dts(blob: bytes, tmp: Path) -> str:
+    path = tmp / "t.dtb"
+    path.write_bytes(blob)
+    return subprocess.run(
+        ["dtc", "-q", "-I", "dtb", "-O", "dts", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def _node(dts: str, name: str) -> str:
+    start = dts.index(f"\t{name} {{")
+    return dts[start : dts.index("\n\t\t};", start)]
+
+
+def test_console_resolves_to_the_mini_uart_xen_drives(rpi4_dtb: Path) -> None:
+    tree = dt.DeviceTree.load(rpi4_dtb)
+    assert dt.console_uart(tree, "serial1") == ("/soc/serial@7e215040", "ns16550")
+    assert dt.console_uart(tree, "serial0") == ("/soc/serial@7e201000", "pl011")
+    assert tree.string("/chosen", "stdout-path") == "serial1:115200n8"
+    assert tree.mem_reserve() == [(0, 0x1000)]
+
+
+def test_a_console_that_is_not_a_uart_is_refused(rpi4_dtb: Path) -> None:
+    tree = dt.DeviceTree.load(rpi4_dtb)
+    with pytest.raises(XenkitError, match="not a UART Xen drives"):
+        dt.console_uart(tree, "/soc/mmc@7e300000")
+    with pytest.raises(XenkitError, match="neither a node nor an alias"):
+        dt.console_uart(tree, "serial7")
+
+
+def test_emulation_edits_read_back_with_dtc(rpi4_dtb: Path, tmp_path: Path) -> None:
+    tree = dt.DeviceTree.load(rpi4_dtb)
+    disabled = tree.disable_compatible(boards.load("rpi4").emulate.disable)
+    assert "/scb/ethernet@7d580000" in disabled
+    assert "/soc/interrupt-controller@7ef00100" in disabled
+    tree.set_string("/chosen", "xen,xen-bootargs", "console=dtuart dtuart=serial1")
+    dts = _dts(tree.to_bytes(), tmp_path)
+    assert 'status = "disabled";' in _node(dts, "ethernet@7d580000")
+    assert 'status = "disabled";' in _node(dts, "interrupt-controller@7ef00100")
+    assert 'status = "disabled";' not in _node(dts, "serial@7e215040")
+    assert 'xen,xen-bootargs = "console=dtuart dtuart=serial1";' in dts
+
+
+def test_the_original_dtb_is_untouched_by_edits_on_a_copy(rpi4_dtb: Path) -> None:
+    before = rpi4_dtb.read_bytes()
+    tree = dt.DeviceTree(before)
+    tree.disable_compatible(["brcm,bcm2711-genet-v5"])
+    assert rpi4_dtb.read_bytes() == before
+    assert dt.DeviceTree(before).enabled("/scb/ethernet@7d580000")
+
+
+@pytest.mark.parametrize("blob", [b"", b"not a dtb", b"\xd0\x0d\xfe\xed" + b"\0" * 12])
+def test_invalid_dtbs_give_one_line_errors(blob: bytes) -> None:
+    with pytest.raises(XenkitError, match="not a valid device tree blob") as err:
+        dt.DeviceTree(blob, "bad.dtb")
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_real_dtb_is_refused(rpi4_dtb: Path) -> None:
+    with pytest.raises(XenkitError, match="not a valid device tree"):
+        dt.DeviceTree(rpi4_dtb.read_bytes()[:1000])

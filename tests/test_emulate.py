@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_spec
+from xenkit import build, emulate
+from xenkit.initramfs import READY
+
+RECORDED = [
+    (0.5, "U-Boot 2023.01+dfsg-2+deb12u3"),
+    (13.7, "xenkit: starting Xen"),
+    (14.0, "(XEN) Xen version 4.17.7"),
+    (19.8, "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x410fd083]"),
+    (25.2, "[    5.444523] Run /init as init process"),
+    (25.9, f"{READY}: Xen 4.17.7, memory 475 MiB, 4 vCPUs, kernel 6.1.0-56-arm64"),
+    (26.0, "never read"),
+]
+
+
+def test_watch_times_each_phase_from_power_on() -> None:
+    result = emulate.watch(RECORDED)
+    assert result.ok and result.ready_at == 25.9
+    assert result.marks == {"U-Boot": 0.0, "Xen": 13.7, "Dom0 kernel": 19.8, "Dom0 userspace": 25.2}
+    table = result.table().splitlines()
+    assert table[1].split() == ["U-Boot", "0.0", "s", "13.7", "s"]
+    assert table[2].split() == ["Xen", "13.7", "s", "6.1", "s"]
+    assert table[-1].split()[:2] == ["Dom0", "ready"]
+
+
+def test_watch_stops_at_a_panic() -> None:
+    lines = [*RECORDED[:3], (15.0, "(XEN) Panic on CPU 0:"), *RECORDED[3:]]
+    result = emulate.watch(lines)
+    assert not result.ok and "Panic on CPU 0" in result.reason
+    assert "Dom0 kernel" not in result.marks
+
+
+def test_watch_reports_a_silent_end() -> None:
+    result = emulate.watch(RECORDED[:2])
+    assert not result.ok and "stopped before Dom0 came up" in result.reason
+
+
+def _boot(board: str, tmp: Path, **settings: object) -> tuple[int, str, str]:
+    out = tmp / board
+    build.build(make_spec(board=board, **settings), out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xenkit", "run", "--check", "--quiet", "--timeout", "300", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    return proc.returncode, proc.stdout, (out / "run/console.log").read_text(errors="replace")
+
+
+def _banks(console: str) -> list[tuple[int, int]]:
+    return [
+        (int(a, 16), int(b, 16))
+        for a, b in re.findall(r"BANK\[\d+\] 0x([0-9a-f]+)-0x([0-9a-f]+)", console)
+    ]
+
+
+@pytest.mark.slow
+def test_rpi4_boots_from_its_sd_image_to_dom0(tmp_path: Path) -> None:
+    code, out, console = _boot("rpi4", tmp_path)
+    assert code == 0, out + console[-3000:]
+    assert "Dom0 is up" in out
+    banner = re.search(r"Dom0 ready: Xen (4\.17[.\d]*), memory (\d+) MiB, (\d+) vCPUs", out)
+    assert banner, out
+    assert 400 < int(banner.group(2)) <= 512 and banner.group(3) == "4"
+    for phase in ("U-Boot", "Xen", "Dom0 kernel", "Dom0 userspace"):
+        assert re.search(rf"^{phase}\s+\d+\.\d s\s+\d+\.\d s$", out, re.M), out
+    # U-Boot found the script on the card, and Dom0 memory sits below the 1 GiB DMA limit.
+    assert "Found U-Boot script /boot.scr" in console
+    banks = _banks(console)
+    assert banks and all(end <= 1 << 30 for _, end in banks)
+    assert sum(end - start for start, end in banks) == 512 << 20
+
+
+@pytest.mark.slow
+def test_qemu_virt_boots_the_same_way(tmp_path: Path) -> None:
+    code, out, console = _boot("qemu-virt", tmp_path, dom0_mem="384M", dom0_vcpus=2)
+    assert code == 0, out + console[-3000:]
+    banner = re.search(r"Dom0 ready: Xen 4\.17[.\d]*, memory (\d+) MiB, (\d+) vCPUs", out)
+    assert banner, out
+    assert 300 < int(banner.group(1)) <= 384 and banner.group(2) == "2"
+    assert "Scanning virtio 0:1" in console and "Found U-Boot script /boot.scr" in console
+    assert sum(end - start for start, end in _banks(console)) == 384 << 20
+
+
+@pytest.mark.slow
+def test_a_broken_boot_fails_the_check(tmp_path: Path) -> None:
+    # A Dom0 too small for Debian's kernel and initramfs cannot reach userspace.
+    code, out, _ = _boot("qemu-virt", tmp_path, dom0_mem="32M")
+    assert code == 1
+    assert "Dom0 is up" not in out

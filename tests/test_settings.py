@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from xenkit import settings
+from xenkit.errors import XenkitError
+
+
+def test_command_line_beats_file_beats_default(tmp_path: Path) -> None:
+    cfg = tmp_path / "x.toml"
+    cfg.write_text('board = "qemu-virt"\ndom0-mem = "768M"\ndom0_vcpus = 2\n')
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    cli = vars(parser.parse_args(["--dom0-mem", "1G"]))
+    values = settings.resolve(settings.load_file(cfg), cli)
+    assert values["board"] == "qemu-virt"
+    assert values["dom0_mem"] == "1G"
+    assert values["dom0_vcpus"] == 2
+    assert values["root_size"] == "64M"
+
+
+def test_every_setting_is_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    flags = {a.option_strings[0] for a in parser._actions if a.option_strings}
+    assert {s.flag for s in settings.SETTINGS} <= flags
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dom0_memory = 1\n", "unknown setting 'dom0_memory'"),
+        ('dom0_vcpus = "two"\n', "dom0_vcpus must be an integer"),
+        ("board = \n", "config"),
+    ],
+)
+def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "x.toml"
+    cfg.write_text(text)
+    with pytest.raises(XenkitError, match=message) as err:
+        settings.load_file(cfg)
+    assert "\n" not in str(err.value)

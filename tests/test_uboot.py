@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xenkit import uboot
+from xenkit.layout import Placement
+
+
+def _mkimage(tmp: Path, text: bytes, *extra: str) -> bytes:
+    src, out = tmp / "in.txt", tmp / "out.scr"
+    src.write_bytes(text)
+    subprocess.run(
+        ["mkimage", "-A", "arm64", "-T", "script", "-C", "none", *extra, "-d", str(src), str(out)],
+        check=True,
+        capture_output=True,
+        env={"SOURCE_DATE_EPOCH": "1700000000"},
+    )
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "text", [b"echo hi\n", b"a", b"ab", b"abc", b"abcd", 'fdt set /chosen x "\u00e9"\n'.encode()]
+)
+def test_script_image_is_byte_identical_to_mkimage(tmp_path: Path, text: bytes) -> None:
+    assert uboot.script_image(text, timestamp=1700000000) == _mkimage(tmp_path, text)
+
+
+def test_name_load_and_entry_match_mkimage(tmp_path: Path) -> None:
+    ours = uboot.script_image(
+        b"boot\n", name="xenkit boot", load=0x2400000, entry=0x2400000, timestamp=1700000000
+    )
+    theirs = _mkimage(
+        tmp_path, b"boot\n", "-n", "xenkit boot", "-a", "0x2400000", "-e", "0x2400000"
+    )
+    assert ours == theirs
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(min_size=1, max_size=3000))  # mkimage refuses an empty file
+def test_random_scripts_match_mkimage(
+    tmp_path_factory: pytest.TempPathFactory, text: bytes
+) -> None:
+    tmp = tmp_path_factory.mktemp("mk")
+    assert uboot.script_image(text, timestamp=1700000000) == _mkimage(tmp, text)
+
+
+def test_script_text_round_trips_and_checks_crcs() -> None:
+    image = uboot.script_image("echo ok\n")
+    assert uboot.script_text(image) == "echo ok\n"
+    broken = bytearray(image)
+    broken[-1] ^= 1
+    with pytest.raises(ValueError, match="data CRC"):
+        uboot.script_text(bytes(broken))
+    broken = bytearray(image)
+    broken[20] ^= 1
+    with pytest.raises(ValueError, match="header CRC"):
+        uboot.script_text(bytes(broken))
+
+
+def test_mkimage_reads_our_image(tmp_path: Path) -> None:
+    path = tmp_path / "boot.scr"
+    path.write_bytes(uboot.script_image("echo ok\n"))
+    out = subprocess.run(
+        ["mkimage", "-l", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "AArch64 Linux Script" in out and "Image 0: 8 Bytes" in out
+
+
+def _placements() -> list[Placement]:
+    return [
+        Placement("xen", 0x200000, 0x140000, 0xF0000),
+        Placement("kernel", 0x400000, 0xAC0000, 0xAC09A1),
+        Placement("ramdisk", 0x1000000, 0xF2000, 0xF1322),
+        Placement("dtb", 0x1200000, 0x16B00 + 0x10000, 0x16B00),
+    ]
+
+
+def test_boot_script_loads_each_module_and_describes_it_in_chosen() -> None:
+    names = {"xen": "xen", "kernel": "Image.gz", "ramdisk": "initrd.cpio.gz", "dtb": "b.dtb"}
+    text = uboot.xen_boot_script(
+        names, _placements(), "console=dtuart dtuart=serial1", 'console=hvc0 a="b"', "t"
+    )
+    lines = text.splitlines()
+    loads = [line for line in lines if line.startswith("load ")]
+    assert loads == [
+        "load ${devtype} ${devnum}:${distro_bootpart} 0x200000 xen || exit",
+        "load ${devtype} ${devnum}:${distro_bootpart} 0x400000 Image.gz || exit",
+        "load ${devtype} ${devnum}:${distro_bootpart} 0x1000000 initrd.cpio.gz || exit",
+        "load ${devtype} ${devnum}:${distro_bootpart} 0x1200000 b.dtb || exit",
+    ]
+    assert 'fdt set /chosen xen,xen-bootargs "console=dtuart dtuart=serial1"' in lines
+    assert 'fdt set /chosen xen,dom0-bootargs "console=hvc0 a=\\"b\\""' in lines
+    assert 'fdt set /chosen/dom0 compatible "multiboot,kernel" "multiboot,module"' in lines
+    # reg is the file size, not the 2 MiB slot.
+    assert "fdt set /chosen/dom0 reg <0x0 0x400000 0x0 0xac09a1>" in lines
+    assert "fdt set /chosen/dom0-ramdisk reg <0x0 0x1000000 0x0 0xf1322>" in lines
+    assert lines.index("fdt addr 0x1200000") > lines.index(loads[-1])
+    assert lines[-1] == "booti 0x200000 - 0x1200000"
