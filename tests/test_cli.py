@@ -48,3 +48,18 @@ def test_info_reports_the_build(tmp_path: Path) -> None:
     assert {f for f in info["files"]} >= {"sd.img", "boot/boot.scr", "boot/xen"}
     text = xenkit("info", str(out)).stdout
     assert "xen-hypervisor-4.17-arm64" in text and "load layout" in text
+
+
+def test_missing_qemu_is_reported_with_the_package_to_install(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"board": "rpi4"}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "xenkit", "run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tmp_path)},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "xenkit: error: qemu-system-aarch64 not found: install qemu-system-arm "
+        "(from bookworm-backports) (scripts/install-system-deps.sh does it)"
+    )
