@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 try:
     import libfdt
@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets h
 XENKIT = [sys.executable, "-m", "xenkit"]
 # The first line Xen prints, in either boot path: the start of the Xen phase.
 XEN_START = re.compile(r"^\(XEN\) ")
-XEN_MODULE = re.compile(r"MODULE\[\d+\]:\s+([0-9a-fA-F]+)\s+-\s+([0-9a-fA-F]+)\s+(.+?)\s*$")
+MONITOR_WORDS = re.compile(r"^([0-9a-f]{16}): 0x([0-9a-f]{8}) 0x([0-9a-f]{8})", re.M)
 # The Xen command line change the warm rebuild alternates with the board's own.
 XEN_CHANGE = "loglvl=all"
 # Kept in the private cache: what a cold build may reuse (the downloads and apt's indexes).
@@ -74,19 +74,15 @@ def _debs_present(cache: Path, board: Board) -> bool:
     what it follows for metapackages (linux-image-arm64 -> linux-image-6.1...)."""
     names = [p.name for p in (cache / "debs").glob("*.deb")]
     return all(
-        any(n.startswith(ref.follow or f"{ref.name}_") for n in names)
-        for ref in board.packages
+        any(n.startswith(ref.follow or f"{ref.name}_") for n in names) for ref in board.packages
     )
 
 
 def _snapshot(cache: Path) -> dict[str, float]:
-    """mtimes of the downloads and apt indexes, to tell whether a build went to the network."""
-    out: dict[str, float] = {}
-    for sub in KEPT:
-        for p in (cache / sub).rglob("*"):
-            if p.is_file() and "/partial/" not in str(p):
-                out[str(p.relative_to(cache))] = p.stat().st_mtime
-    return out
+    """mtimes of the downloads and apt indexes, to tell whether a build went to the network
+    (xenkit touches apt's status file and apt its pkgcache on every build: not those)."""
+    files = [*(cache / "debs").glob("*.deb"), *(cache / "apt").glob("*/state/lists/*_*")]
+    return {str(p.relative_to(cache)): p.stat().st_mtime for p in files if p.is_file()}
 
 
 def _link_or_copy(src: str, dst: str) -> object:
@@ -98,9 +94,9 @@ def _link_or_copy(src: str, dst: str) -> object:
 
 
 def private_cache(real: Path, dest: Path) -> None:
-    # .debs are only read or replaced by rename, so hardlinks are safe and cost no space;
-    # apt rewrites its indexes and pkgcache in place, so those are copied (with mtimes, since
-    # xenkit decides from their age whether to refresh them).
+    # xenkit only reads a .deb or replaces it by rename, so hardlinks are safe and cost no
+    # space. apt's directory is small and both apt and xenkit write into it: a real copy,
+    # mtimes kept, since xenkit refreshes indexes by their age.
     shutil.copytree(real / "debs", dest / "debs", copy_function=_link_or_copy)
     shutil.copytree(real / "apt", dest / "apt", copy_function=shutil.copy2)
 
@@ -159,8 +155,7 @@ class Recorder(io.StringIO):
         return next((t for t, line in self.lines if pattern.search(line)), None)
 
 
-def timed_lines(stream: io.BufferedReader, start: float,
-                deadline: float) -> Iterator[tuple[float, str]]:  # fmt: skip
+def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tuple[float, str]]:
     fd = stream.fileno()
     os.set_blocking(fd, False)
     buf = ""
@@ -187,36 +182,24 @@ class Boot:
     ready: float | None  # QEMU start -> Dom0 banner
     xen: float | None  # QEMU start -> Xen's first line
     prep: float  # seconds before QEMU starts (card copy, DTB edit)
-    modules: list[tuple[int, int, str]] = field(default_factory=list)
-    console: Path | None = None
+    console: Path
 
     @property
     def xen_to_ready(self) -> float | None:
         return None if self.ready is None or self.xen is None else self.ready - self.xen
 
 
-def _xen_modules(rec: Recorder) -> list[tuple[int, int, str]]:
-    found = []
-    for _, line in rec.lines:
-        m = XEN_MODULE.search(line)
-        if m and line.startswith("(XEN)"):
-            found.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3)))
-    return found
-
-
 # -- the xenkit path ----------------------------------------------------------------------------
-def boot_xenkit(board: Board, build_dir: Path, work: Path, timeout: float,
-                echo: bool) -> Boot:  # fmt: skip
+def boot_xenkit(board: Board, build_dir: Path, work: Path, timeout: float, echo: bool) -> Boot:
     shutil.rmtree(work, ignore_errors=True)
     t = time.monotonic()
-    plan = emulate.prepare(board, build_dir, work)
+    plan = emulate.prepare(board, board.default_ram, build_dir, work)
     prep = time.monotonic() - t
     # check() takes its own start just after this: the two clocks differ by microseconds.
     rec = Recorder(time.monotonic(), sys.stdout if echo else None)
     result = emulate.check(plan, timeout, rec)
     xen = rec.first(XEN_START)
-    return Boot(result.ok, result.reason, result.ready_at, xen, prep, _xen_modules(rec),
-                plan.console_log)  # fmt: skip
+    return Boot(result.ok, result.reason, result.ready_at, xen, prep, plan.console_log)
 
 
 # -- the direct peer ----------------------------------------------------------------------------
@@ -234,11 +217,12 @@ def align_up(n: int, align: int = 2 * MiB) -> int:
     return (n + align - 1) // align * align
 
 
-def qemu_kernel_span(board: Board, xen: Path) -> Span:
-    """Where QEMU's arm boot loader puts an arm64 Image given as -kernel (hw/arm/boot.c,
-    load_aarch64_image): RAM base + text_offset, moved up 2 MiB if that is below 4 KiB (its
-    own boot stub lives there), or RAM base + 0x80000 for headers without an image_size."""
-    base = board.emulate.ram[0][0]
+def qemu_kernel_load(board: Board, xen: Path) -> tuple[int, int]:
+    """(address, loaded size) QEMU's arm boot loader gives an arm64 Image passed as -kernel
+    (hw/arm/boot.c, load_aarch64_image): RAM base + text_offset, moved up 2 MiB if that is
+    below 4 KiB (its own boot stub lives there), or RAM base + 0x80000 for an old header
+    without image_size. Debian's Xen 4.17: 0x200000 on raspi4b, 0x40200000 on virt."""
+    base = board.emulated_ram(board.default_ram)[0][0]
     head = xen.read_bytes()[:64]
     size = xen.stat().st_size
     offset = 0x80000
@@ -247,27 +231,39 @@ def qemu_kernel_span(board: Board, xen: Path) -> Span:
         if image_size:
             offset = text_offset + (2 * MiB if text_offset < 4096 else 0)
             size = max(size, image_size)
-    # From the RAM base on: the stub QEMU writes there, and with firmware, QEMU's DTB too.
-    return Span("Xen (QEMU -kernel) and QEMU's boot stub", base, base + offset + size)
+    return base + offset, size
+
+
+def qemu_kernel_span(board: Board, xen: Path) -> Span:
+    # From the RAM base on: the stub QEMU writes there (and, when it boots firmware rather
+    # than a kernel, its DTB), then Xen including the BSS its header counts.
+    addr, size = qemu_kernel_load(board, xen)
+    return Span(
+        "Xen (QEMU -kernel) and QEMU's boot stub",
+        board.emulated_ram(board.default_ram)[0][0],
+        addr + size,
+    )
 
 
 def qemu_dtb_span(board: Board) -> Span:
-    """QEMU places the DTB after the (absent) initrd, which it puts min(RAM/2, 128 MiB) into
-    RAM, 2 MiB aligned for AArch64: 0x08000000 on raspi4b, 0x48000000 on virt. 2 MiB are
-    kept free around it, as Xen and Linux map it in 2 MiB blocks."""
-    base = board.emulate.ram[0][0]
-    ram = parse_size(board.emulate.memory, "emulate.memory")
+    """With -kernel, QEMU places the DTB after the (here absent) initrd, which it puts
+    min(RAM/2, 128 MiB) into RAM, 2 MiB aligned for AArch64: 0x08000000 on raspi4b and
+    0x48000000 on virt (not the RAM base: that is where it goes with -bios). 2 MiB are kept
+    free, as Xen and Linux map it in 2 MiB blocks."""
+    base = board.emulated_ram(board.default_ram)[0][0]
+    ram = parse_size(board.emulated_memory(board.default_ram), "emulate.memory")
     at = align_up(base + min(ram // 2, 128 * MiB))
     return Span("QEMU's DTB", at, at + 2 * MiB)
 
 
-def place_modules(board: Board, build: dict[str, Any], files: dict[str, Path],
-                  xen: Path) -> tuple[list[Span], list[str]]:  # fmt: skip
+def place_modules(
+    board: Board, build: dict[str, Any], files: dict[str, Path], xen: Path
+) -> tuple[list[Span], list[str]]:
     """The build's own load addresses for the Dom0 kernel and initramfs, each moved up past
     whatever QEMU occupies itself. Returns the placements and what had to move."""
     wanted = {p["name"]: int(p["address"], 16) for p in build["layout"]}
     busy = [qemu_kernel_span(board, xen), qemu_dtb_span(board)]
-    bank_start, bank_size = board.emulate.ram[0]
+    bank_start, bank_size = board.emulated_ram(board.default_ram)[0]
     placed: list[Span] = []
     notes: list[str] = []
     for name, path in files.items():
@@ -277,18 +273,27 @@ def place_modules(board: Board, build: dict[str, Any], files: dict[str, Path],
         while clash := next((b for b in busy if b.overlaps(span)), None):
             addr = align_up(clash.end)
             span = Span(name, addr, addr + size)
-            notes.append(f"{name}: {wanted[name]:#x} collides with {clash.name} "
-                         f"({clash.start:#x}-{clash.end:#x}); moved to {addr:#x}")  # fmt: skip
+            notes.append(
+                f"{name}: {wanted[name]:#x} collides with {clash.name} "
+                f"({clash.start:#x}-{clash.end:#x}); moved to {addr:#x}"
+            )
         if span.start < bank_start or span.end > bank_start + bank_size:
-            raise SystemExit(f"bench: {name} at {addr:#x} is outside the emulated RAM bank "
-                             f"{bank_start:#x}+{bank_size:#x}")  # fmt: skip
+            raise SystemExit(
+                f"bench: {name} at {addr:#x} is outside the emulated RAM bank "
+                f"{bank_start:#x}+{bank_size:#x}"
+            )
         placed.append(span)
         busy.append(span)
     return placed, notes
 
 
-def direct_dtb(src: Path, dst: Path, xen_cmdline: str, dom0_cmdline: str,
-               modules: Sequence[tuple[Span, tuple[str, ...]]]) -> None:  # fmt: skip
+def direct_dtb(
+    src: Path,
+    dst: Path,
+    xen_cmdline: str,
+    dom0_cmdline: str,
+    modules: Sequence[tuple[Span, tuple[str, ...]]],
+) -> None:
     """/chosen as docs/misc/arm/device-tree/booting.txt has it, written with libfdt here
     rather than through xenkit, so the peer does not share xenkit's code paths."""
     fdt = libfdt.Fdt(bytearray(src.read_bytes()))
@@ -308,19 +313,39 @@ def direct_dtb(src: Path, dst: Path, xen_cmdline: str, dom0_cmdline: str,
         node = fdt.add_subnode(chosen(), f"module@{span.start:x}")
         fdt.setprop(node, "compatible", b"".join(c.encode() + b"\0" for c in compatible))
         size = span.end - span.start
-        fdt.setprop(node, "reg", struct.pack(">IIII", span.start >> 32, span.start & 0xFFFFFFFF,
-                                             size >> 32, size & 0xFFFFFFFF))  # fmt: skip
+        fdt.setprop(
+            node,
+            "reg",
+            struct.pack(
+                ">IIII", span.start >> 32, span.start & 0xFFFFFFFF, size >> 32, size & 0xFFFFFFFF
+            ),
+        )
     fdt.pack()
     dst.write_bytes(bytes(fdt.as_bytearray()))
 
 
 @dataclass(frozen=True)
 class DirectPlan:
-    argv: list[str]
+    machine: list[str]  # QEMU, the machine, Xen, the DTB and the modules: no console
+    console_serial: int
     console_log: Path
-    modules: list[Span]
     notes: list[str]
-    dtb_at: Span
+    # address -> the bytes QEMU should have put there, for verify_placement()
+    expect: dict[int, bytes]
+
+    @property
+    def argv(self) -> list[str]:
+        # Ports before the console go nowhere; on raspi4b the console is the mini-UART (2nd).
+        return [
+            *self.machine,
+            "-monitor",
+            "none",
+            *["-serial", "null"] * self.console_serial,
+            "-serial",
+            "chardev:con",
+            "-chardev",
+            f"stdio,id=con,signal=off,logfile={self.console_log}",
+        ]
 
 
 def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
@@ -331,25 +356,60 @@ def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
     placed, notes = place_modules(board, build, files, xen)
     work.mkdir(parents=True, exist_ok=True)
     dtb = work / board.dtb_name
-    compat = {"kernel": ("multiboot,kernel", "multiboot,module"),
-              "ramdisk": ("multiboot,ramdisk", "multiboot,module")}  # fmt: skip
-    direct_dtb(build_dir / "emulate" / board.dtb_name, dtb, build["xen_cmdline"],
-               build["emulator_dom0_cmdline"], [(s, compat[s.name]) for s in placed])  # fmt: skip
+    compat = {
+        "kernel": ("multiboot,kernel", "multiboot,module"),
+        "ramdisk": ("multiboot,ramdisk", "multiboot,module"),
+    }
+    direct_dtb(
+        build_dir / "emulate" / board.dtb_name,
+        dtb,
+        build["xen_cmdline"],
+        build["emulator_dom0_cmdline"],
+        [(s, compat[s.name]) for s in placed],
+    )
     console_log = work / "console.log"
-    argv = [shutil.which(emulate.QEMU) or emulate.QEMU, *emulate.machine_args(board),
-            "-display", "none", "-monitor", "none",
-            "-kernel", str(xen), "-dtb", str(dtb)]  # fmt: skip
+    machine = [
+        shutil.which(emulate.QEMU) or emulate.QEMU,
+        *emulate.machine_args(board, board.default_ram),
+        "-display",
+        "none",
+        "-kernel",
+        str(xen),
+        "-dtb",
+        str(dtb),
+    ]
     for span in placed:
-        argv += ["-device", f"loader,file={files[span.name]},addr={span.start:#x},force-raw=on"]
-    # Ports before the console go nowhere; on raspi4b the console is the mini-UART (2nd).
-    argv += ["-serial", "null"] * board.emulate.console_serial
-    argv += ["-serial", "chardev:con",
-             "-chardev", f"stdio,id=con,signal=off,logfile={console_log}"]  # fmt: skip
-    return DirectPlan(argv, console_log, placed, notes, qemu_dtb_span(board))
+        machine += ["-device", f"loader,file={files[span.name]},addr={span.start:#x},force-raw=on"]
+    expect = {
+        qemu_kernel_load(board, xen)[0]: xen.read_bytes()[:8],
+        qemu_dtb_span(board).start: dtb.read_bytes()[:4],
+    }
+    expect.update({s.start: files[s.name].read_bytes()[:8] for s in placed})
+    return DirectPlan(machine, board.emulate.console_serial, console_log, notes, expect)
 
 
-def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float,
-                echo: bool) -> Boot:  # fmt: skip
+def verify_placement(plan: DirectPlan) -> list[str]:
+    """Start the direct boot's QEMU paused and read guest memory through the monitor: Xen,
+    the DTB and both modules must sit where the plan assumes, or the peer is not what it
+    claims to be. Returns the mismatches."""
+    argv = [*plan.machine, "-S", "-monitor", "stdio", "-serial", "null"]
+    script = "".join(f"xp /2wx {addr:#x}\n" for addr in plan.expect) + "quit\n"
+    proc = subprocess.run(
+        argv, input=script, capture_output=True, text=True, timeout=60, check=False
+    )
+    seen = {
+        int(a, 16): struct.pack("<II", int(w0, 16), int(w1, 16))
+        for a, w0, w1 in MONITOR_WORDS.findall(proc.stdout.replace("\r", ""))
+    }
+    bad = []
+    for addr, want in plan.expect.items():
+        got = seen.get(addr)
+        if got is None or got[: len(want)] != want:
+            bad.append(f"{addr:#x}: expected {want.hex()}, QEMU has {got.hex() if got else '?'}")
+    return bad
+
+
+def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float, echo: bool) -> Boot:
     shutil.rmtree(work, ignore_errors=True)
     t = time.monotonic()
     plan = prepare_direct(board, build_dir, work)
@@ -358,11 +418,12 @@ def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float,
         log(f"direct boot: {note}")
     start = time.monotonic()
     rec = Recorder(start, sys.stdout if echo else None)
-    proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     assert proc.stdout is not None
     try:
-        result = emulate.watch(timed_lines(proc.stdout, start, start + timeout), rec)  # type: ignore[arg-type]
+        result = emulate.watch(timed_lines(proc.stdout, start, start + timeout), rec)
         if not result.ok and time.monotonic() - start >= timeout:
             result.reason = f"no Dom0 banner within {timeout:.0f} s"
     finally:
@@ -372,24 +433,9 @@ def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    boot = Boot(result.ok, result.reason, result.ready_at, rec.first(XEN_START), prep,
-                _xen_modules(rec), plan.console_log)  # fmt: skip
-    _check_module_addresses(plan, boot)
-    return boot
-
-
-def _check_module_addresses(plan: DirectPlan, boot: Boot) -> None:
-    """Xen prints where it found each module: compare with what was planned, so a wrong
-    guess about QEMU's placements shows up instead of silently skewing the peer."""
-    if not boot.modules:
-        return
-    for start, end, kind in boot.modules:
-        if kind.startswith("Device Tree") and not plan.dtb_at.start <= start < plan.dtb_at.end:
-            log(f"direct boot: Xen found the DTB at {start:#x}, not at {plan.dtb_at.start:#x} "
-                "as planned; check the module placement")  # fmt: skip
-        for span in plan.modules:
-            if start != span.start and Span(kind, start, end).overlaps(span):
-                log(f"direct boot: {kind} at {start:#x}-{end:#x} overlaps the {span.name}")
+    return Boot(
+        result.ok, result.reason, result.ready_at, rec.first(XEN_START), prep, plan.console_log
+    )
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -409,23 +455,32 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def table(rows: list[Row], runs: int) -> str:
-    stat = "median of " if runs > 1 else ""
-    head = ("metric", f"xenkit s ({stat}n)", "peer", "peer s", "ratio")
-    lines = [head]
+def table(rows: list[Row]) -> str:
+    lines = [("metric", "xenkit s", "peer", "peer s", "ratio", "n")]
     for r in rows:
         ours, peer = _med(r.ours), _med(r.peer)
         ratio = f"{ours / peer:.2f}x" if ours is not None and peer else "-"
-        n = f" ({len(r.ours)})" if runs > 1 or len(r.ours) > 1 else ""
-        lines.append((r.metric, _fmt(ours) + n, r.peer_name or "-",
-                      _fmt(peer) if r.peer_name else "-", ratio))  # fmt: skip
-    width = [max(len(line[i]) for line in lines) for i in range(5)]
+        lines.append(
+            (
+                r.metric,
+                _fmt(ours),
+                r.peer_name or "-",
+                _fmt(peer) if r.peer_name else "-",
+                ratio,
+                str(len(r.ours)),
+            )
+        )
+    width = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    left = (True, False, True, False, False, False)
     out = []
     for i, line in enumerate(lines):
-        out.append(f"{line[0]:<{width[0]}}  {line[1]:>{width[1]}}  {line[2]:<{width[2]}}  "
-                   f"{line[3]:>{width[3]}}  {line[4]:>{width[4]}}".rstrip())  # fmt: skip
+        cells = [
+            f"{c:<{w}}" if lft else f"{c:>{w}}" for c, w, lft in zip(line, width, left, strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
         if i == 0:
             out.append("-" * len(out[0]))
+    out.append("seconds are medians of n samples; ratio = xenkit / peer")
     return "\n".join(out)
 
 
@@ -448,8 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds each boot may take")
     ap.add_argument("--echo", action="store_true", help="show the emulated consoles")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--skip-builds", action="store_true",
-                    help="boot comparison only (still builds once, untimed)")  # fmt: skip
+    ap.add_argument(
+        "--skip-builds",
+        action="store_true",
+        help="boot comparison only (still builds once, untimed)",
+    )
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -478,8 +536,10 @@ def main(argv: list[str] | None = None) -> int:
             before = _snapshot(cache)
             cold.append(xenkit_build(board.name, out, cache))
             if _snapshot(cache) != before:
-                log("the cold build downloaded packages or refreshed indexes: it includes "
-                    "network time")  # fmt: skip
+                log(
+                    "the cold build downloaded packages or refreshed indexes: it includes "
+                    "network time"
+                )
             log(f"run {run + 1}: cold build {cold[-1]:.2f} s")
             if args.skip_builds:
                 break
@@ -489,12 +549,21 @@ def main(argv: list[str] | None = None) -> int:
                 # The change must reach the output, or the rebuild timed nothing.
                 if (XEN_CHANGE in cmdline.split()) != bool(extra):
                     raise SystemExit(f"bench: rebuild with {extra} gave Xen {cmdline!r}")
-                log(f"run {run + 1}: warm rebuild ({'+' + XEN_CHANGE if extra else 'back'}) "
-                    f"{warm[-1]:.2f} s")  # fmt: skip
+                log(
+                    f"run {run + 1}: warm rebuild ({'+' + XEN_CHANGE if extra else 'back'}) "
+                    f"{warm[-1]:.2f} s"
+                )
         if not args.skip_builds:
             rows.append(Row("cold build (debs cached)", cold))
             rows.append(Row("warm rebuild, Xen cmdline changed", warm, "cold build", cold))
 
+        probe = prepare_direct(board, out, work / "probe")
+        if bad := verify_placement(probe):
+            raise SystemExit("bench: the direct boot's memory is not as planned: " + "; ".join(bad))
+        log(
+            "direct boot: QEMU holds Xen, the DTB and the modules where planned: "
+            + ", ".join(f"{a:#x}" for a in sorted(probe.expect))
+        )
         ours: list[Boot] = []
         peer: list[Boot] = []
         for run in range(args.runs):
@@ -507,28 +576,41 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     b = boot_direct(board, out, work / "run-direct", args.timeout, args.echo)
                     peer.append(b)
-                log(f"run {run + 1}: {which} boot: {b.reason}; Dom0 ready at {_fmt(b.ready)} s "
-                    f"(Xen from {_fmt(b.xen)} s)")  # fmt: skip
+                log(
+                    f"run {run + 1}: {which} boot: {b.reason}; Dom0 ready at {_fmt(b.ready)} s "
+                    f"(Xen from {_fmt(b.xen)} s)"
+                )
                 if not b.ok:
-                    raise SystemExit(f"bench: {which} boot failed ({b.reason}); "
-                                     f"console log {b.console}")
-        if peer and peer[0].modules:
-            log("direct boot, modules as Xen found them: " + ", ".join(
-                f"{k} {s:#x}-{e:#x}" for s, e, k in peer[0].modules))  # fmt: skip
+                    raise SystemExit(
+                        f"bench: {which} boot failed ({b.reason}); console log {b.console}"
+                    )
 
         def vals(boots: list[Boot], attr: str) -> list[float]:
             return [v for b in boots if (v := getattr(b, attr)) is not None]
 
         rows += [
-            Row("boot prep (xenkit: card copy; direct: DTB edit)", vals(ours, "prep"),
-                "direct QEMU", vals(peer, "prep")),
-            Row("QEMU start -> Xen's first line", vals(ours, "xen"), "direct QEMU",
-                vals(peer, "xen")),
-            Row("Xen's first line -> Dom0 ready", vals(ours, "xen_to_ready"), "direct QEMU",
-                vals(peer, "xen_to_ready")),
-            Row("QEMU start -> Dom0 ready", vals(ours, "ready"), "direct QEMU",
-                vals(peer, "ready")),
-        ]  # fmt: skip
+            Row(
+                "boot prep (xenkit: card copy; direct: DTB edit)",
+                vals(ours, "prep"),
+                "direct QEMU",
+                vals(peer, "prep"),
+            ),
+            Row(
+                "QEMU start -> Xen's first line",
+                vals(ours, "xen"),
+                "direct QEMU",
+                vals(peer, "xen"),
+            ),
+            Row(
+                "Xen's first line -> Dom0 ready",
+                vals(ours, "xen_to_ready"),
+                "direct QEMU",
+                vals(peer, "xen_to_ready"),
+            ),
+            Row(
+                "QEMU start -> Dom0 ready", vals(ours, "ready"), "direct QEMU", vals(peer, "ready")
+            ),
+        ]
     except BaseException:
         args.keep = True
         raise
@@ -538,12 +620,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    qemu = subprocess.run([emulate.QEMU, "--version"], capture_output=True, text=True,
-                          check=False).stdout.partition("\n")[0]  # fmt: skip
+    qemu = subprocess.run(
+        [emulate.QEMU, "--version"], capture_output=True, text=True, check=False
+    ).stdout.partition("\n")[0]
     print()
-    print(f"xenkit build_and_boot: {board.description}, {args.runs} run(s), {qemu}, "
-          f"{os.cpu_count()} host CPUs")  # fmt: skip
-    print(table(rows, args.runs))
+    print(
+        f"xenkit build_and_boot: {board.description}, {args.runs} run(s), {qemu}, "
+        f"{os.cpu_count()} host CPUs"
+    )
+    print(table(rows))
     return 0
 
 

@@ -104,7 +104,9 @@ class Apt:
             self.root / "cache" / "archives" / "partial",
         ):
             d.mkdir(parents=True, exist_ok=True)
-        (self.root / "state" / "status").touch()
+        status = self.root / "state" / "status"
+        if not status.exists():
+            status.touch()
         sources = etc / "sources.list"
         changed = not sources.exists() or sources.read_text() != text
         if changed:

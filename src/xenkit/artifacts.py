@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +26,29 @@ class Artifacts:
 
 
 def _extracted(pkg: Package, debfile: Path, patterns: dict[str, str]) -> dict[str, Path]:
-    """Files of one package, extracted once into the cache under the package's SHA256."""
+    """Files of one package, extracted into the cache under the package's SHA256. Boards
+    want different files of the same package: each is extracted once and indexed, and the
+    index is replaced atomically, so builds for several boards share one cache."""
     dest = cache_home() / "files" / pkg.sha256
-    stamp = dest / ".complete"
-    wanted = sorted(patterns.values())
-    if not stamp.exists() or stamp.read_text().splitlines() != wanted:
-        shutil.rmtree(dest, ignore_errors=True)
-        by_pattern = deb.extract(debfile, wanted, dest)
-        (dest / ".paths").write_text(
-            "\n".join(f"{p}\t{by_pattern[p].relative_to(dest)}" for p in wanted)
-        )
-        stamp.write_text("\n".join(wanted))
-    paths = dict(line.split("\t") for line in (dest / ".paths").read_text().splitlines())
-    return {role: dest / paths[pattern] for role, pattern in patterns.items()}
+    index_path = dest / "index.json"
+    index: dict[str, str] = {}
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+    missing = sorted(
+        {p for p in patterns.values() if p not in index or not (dest / index[p]).exists()}
+    )
+    if missing:
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".x-") as tmp:
+            for pattern, path in deb.extract(debfile, missing, Path(tmp)).items():
+                rel = path.relative_to(tmp)
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                path.replace(dest / rel)
+                index[pattern] = str(rel)
+        partial = index_path.with_suffix(f".{os.getpid()}")
+        partial.write_text(json.dumps(index, indent=1, sort_keys=True))
+        partial.replace(index_path)
+    return {role: dest / index[pattern] for role, pattern in patterns.items()}
 
 
 def gzipped(path: Path) -> Path:
@@ -75,5 +88,5 @@ def gather(spec: SystemSpec) -> Artifacts:
         files.update(_extracted(pkg, apt.fetch(pkg), patterns))
     files.update(overrides)
     if board.dtb_from_qemu:
-        files["dtb"] = emulate.dumped_dtb(board)
+        files["dtb"] = emulate.dumped_dtb(board, spec.ram)
     return Artifacts(files, tuple(packages), overrides)

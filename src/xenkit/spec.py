@@ -61,7 +61,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     vcpus = int(values["dom0_vcpus"])
     if not 0 <= vcpus <= board.cpus:
         raise XenkitError(
-            f"dom0_vcpus={vcpus}: {board.name} has {board.cpus} CPUs; give 1..{board.cpus}"
+            f"dom0_vcpus={vcpus}: {board.name} has {board.cpus} CPUs; give 0 (all) to {board.cpus}"
         )
     xen_cmdline = values["xen_cmdline"] or xen.xen_cmdline(
         board.xen_console, board.xen_cmdline, dom0_mem, vcpus, values["xen_extra"]
