@@ -26,3 +26,26 @@ def rpi4_dtb(rpi4_artifacts: Artifacts) -> Path:
 @pytest.fixture(scope="session")
 def busybox(rpi4_artifacts: Artifacts) -> bytes:
     return rpi4_artifacts.files["busybox"].read_bytes()
+
+
+@pytest.fixture(scope="session")
+def kernel_dtbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Device trees shipped by Debian's arm64 kernel package, by name (vendor/board)."""
+    from xenkit import deb
+    from xenkit.apt import Apt
+
+    apt = Apt("arm64")
+    apt.update()
+    pkg = apt.fetch(apt.resolve("linux-image-arm64", follow="linux-image-"))
+    names = [
+        "broadcom/bcm2711-rpi-4-b",
+        "broadcom/bcm2711-rpi-400",
+        "broadcom/bcm2711-rpi-cm4-io",
+        "freescale/imx8mq-evk",
+        "arm/juno",
+        "rockchip/rk3399-rockpro64",
+    ]
+    got = deb.extract(
+        pkg, [f"usr/lib/linux-image-*/{n}.dtb" for n in names], tmp_path_factory.mktemp("dtbs")
+    )
+    return {n: got[f"usr/lib/linux-image-*/{n}.dtb"] for n in names}

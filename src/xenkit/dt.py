@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import libfdt
@@ -175,3 +176,182 @@ def console_uart(tree: DeviceTree, ref: str) -> tuple[str, str]:
         f"console {ref} ({path}, {', '.join(compats) or 'no compatible'}) is not a UART Xen "
         "drives: pick another alias for xen_console"
     )
+
+
+# -- address translation --------------------------------------------------------------------
+# Devicetree spec 0.4, 2.3.5-2.3.9: a node's `reg` is in its parent bus's address space
+# (#address-cells/#size-cells of the parent, defaults 2 and 1); `ranges` on a bus maps its
+# children's addresses to the bus's parent (absent: not memory-mapped; empty: identity);
+# `dma-ranges` maps what bus masters below it emit to the parent's space. As Linux does
+# (of_dma_get_range), a bus without dma-ranges inherits the nearest ancestor's.
+
+
+@dataclass(frozen=True)
+class Mapping:
+    child: int  # address on the child side
+    parent: int  # address on the parent side
+    size: int
+
+    @property
+    def offset(self) -> int:
+        """child - parent: what a bus adds to a CPU address (0xC000_0000 on the Pi 4's /soc)."""
+        return self.child - self.parent
+
+
+@dataclass(frozen=True)
+class Device:
+    path: str
+    compatible: tuple[str, ...]
+    enabled: bool
+    regs: tuple[tuple[int, int], ...]  # CPU physical (address, size) of each reg entry
+    dma: tuple[Mapping, ...] | None  # bus address -> CPU physical; None: unconstrained
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def _number(cells: tuple[int, ...]) -> int:
+    # PCI addresses are three cells; the first holds flags and the space code.
+    if len(cells) == 3:
+        cells = cells[1:]
+    value = 0
+    for c in cells:
+        value = value << 32 | c
+    return value
+
+
+class AddressMap:
+    """Address translation over a DeviceTree (ranges, dma-ranges, reg)."""
+
+    def __init__(self, tree: DeviceTree) -> None:
+        self.tree = tree
+
+    def cells(self, bus: str) -> tuple[int, int]:
+        a = self.tree.prop(bus, "#address-cells")
+        s = self.tree.prop(bus, "#size-cells")
+        return (
+            int.from_bytes(a, "big") if a else 2,
+            int.from_bytes(s, "big") if s else 1,
+        )
+
+    def _u32s(self, path: str, name: str) -> tuple[int, ...] | None:
+        raw = self.tree.prop(path, name)
+        if raw is None:
+            return None
+        return tuple(int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4))
+
+    def _mappings(self, bus: str, name: str) -> tuple[Mapping, ...] | None:
+        """`ranges`/`dma-ranges` of a bus; () for an empty (identity) property."""
+        words = self._u32s(bus, name)
+        if words is None:
+            return None
+        ca, cs = self.cells(bus)
+        pa, _ = self.cells(_parent(bus)) if bus != "/" else (ca, cs)
+        step = ca + pa + cs
+        if step == 0 or len(words) % step:
+            raise XenkitError(f"{self.tree.source}: {bus} has a malformed {name}")
+        out = []
+        for i in range(0, len(words), step):
+            entry = words[i : i + step]
+            out.append(
+                Mapping(
+                    _number(entry[:ca]),
+                    _number(entry[ca : ca + pa]),
+                    _number(entry[ca + pa :]),
+                )
+            )
+        return tuple(out)
+
+    def reg(self, path: str) -> list[tuple[int, int]]:
+        """`reg` entries in the parent bus's own address space."""
+        words = self._u32s(path, "reg") or ()
+        ac, sc = self.cells(_parent(path))
+        step = ac + sc
+        if step == 0:
+            return []
+        return [
+            (_number(words[i : i + ac]), _number(words[i + ac : i + step]))
+            for i in range(0, len(words) - step + 1, step)
+        ]
+
+    def to_cpu(self, bus: str, addr: int) -> int | None:
+        """An address on `bus` (the space of its children) as a CPU physical address."""
+        while bus != "/":
+            ranges = self._mappings(bus, "ranges")
+            if ranges is None:
+                return None
+            if ranges:
+                hit = next((m for m in ranges if m.child <= addr < m.child + m.size), None)
+                if hit is None:
+                    return None
+                addr = hit.parent + (addr - hit.child)
+            bus = _parent(bus)
+        return addr
+
+    def dma_windows(self, bus: str) -> tuple[Mapping, ...] | None:
+        """What masters on `bus` reach: bus address (child) <-> CPU physical (parent).
+        None when no bus up to the root constrains DMA."""
+        windows: tuple[Mapping, ...] | None = None
+        while bus != "/":
+            level = self._mappings(bus, "dma-ranges")
+            if level:
+                if windows is None:
+                    windows = level
+                else:
+                    windows = tuple(_compose(w, level) for w in windows)
+                    windows = tuple(w for w in windows if w.size)
+            bus = _parent(bus)
+        return windows
+
+    def device(self, path: str) -> Device:
+        parent = _parent(path)
+        regs = []
+        for addr, size in self.reg(path):
+            cpu = self.to_cpu(parent, addr)
+            if cpu is not None:
+                regs.append((cpu, size))
+        return Device(
+            path=path,
+            compatible=tuple(self.tree.compatible(path)),
+            enabled=self.tree.enabled(path),
+            regs=tuple(regs),
+            dma=self.dma_windows(parent),
+        )
+
+    def devices(self) -> list[Device]:
+        """Every node with a compatible string, translated."""
+        return [self.device(p) for p, _ in self.nodes_with_compatible()]
+
+    def nodes_with_compatible(self) -> list[tuple[str, int]]:
+        return [(p, o) for p, o in self.tree.nodes() if p != "/" and self.tree.compatible(p)]
+
+    def memory(self) -> list[tuple[int, int]]:
+        """RAM from every /memory node, in CPU addresses."""
+        banks = []
+        for path, _ in self.tree.nodes():
+            if _parent(path) == "/" and self.tree.string(path, "device_type") == "memory":
+                banks += [(a, s) for a, s in self.reg(path) if s]
+        return sorted(banks)
+
+    def reserved(self) -> list[tuple[int, int, str]]:
+        """/memreserve/ entries and /reserved-memory children with a reg, as (addr, size, why)."""
+        out = [(a, s, "/memreserve/") for a, s in self.tree.mem_reserve() if s]
+        if self.tree.has_node("/reserved-memory"):
+            for path, _ in self.tree.nodes():
+                if _parent(path) == "/reserved-memory":
+                    for addr, size in self.reg(path):
+                        cpu = self.to_cpu("/reserved-memory", addr)
+                        if cpu is not None and size:
+                            out.append((cpu, size, path))
+        return sorted(out)
+
+
+def _compose(inner: Mapping, outer: tuple[Mapping, ...]) -> Mapping:
+    """Map an inner window's parent side through the next bus up (first overlap wins)."""
+    for m in outer:
+        lo = max(inner.parent, m.child)
+        hi = min(inner.parent + inner.size, m.child + m.size)
+        if lo < hi:
+            return Mapping(inner.child + (lo - inner.parent), m.parent + (lo - m.child), hi - lo)
+    return Mapping(inner.child, inner.parent, 0)
