@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, dt, initramfs, layout, media, uboot
+from xenkit import __version__, binaries, dt, initramfs, layout, media, uboot
 from xenkit.apt import sha256
 from xenkit.artifacts import Artifacts, gather, gzipped
 from xenkit.errors import XenkitError
@@ -27,7 +27,6 @@ log = logging.getLogger("xenkit")
 MANIFEST = "manifest.json"
 # File names on the boot partition.
 XEN, KERNEL, RAMDISK = "xen", "Image.gz", "initrd.cpio.gz"
-DTB_SLACK = 64 * 1024  # room for U-Boot's `fdt resize` and the /chosen nodes
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ def plan_loads(spec: SystemSpec, sizes: dict[str, tuple[int, int]]) -> list[layo
     """sizes: name -> (loaded size, file size), in load order. The same card also boots the
     emulator, so loads fit whichever first RAM bank is smaller."""
     board = spec.board
-    banks = min(spec.ram_banks, board.emulate.ram, key=lambda b: b[0][1])
+    banks = min(spec.ram_banks, board.emulated_ram(spec.ram), key=lambda b: b[0][1])
     win = layout.window(banks, board.load_limit, board.top_reserve, board.reserved)
     return layout.plan([layout.Item(n, s, f) for n, (s, f) in sizes.items()], win)
 
@@ -63,12 +62,26 @@ def boot_set(
         ),
         "kernel": (files[KERNEL].stat().st_size,) * 2,
         "ramdisk": (files[RAMDISK].stat().st_size,) * 2,
-        "dtb": (len(dtb) + DTB_SLACK, len(dtb)),
+        "dtb": (uboot.fdt_size_at_boot(dtb), len(dtb)),
     }
     placements = plan_loads(spec, sizes)
     names = {"xen": XEN, "kernel": KERNEL, "ramdisk": RAMDISK, "dtb": spec.board.dtb_name}
     script = uboot.xen_boot_script(names, placements, spec.xen_cmdline, dom0_cmdline, title)
     return BootSet(dtb, script, tuple(placements))
+
+
+# Xen's names for the modules it registers (BOOTMOD_*), by placement name.
+MODULE_KINDS = {"xen": "xen", "dtb": "fdt", "kernel": "kernel", "ramdisk": "ramdisk"}
+
+
+def xen_modules(bs: BootSet) -> list[dict[str, Any]]:
+    """The boot modules as Xen registers them: its own image by the Image header's size,
+    the DTB by its size after U-Boot, the /chosen modules by their reg."""
+    out = []
+    for p in bs.placements:
+        size = p.file_size if p.name in ("kernel", "ramdisk") else p.size
+        out.append({"kind": MODULE_KINDS[p.name], "start": p.addr, "size": size})
+    return out
 
 
 def hardware_dtb(spec: SystemSpec, art: Artifacts) -> bytes:
@@ -92,7 +105,7 @@ def _write_boot_set(bs: BootSet, where: Path, dtb_name: str) -> None:
 
 
 def _manifest(
-    spec: SystemSpec, art: Artifacts, out: Path, hw: BootSet, elapsed: float
+    spec: SystemSpec, art: Artifacts, out: Path, hw: BootSet, emu: BootSet, elapsed: float
 ) -> dict[str, Any]:
     files = {}
     for path in sorted(out.rglob("*")):
@@ -108,6 +121,11 @@ def _manifest(
         "board": spec.board.name,
         "description": spec.board.description,
         "ram": spec.ram,
+        "ram_banks": [list(b) for b in spec.ram_banks],
+        "emulated_ram_banks": [list(b) for b in spec.board.emulated_ram(spec.ram)],
+        "xen_version": str(binaries.xen_version(out / "boot" / XEN)),
+        "linux_version": str(binaries.linux_version(out / "boot" / KERNEL)),
+        "kernel_isize": gzip_isize(out / "boot" / KERNEL),
         "dom0_mem": format_size(spec.dom0_mem),
         "xen_cmdline": spec.xen_cmdline,
         "dom0_cmdline": spec.dom0_cmdline,
@@ -127,8 +145,18 @@ def _manifest(
             }
             for p in hw.placements
         ],
+        "xen_modules": {"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         "files": files,
     }
+
+
+def gzip_isize(path: Path) -> int | None:
+    """A gzip file's uncompressed size mod 2^32 (its last four bytes); None if not gzip."""
+    with path.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return None
+        f.seek(-4, 2)
+        return int.from_bytes(f.read(4), "little")
 
 
 def _check_output(out: Path) -> None:
@@ -192,13 +220,27 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
         )
         media.sd_image(tmp / "sd.img", {p.name: p for p in boot.iterdir()}, root, spec.root_size)
         shutil.rmtree(root)
-        manifest = _manifest(spec, art, tmp, hw, time.monotonic() - started)
+        manifest = _manifest(spec, art, tmp, hw, emu, time.monotonic() - started)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["check"] = _check_and_map(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _check_and_map(out: Path) -> dict[str, Any]:
+    """The check report and the address map of what was built, for the hardware image."""
+    from xenkit import check, memmap
+
+    target = check.from_build(out)
+    findings = check.run_checks(target)
+    (out / "check.txt").write_text(check.report(target, findings) + "\n")
+    memmap.render_files(target, out / "map")
+    (out / "map.txt").write_text(memmap.render_text(target) + "\n")
+    return check.as_json(target, findings)
 
 
 def _replace(new: Path, out: Path) -> None:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, boards, build, emulate, settings, spec
+from xenkit import __version__, boards, build, check, emulate, memmap, settings, spec
+from xenkit.artifacts import gather
 from xenkit.errors import XenkitError
 from xenkit.sizes import human
 
@@ -30,6 +31,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"  SD card image: {out}/sd.img ({human((out / 'sd.img').stat().st_size)})")
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
+    print(
+        f"  check: {manifest['check']['worst']} (report in {out}/check.txt, map in {out}/map.svg)"
+    )
     print(f"  boot it: xenkit run {out}    flash it: dd if={out}/sd.img of=/dev/sdX bs=4M")
     return 0
 
@@ -38,7 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_dir = Path(args.dir)
     manifest = build.read_manifest(build_dir)
     board = boards.load(manifest["board"])
-    plan = emulate.prepare(board, build_dir, build_dir / "run")
+    plan = emulate.prepare(
+        board, manifest.get("ram", board.default_ram), build_dir, build_dir / "run"
+    )
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
@@ -83,6 +89,65 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(args: argparse.Namespace) -> check.Target:
+    """A build directory, or a board with a DTB and command lines given piece by piece
+    (defaulting to the board's packaged DTB, Xen and kernel)."""
+    if args.dir:
+        return check.from_build(Path(args.dir), args.emulated)
+    values = settings.resolve({}, {"board": args.board, "ram": args.ram})
+    system = spec.resolve(values)
+    files = {}
+    if not (args.dtb and args.xen and args.kernel):
+        files = gather(system).files
+    dtb = Path(args.dtb) if args.dtb else files["dtb"]
+    return check.from_parts(
+        system.board,
+        dtb,
+        system.ram,
+        args.xen_cmd if args.xen_cmd is not None else system.xen_cmdline,
+        args.dom0_cmd if args.dom0_cmd is not None else system.dom0_cmdline,
+        Path(args.xen) if args.xen else files.get("xen"),
+        Path(args.kernel) if args.kernel else files.get("kernel"),
+        Path(args.config_txt) if args.config_txt else None,
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    target = _target(args)
+    findings = check.run_checks(target)
+    if args.json:
+        print(json.dumps(check.as_json(target, findings), indent=2))
+    else:
+        print(check.report(target, findings))
+    return int(check.worst(findings))
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    target = _target(args)
+    print(memmap.render_text(target))
+    if args.output:
+        for path in memmap.render_files(target, Path(args.output)):
+            print(f"wrote {path}")
+    return 0
+
+
+def _target_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", nargs="?", help="a build directory (else the parts below)")
+    p.add_argument(
+        "--emulated",
+        action="store_true",
+        help="with a build directory: the emulator's copy (its RAM and DTB)",
+    )
+    p.add_argument("--board", default="rpi4", help="board (without a build directory)")
+    p.add_argument("--ram", default="", help="RAM model, e.g. 4G (default: the board's)")
+    p.add_argument("--dtb", help="device tree blob (default: the board's, from Debian)")
+    p.add_argument("--xen-cmd", help="Xen command line (default: what xenkit would use)")
+    p.add_argument("--dom0-cmd", help="Dom0 command line (default: what xenkit would use)")
+    p.add_argument("--xen", help="Xen binary, for its version (default: Debian's)")
+    p.add_argument("--kernel", help="Dom0 kernel Image, for its version (default: Debian's)")
+    p.add_argument("--config-txt", help="the Pi firmware's config.txt")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="xenkit", description=__doc__)
     top.add_argument("--version", action="version", version=f"xenkit {__version__}")
@@ -105,6 +170,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
     p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="catch memory, DMA, console and layout pitfalls before boot")
+    _target_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("map", help="the address spaces side by side (terminal, SVG, PNG)")
+    _target_arguments(p)
+    p.add_argument("-o", "--output", help="also write OUTPUT.svg and OUTPUT.png")
+    p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
     p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")

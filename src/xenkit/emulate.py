@@ -27,9 +27,10 @@ log = logging.getLogger("xenkit")
 QEMU = "qemu-system-aarch64"
 
 
-def machine_args(board: Board) -> list[str]:
+def machine_args(board: Board, ram: str) -> list[str]:
+    """QEMU's machine options for the board with RAM model `ram`."""
     emu = board.emulate
-    args = ["-machine", emu.machine, "-m", emu.memory]
+    args = ["-machine", emu.machine, "-m", board.emulated_memory(ram)]
     if emu.cpu:
         args += ["-cpu", emu.cpu]
     if emu.smp:
@@ -52,14 +53,14 @@ def check_qemu(board: Board) -> None:
         )
 
 
-def dumped_dtb(board: Board) -> Path:
+def dumped_dtb(board: Board, ram: str) -> Path:
     """The DTB QEMU generates for the board's machine, cached per QEMU version and options.
     The random seeds QEMU adds are dropped so the image is the same from build to build."""
     from xenkit.apt import cache_home
     from xenkit.dt import DeviceTree
 
     check_qemu(board)
-    args = machine_args(board)
+    args = machine_args(board, ram)
     key = hashlib.sha256((_qemu_version() + " ".join(args)).encode()).hexdigest()[:16]
     target = cache_home() / "derived" / f"{board.name}-{key}.dtb"
     if not target.exists():
@@ -94,7 +95,7 @@ def _copy_sparse(src: Path, dst: Path) -> None:
         fo.truncate(size)
 
 
-def prepare(board: Board, build_dir: Path, workdir: Path) -> RunPlan:
+def prepare(board: Board, ram: str, build_dir: Path, workdir: Path) -> RunPlan:
     """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
     from the card itself, so what boots is the image a user would flash."""
     check_qemu(board)
@@ -114,7 +115,7 @@ def prepare(board: Board, build_dir: Path, workdir: Path) -> RunPlan:
     uboot.unlink(missing_ok=True)
     media.fat_get(copy, "u-boot.bin", uboot)
     console_log = workdir / "console.log"
-    argv = [need(QEMU), *machine_args(board), "-display", "none", "-monitor", "none"]
+    argv = [need(QEMU), *machine_args(board, ram), "-display", "none", "-monitor", "none"]
     if board.emulate.uboot == "kernel":
         argv += ["-kernel", str(uboot), "-dtb", str(emu / board.dtb_name)]
     else:

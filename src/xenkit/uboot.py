@@ -73,6 +73,22 @@ def script_text(image: bytes) -> str:
     return payload[8 : 8 + length].decode()
 
 
+FDT_RESIZE = 64 * 1024  # room `fdt resize` makes for the /chosen edits
+# Measured with Debian's U-Boot 2023.01 (rpi_arm64 and qemu_arm64): `booti` leaves a DTB used
+# in place (fdt_high=~0) this much larger than `fdt resize` made it. Xen registers the DTB
+# module with that final size, so it matters to the Dom0 memory prediction.
+BOOTI_FDT_GROWTH = 0x59000
+
+
+def fdt_size_at_boot(dtb: bytes, resize: int = FDT_RESIZE) -> int:
+    """The DTB's totalsize when Xen starts: `fdt resize` shrinks it to its used size plus
+    `resize` (plus five reserve-map slots), ending on a 4 KiB boundary, then booti grows it."""
+    off_strings = int.from_bytes(dtb[12:16], "big")
+    size_strings = int.from_bytes(dtb[32:36], "big")
+    used = off_strings + size_strings + 5 * 16 + resize
+    return (used + 0xFFF) // 0x1000 * 0x1000 + BOOTI_FDT_GROWTH
+
+
 def _quote(value: str) -> str:
     # U-Boot's hush: double quotes keep spaces; escape what would still be special inside.
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
@@ -110,6 +126,8 @@ def xen_boot_script(
         'if test -z "${devtype}"; then setenv devtype mmc; fi',
         'if test -z "${devnum}"; then setenv devnum 0; fi',
         'if test -z "${distro_bootpart}"; then setenv distro_bootpart 1; fi',
+        "# Keep the DTB where it is loaded: Xen sees it there, and nothing else is in its slot.",
+        "setenv fdt_high 0xffffffffffffffff",
         "",
     ]
     for p in placements:
@@ -127,7 +145,7 @@ def xen_boot_script(
     lines += [
         "",
         f"fdt addr {dtb.addr:#x}",
-        f"fdt resize {dtb.size - dtb.file_size}",
+        f"fdt resize {FDT_RESIZE}",
         "fdt set /chosen \\#address-cells <0x2>",
         "fdt set /chosen \\#size-cells <0x2>",
         f"fdt set /chosen xen,xen-bootargs {_quote(xen_cmdline)}",

@@ -35,8 +35,8 @@ class Reserved:
 @dataclass(frozen=True)
 class Emulation:
     machine: str
-    memory: str
-    ram: tuple[Bank, ...]
+    memory: str  # QEMU -m; empty: the RAM model chosen for the build
+    ram: tuple[Bank, ...]  # RAM the emulated board reports; empty: the RAM model's banks
     uboot: str  # "kernel" (raspi: U-Boot is the -kernel) or "bios" (virt: -bios)
     disk: str  # "sd" or "virtio"
     console_serial: int
@@ -57,6 +57,10 @@ class Board:
     dom0_cmdline: str
     dom0_mem: str
     dma_bitsize: int
+    platform_compatible: str
+    min_xen: tuple[int, int]
+    min_dom0_linux: tuple[int, int]
+    xen_hides: tuple[str, ...]
     dtb_name: str
     default_ram: str
     cpus: int
@@ -69,6 +73,12 @@ class Board:
     reserved: tuple[Reserved, ...]
     emulate: Emulation
 
+    def emulated_ram(self, model: str) -> tuple[Bank, ...]:
+        return self.emulate.ram or self.ram[model]
+
+    def emulated_memory(self, model: str) -> str:
+        return self.emulate.memory or model
+
     @property
     def dtb_from_qemu(self) -> bool:
         return not any("dtb" in p.files for p in self.packages)
@@ -80,6 +90,11 @@ def available() -> list[str]:
         for p in resources.files(__name__).iterdir()
         if p.name.endswith(".toml")
     )
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
 
 
 def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
@@ -99,6 +114,10 @@ def parse(data: dict[str, Any], source: str) -> Board:
             dom0_cmdline=data["dom0_cmdline"],
             dom0_mem=data["dom0_mem"],
             dma_bitsize=int(data["dma_bitsize"]),
+            platform_compatible=data["platform_compatible"],
+            min_xen=_version(data["check"]["min_xen"]),
+            min_dom0_linux=_version(data["check"]["min_dom0_linux"]),
+            xen_hides=tuple(data["check"]["xen_hides"]),
             dtb_name=data["dtb_name"],
             default_ram=data["default_ram"],
             cpus=int(data["cpus"]),

@@ -1,4 +1,4 @@
-"""Xen knowledge: command lines for Xen and Dom0 as a board needs them."""
+"""Xen knowledge: command lines for Xen and Dom0, and (in .memory) the Dom0 memory model."""
 
 from __future__ import annotations
 

@@ -1,0 +1,168 @@
+"""`xenkit check` on known-good and known-bad Pi 4 setups, with the real DTB and binaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xenkit import boards, check
+from xenkit.artifacts import Artifacts
+from xenkit.binaries import Version
+from xenkit.errors import XenkitError
+from xenkit.xen import memory
+
+pytestmark = pytest.mark.slow
+
+GOOD_XEN = "console=dtuart dtuart=serial1 sync_console dom0_mem=512M"
+MODULES = (
+    memory.Module("xen", 0x200000, 0x1360C8),
+    memory.Module("kernel", 0x400000, 0xAC09A1),
+    memory.Module("ramdisk", 0x1000000, 0xF1322),
+    memory.Module("fdt", 0x1200000, 0x70000),
+)
+
+
+def _target(
+    art: Artifacts,
+    ram: str = "4G",
+    xen_cmd: str = GOOD_XEN,
+    dom0_cmd: str = "console=hvc0",
+    config: Path | None = None,
+) -> check.Target:
+    t = check.from_parts(
+        boards.load("rpi4"),
+        art.files["dtb"],
+        ram,
+        xen_cmd,
+        dom0_cmd,
+        art.files["xen"],
+        art.files["kernel"],
+        config,
+    )
+    return dataclasses.replace(t, modules=MODULES)
+
+
+def _verdicts(t: check.Target) -> dict[str, check.Verdict]:
+    return {f.check: f.verdict for f in check.run_checks(t)}
+
+
+def test_debians_packages_pass_on_a_4g_pi(rpi4_artifacts: Artifacts, tmp_path: Path) -> None:
+    config = tmp_path / "config.txt"
+    config.write_text("arm_64bit=1\nenable_uart=1\nkernel=u-boot.bin\n")
+    t = _target(rpi4_artifacts, config=config)
+    findings = check.run_checks(t)
+    assert check.worst(findings) == check.Verdict.OK, check.report(t, findings)
+    assert all(s + n <= 1 << 30 for s, n in t.dom0.banks)
+
+
+def test_xen_413_lowmem_puts_dom0_out_of_dma_reach(rpi4_artifacts: Artifacts) -> None:
+    t = dataclasses.replace(_target(rpi4_artifacts), xen_version=Version(4, 13, "4.13.5"))
+    assert t.lowmem_bits == 32
+    v = _verdicts(t)
+    assert v["xen version"] == check.Verdict.FAIL
+    assert v["dma reach"] == check.Verdict.FAIL
+    assert t.dom0.banks[0][0] >= 1 << 30
+
+
+def test_dom0_mem_over_ram_fails(rpi4_artifacts: Artifacts) -> None:
+    t = _target(rpi4_artifacts, ram="1G", xen_cmd=GOOD_XEN.replace("512M", "2G"))
+    findings = {f.check: f for f in check.run_checks(t)}
+    assert findings["dom0 memory"].verdict == check.Verdict.FAIL
+    assert "board has" in findings["dom0 memory"].detail
+
+
+def test_dom0_mem_that_cannot_be_mapped_fails(rpi4_artifacts: Artifacts) -> None:
+    t = _target(rpi4_artifacts, ram="1G", xen_cmd=GOOD_XEN.replace("512M", "900M"))
+    finding = next(f for f in check.run_checks(t) if f.check == "dom0 memory")
+    assert finding.verdict == check.Verdict.FAIL and "panics" in finding.detail
+
+
+def test_missing_dom0_mem_warns(rpi4_artifacts: Artifacts) -> None:
+    t = _target(rpi4_artifacts, xen_cmd="console=dtuart dtuart=serial1")
+    assert _verdicts(t)["dom0 memory"] == check.Verdict.WARN
+
+
+def test_bluetooth_pl011_as_console_fails(rpi4_artifacts: Artifacts) -> None:
+    t = _target(rpi4_artifacts, xen_cmd=GOOD_XEN.replace("serial1", "serial0"))
+    finding = next(f for f in check.run_checks(t) if f.check == "xen console")
+    assert finding.verdict == check.Verdict.FAIL
+    assert "bluetooth" in finding.detail and "serial1" in finding.fix
+
+
+def test_dom0_on_the_uart_fails(rpi4_artifacts: Artifacts) -> None:
+    t = _target(rpi4_artifacts, dom0_cmd="console=ttyS1,115200")
+    assert _verdicts(t)["dom0 console"] == check.Verdict.FAIL
+
+
+def test_missing_enable_uart_fails(rpi4_artifacts: Artifacts, tmp_path: Path) -> None:
+    config = tmp_path / "config.txt"
+    config.write_text("arm_64bit=1\n# enable_uart=1\n")
+    assert _verdicts(_target(rpi4_artifacts, config=config))["config.txt enable_uart"] == (
+        check.Verdict.FAIL
+    )
+
+
+def test_overlapping_modules_fail(rpi4_artifacts: Artifacts) -> None:
+    bad = (*MODULES[:2], memory.Module("ramdisk", 0x800000, 0x100000), MODULES[3])
+    t = dataclasses.replace(_target(rpi4_artifacts), modules=bad)
+    finding = next(f for f in check.run_checks(t) if f.check == "boot modules")
+    assert finding.verdict == check.Verdict.FAIL
+    assert "kernel 0x400000-0xec09a1 overlaps ramdisk 0x800000-0x900000" in finding.detail
+
+
+def test_module_on_the_emulator_dtb_slot_fails(rpi4_artifacts: Artifacts) -> None:
+    bad = (*MODULES[:3], memory.Module("fdt", 0x8000000, 0x70000))
+    t = dataclasses.replace(_target(rpi4_artifacts), modules=bad)
+    finding = next(f for f in check.run_checks(t) if f.check == "boot modules")
+    assert finding.verdict == check.Verdict.FAIL and "QEMU raspi4b" in finding.detail
+
+
+def test_xen_size_reads_like_xen() -> None:
+    assert check.xen_size("512M") == 512 << 20
+    assert check.xen_size("1g") == 1 << 30
+    assert check.xen_size("524288") == 512 << 20  # no suffix: KiB
+    with pytest.raises(XenkitError, match="not a size Xen reads"):
+        check.xen_size("lots")
+
+
+def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xenkit", *args], capture_output=True, text=True)
+
+
+def test_cli_exit_code_and_json_reflect_the_worst_verdict() -> None:
+    proc = _xenkit("check", "--json", "--xen-cmd", "console=dtuart dtuart=serial0 dom0_mem=512M")
+    assert proc.returncode == 2, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["worst"] == "fail"
+    assert {f["check"] for f in data["findings"]} >= {"dma reach", "xen console", "gic"}
+    assert data["dom0_bank_lines"][0].startswith("BANK[0] 0x")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--board", "rpi9"], "unknown board 'rpi9'"),
+        (["--dtb", "/etc/hostname"], "is not a valid device tree blob"),
+        (["--xen", "/etc/hostname"], "does not look like a Xen hypervisor image"),
+        (["--kernel", "/no/such/Image"], "cannot read /no/such/Image"),
+        (["/no/such/build"], "is not a xenkit build"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(args: list[str], message: str) -> None:
+    proc = _xenkit("check", *args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in lines[-1], proc.stderr
+    assert all(line.startswith("xenkit:") for line in lines)
+
+
+def test_truncated_dtb_is_a_one_line_error(rpi4_artifacts: Artifacts, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.dtb"
+    cut.write_bytes(rpi4_artifacts.files["dtb"].read_bytes()[:5000])
+    proc = _xenkit("check", "--dtb", str(cut))
+    assert proc.returncode == 2 and "not a valid device tree blob" in proc.stderr

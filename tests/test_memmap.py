@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.test_check import _target
+from xenkit import memmap
+from xenkit.artifacts import Artifacts
+
+pytestmark = pytest.mark.slow
+
+
+def test_regions_cover_every_address_space(rpi4_artifacts: Artifacts) -> None:
+    regs = memmap.regions(_target(rpi4_artifacts))
+    cols = {r.column for r in regs}
+    assert {
+        "CPU physical",
+        "Dom0 (predicted)",
+        "boot modules",
+        "DMA /soc, /emmc2bus",
+        "DMA /scb/pcie@7d500000",
+    } <= cols
+    dma = next(r for r in regs if r.column == "DMA /soc, /emmc2bus")
+    assert (dma.start, dma.end) == (0, 1 << 30) and "bus 0xc0000000" in dma.label
+    gic = {r.label: r.start for r in regs if r.kind == "gic"}
+    assert gic["GICH"] == 0xFF844000
+
+
+def test_terminal_rendering_shows_dom0_inside_the_dma_window(rpi4_artifacts: Artifacts) -> None:
+    text = memmap.render_text(_target(rpi4_artifacts))
+    row = next(line for line in text.splitlines() if "bank 0" in line)
+    assert "bus 0xc0000000.. = CPU+0xc0000000" in row
+    assert text.splitlines()[1].split()[:2] == ["address", "size"]
+
+
+def test_svg_and_png_are_written(rpi4_artifacts: Artifacts, tmp_path: Path) -> None:
+    svg, png = memmap.render_files(_target(rpi4_artifacts), tmp_path / "map")
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert "bank 0" in svg.read_text() or "bank" in svg.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
