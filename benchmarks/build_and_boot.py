@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import select
 import shutil
 import statistics
 import struct
@@ -28,10 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 try:
     import libfdt
@@ -153,26 +152,6 @@ class Recorder(io.StringIO):
 
     def first(self, pattern: re.Pattern[str]) -> float | None:
         return next((t for t, line in self.lines if pattern.search(line)), None)
-
-
-def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tuple[float, str]]:
-    fd = stream.fileno()
-    os.set_blocking(fd, False)
-    buf = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        now = time.monotonic() - start
-        buf += chunk.decode(errors="replace").replace("\r", "")
-        *complete, buf = buf.split("\n")
-        for line in complete:
-            yield now, line
-    if buf:
-        yield time.monotonic() - start, buf
 
 
 @dataclass
@@ -418,21 +397,7 @@ def boot_direct(board: Board, build_dir: Path, work: Path, timeout: float, echo:
         log(f"direct boot: {note}")
     start = time.monotonic()
     rec = Recorder(start, sys.stdout if echo else None)
-    proc = subprocess.Popen(
-        plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    try:
-        result = emulate.watch(timed_lines(proc.stdout, start, start + timeout), rec)
-        if not result.ok and time.monotonic() - start >= timeout:
-            result.reason = f"no Dom0 banner within {timeout:.0f} s"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    result = emulate.watch_qemu(plan.argv, timeout, rec)
     return Boot(
         result.ok, result.reason, result.ready_at, rec.first(XEN_START), prep, plan.console_log
     )

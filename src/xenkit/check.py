@@ -246,43 +246,47 @@ def check_dma_reach(t: Target) -> Finding:
     return Finding("dma reach", worst, "; ".join(parts), fix)
 
 
-def check_xen_version(t: Target) -> Finding:
-    need = ".".join(map(str, t.board.min_xen))
-    if t.xen_version is None:
+def _version_check(
+    name: str, found: Version | None, need: tuple[int, int], what: str, flag: str, why: str
+) -> Finding:
+    wanted = ".".join(map(str, need))
+    if found is None:
         return Finding(
-            "xen version",
+            name,
             Verdict.WARN,
-            "no Xen binary given: version unknown",
-            "pass --xen FILE or check a build directory",
+            f"no {what} given: version unknown",
+            f"pass {flag} FILE or check a build directory",
         )
-    if not t.xen_version.at_least(*t.board.min_xen):
+    if not found.at_least(*need):
         return Finding(
-            "xen version",
+            name,
             Verdict.FAIL,
-            f"Xen {t.xen_version} is older than {need}, the first release that "
-            f"boots Dom0 correctly on {t.board.name}",
-            f"use Xen >= {need}",
+            f"{what} {found} is older than {wanted}: {why}",
+            f"use {what} >= {wanted}",
         )
-    return Finding("xen version", Verdict.OK, f"Xen {t.xen_version} (>= {need})")
+    return Finding(name, Verdict.OK, f"{what} {found} (>= {wanted})")
+
+
+def check_xen_version(t: Target) -> Finding:
+    return _version_check(
+        "xen version",
+        t.xen_version,
+        t.board.min_xen,
+        "Xen",
+        "--xen",
+        f"the first release that boots Dom0 correctly on {t.board.name}",
+    )
 
 
 def check_linux_version(t: Target) -> Finding:
-    need = ".".join(map(str, t.board.min_dom0_linux))
-    if t.linux_version is None:
-        return Finding(
-            "dom0 linux version",
-            Verdict.WARN,
-            "no kernel given: version unknown",
-            "pass --kernel FILE or check a build directory",
-        )
-    if not t.linux_version.at_least(*t.board.min_dom0_linux):
-        return Finding(
-            "dom0 linux version",
-            Verdict.FAIL,
-            f"Linux {t.linux_version} lacks the swiotlb-xen fixes of {need}",
-            f"use Linux >= {need} for Dom0",
-        )
-    return Finding("dom0 linux version", Verdict.OK, f"Linux {t.linux_version} (>= {need})")
+    return _version_check(
+        "dom0 linux version",
+        t.linux_version,
+        t.board.min_dom0_linux,
+        "Linux",
+        "--kernel",
+        "it lacks the swiotlb-xen fixes Dom0 needs",
+    )
 
 
 def _xen_console(t: Target) -> str | None:

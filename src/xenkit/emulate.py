@@ -6,16 +6,17 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from xenkit import media
 from xenkit.boards import Board
@@ -220,11 +221,11 @@ def watch(lines: Iterable[tuple[float, str]], echo: TextIO | None = None) -> Che
     return CheckResult(False, "the emulator stopped before Dom0 came up", marks)
 
 
-def _timed_lines(stream: TextIO, start: float, deadline: float) -> Iterable[tuple[float, str]]:
+def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tuple[float, str]]:
+    """Console lines from a pipe, each with the seconds since `start` it arrived at."""
     buf = ""
     fd = stream.fileno()
     os.set_blocking(fd, False)
-    import select
 
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
@@ -242,8 +243,8 @@ def _timed_lines(stream: TextIO, start: float, deadline: float) -> Iterable[tupl
         yield time.monotonic() - start, buf
 
 
-def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckResult:
-    argv = [*plan.argv, "-chardev", f"stdio,id=con,signal=off,logfile={plan.console_log}"]
+def watch_qemu(argv: list[str], timeout: float, echo: TextIO | None = None) -> CheckResult:
+    """Start QEMU with the console on its stdout, follow it to the Dom0 banner, stop it."""
     log.debug("$ %s", shlex.join(argv))
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -251,7 +252,7 @@ def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckRes
     )
     assert proc.stdout is not None
     try:
-        result = watch(_timed_lines(proc.stdout, start, start + timeout), echo)  # type: ignore[arg-type]
+        result = watch(timed_lines(proc.stdout, start, start + timeout), echo)
         if not result.ok and time.monotonic() - start >= timeout:
             result.reason = f"no Dom0 banner within {timeout:.0f} s"
         return result
@@ -262,6 +263,11 @@ def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckRes
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckResult:
+    con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
+    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo)
 
 
 def clean(workdir: Path) -> None:

@@ -269,8 +269,9 @@ def _allocate_11(heap: Heap, dom0_mem: int, bits_cap: int) -> list[list[int]]:
 
 
 # -- putting it together ----------------------------------------------------------------------
-def _heap_before_kernel(ram: Sequence[tuple[int, int]], modules: Sequence[Module],
-                        reserved: Sequence[tuple[int, int]]) -> Heap:  # fmt: skip
+def _heap_before_kernel(
+    ram: Sequence[tuple[int, int]], modules: Sequence[Module], reserved: Sequence[tuple[int, int]]
+) -> Heap:
     regions = boot_regions(ram, modules, reserved)
     _boot_allocations(regions, ram)
     heap = _end_boot_allocator(regions)
