@@ -41,7 +41,7 @@ def test_watch_stops_at_a_panic() -> None:
 
 def test_watch_reports_a_silent_end() -> None:
     result = emulate.watch(RECORDED[:2])
-    assert not result.ok and "stopped before Dom0 came up" in result.reason
+    assert not result.ok and "stopped before xenkit: Dom0 ready appeared" in result.reason
 
 
 def _boot(board: str, tmp: Path, **settings: object) -> tuple[int, str, str]:

@@ -131,6 +131,38 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uboot_script(args: argparse.Namespace) -> int:
+    from xenkit import bootscript, scriptgen
+
+    root = Path(args.dir)
+    if args.first_stage:
+        if not (args.server and args.ip):
+            raise XenkitError("--first-stage needs --server IP and --ip IP")
+        text = scriptgen.first_stage(root, args.output, args.server, args.ip, args.next)
+        print(text, end="")
+        print(f"wrote {root / args.output}.scr: put it on the SD card's boot partition")
+        return 0
+    if not args.config:
+        raise XenkitError("-c CONFIG is required (an ImageBuilder config or a xenkit .toml)")
+    plan = scriptgen.generate(Path(args.config), root, args.type, args.output)
+    cfg = plan.config
+    print(f"wrote {root / args.output}.source and {root / args.output}.scr; load it with:")
+    print(f"  {scriptgen.hint(cfg, args.output, plan.address)}")
+    if not args.explain:
+        return 0
+    print()
+    print(bootscript.explain(plan.loads, plan.address))
+    ram = [(cfg.memory_start, cfg.memory_end - cfg.memory_start)]
+    run = bootscript.dry_run(plan.script, root, ram, plan.reserved)
+    print()
+    print("dry run: the script's fdt edits applied to the DTB give")
+    print(scriptgen.chosen_dts(run.tree))
+    for problem in run.problems:
+        print(f"problem: {problem}")
+    print("dry run: " + ("no problems" if not run.problems else f"{len(run.problems)} problems"))
+    return 1 if run.problems else 0
+
+
 def _target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", help="a build directory (else the parts below)")
     p.add_argument(
@@ -180,6 +212,22 @@ def parser() -> argparse.ArgumentParser:
     _target_arguments(p)
     p.add_argument("-o", "--output", help="also write OUTPUT.svg and OUTPUT.png")
     p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("uboot-script", help="boot scripts from an ImageBuilder or xenkit config")
+    p.add_argument("-c", "--config", help="ImageBuilder config, or a xenkit .toml")
+    p.add_argument("-d", "--dir", default=".", help="directory holding the files (and outputs)")
+    p.add_argument("-t", "--type", help="tftp, sd, scsi, usb, virtio, or a load command")
+    p.add_argument("-o", "--output", default="boot", help="output name (NAME.source, NAME.scr)")
+    p.add_argument("--explain", action="store_true", help="print the plan and dry-run it")
+    p.add_argument(
+        "--first-stage",
+        action="store_true",
+        help="write the small SD script that fetches the real one over TFTP",
+    )
+    p.add_argument("--server", help="with --first-stage: the TFTP server's address")
+    p.add_argument("--ip", help="with --first-stage: the board's address")
+    p.add_argument("--next", default="boot2.scr", help="with --first-stage: script to fetch")
+    p.set_defaults(func=cmd_uboot_script)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
     p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")

@@ -148,6 +148,22 @@ class DeviceTree:
         self._room(len(value) + len(name) + 64)
         self.fdt.setprop_str(self.offset(path), name, value)
 
+    def set_bytes(self, path: str, name: str, value: bytes) -> None:
+        self._room(len(value) + len(name) + 64)
+        self.fdt.setprop(self.offset(path), name, value)
+
+    def add_node(self, parent: str, name: str) -> str:
+        """Create parent/name (like U-Boot's `fdt mknod`: an existing node is fine)."""
+        path = parent.rstrip("/") + "/" + name
+        if not self.has_node(path):
+            self._room(len(name) + 64)
+            self.fdt.add_subnode(self.offset(parent), name)
+        return path
+
+    def phandle(self, path: str) -> int:
+        raw = self.prop(path, "phandle")
+        return int.from_bytes(raw, "big") if raw else 0
+
     def delete_prop(self, path: str, name: str) -> None:
         self.fdt.delprop(self.offset(path), name, _QUIET)
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
@@ -167,7 +167,7 @@ def interactive(plan: RunPlan) -> int:
 # goes to the PL011 before it switches to the board's stdout-path.
 PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("U-Boot", re.compile(r"(?!)")),
-    ("Xen", re.compile(r"xenkit: starting Xen")),
+    ("Xen", re.compile(r"xenkit: starting Xen|^\(XEN\) |^ __  __")),
     ("Dom0 kernel", re.compile(r"Booting Linux on physical CPU|Linux version \d")),
     ("Dom0 userspace", re.compile(r"Run /init as init process|Freeing unused kernel memory")),
 )
@@ -183,30 +183,42 @@ class CheckResult:
     reason: str
     marks: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None
-    banner: str = ""
+    banners: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    @property
+    def banner(self) -> str:
+        return "\n  ".join(line for _, line in sorted(self.banners.values()))
 
     def table(self) -> str:
         rows = [("phase", "starts at", "took")]
         names = [n for n, _ in PHASES]
+        dom0 = self.banners.get(READY, (self.ready_at, ""))[0]
         for i, name in enumerate(names):
             if name not in self.marks:
                 rows.append((name, "-", "-"))
                 continue
             start = self.marks[name]
-            nxt = next((self.marks[n] for n in names[i + 1 :] if n in self.marks), self.ready_at)
+            nxt = next((self.marks[n] for n in names[i + 1 :] if n in self.marks), dom0)
             took = f"{nxt - start:.1f} s" if nxt is not None else "-"
             rows.append((name, f"{start:.1f} s", took))
-        if self.ready_at is not None:
-            rows.append(("Dom0 ready", f"{self.ready_at:.1f} s", ""))
+        for marker, (t, _) in sorted(self.banners.items(), key=lambda kv: kv[1][0]):
+            label = "Dom0 ready" if marker == READY else marker.removeprefix("xenkit: ")
+            rows.append((label, f"{t:.1f} s", ""))
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         return "\n".join(
             f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}".rstrip() for r in rows
         )
 
 
-def watch(lines: Iterable[tuple[float, str]], echo: TextIO | None = None) -> CheckResult:
-    """Follow a boot's console lines (with times since power-on) to the Dom0 banner."""
+def watch(
+    lines: Iterable[tuple[float, str]],
+    echo: TextIO | None = None,
+    want: Sequence[str] = (READY,),
+) -> CheckResult:
+    """Follow a boot's console lines (with times since power-on) until every banner in
+    `want` (Dom0's, and those of guests) has appeared."""
     marks: dict[str, float] = {PHASES[0][0]: 0.0}
+    seen: dict[str, tuple[float, str]] = {}
     for t, line in lines:
         if echo is not None:
             echo.write(line + "\n")
@@ -214,11 +226,16 @@ def watch(lines: Iterable[tuple[float, str]], echo: TextIO | None = None) -> Che
         for name, pattern in PHASES:
             if name not in marks and pattern.search(line):
                 marks[name] = t
-        if READY in line:
-            return CheckResult(True, "Dom0 is up", marks, t, line.strip())
+        for marker in want:
+            if marker in line and marker not in seen:
+                seen[marker] = (t, line.strip())
+        if len(seen) == len(want):
+            what = "Dom0 is up" if list(want) == [READY] else "every domain is up"
+            return CheckResult(True, what, marks, t, seen)
         if FAILURES.search(line):
-            return CheckResult(False, f"boot failed: {line.strip()}", marks)
-    return CheckResult(False, "the emulator stopped before Dom0 came up", marks)
+            return CheckResult(False, f"boot failed: {line.strip()}", marks, None, seen)
+    missing = ", ".join(m for m in want if m not in seen)
+    return CheckResult(False, f"the emulator stopped before {missing} appeared", marks, None, seen)
 
 
 def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tuple[float, str]]:
@@ -243,8 +260,10 @@ def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tu
         yield time.monotonic() - start, buf
 
 
-def watch_qemu(argv: list[str], timeout: float, echo: TextIO | None = None) -> CheckResult:
-    """Start QEMU with the console on its stdout, follow it to the Dom0 banner, stop it."""
+def watch_qemu(
+    argv: list[str], timeout: float, echo: TextIO | None = None, want: Sequence[str] = (READY,)
+) -> CheckResult:
+    """Start QEMU with the console on its stdout, follow it to the banners, stop it."""
     log.debug("$ %s", shlex.join(argv))
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -252,9 +271,10 @@ def watch_qemu(argv: list[str], timeout: float, echo: TextIO | None = None) -> C
     )
     assert proc.stdout is not None
     try:
-        result = watch(timed_lines(proc.stdout, start, start + timeout), echo)
+        result = watch(timed_lines(proc.stdout, start, start + timeout), echo, want)
         if not result.ok and time.monotonic() - start >= timeout:
-            result.reason = f"no Dom0 banner within {timeout:.0f} s"
+            missing = ", ".join(m for m in want if m not in result.banners)
+            result.reason = f"no {missing} within {timeout:.0f} s"
         return result
     finally:
         proc.terminate()
@@ -265,9 +285,40 @@ def watch_qemu(argv: list[str], timeout: float, echo: TextIO | None = None) -> C
             proc.wait()
 
 
-def check(plan: RunPlan, timeout: float, echo: TextIO | None = None) -> CheckResult:
+def check(
+    plan: RunPlan, timeout: float, echo: TextIO | None = None, want: Sequence[str] = (READY,)
+) -> CheckResult:
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
-    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo)
+    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo, want)
+
+
+def netboot_plan(
+    board: Board,
+    ram: str,
+    tftp_root: Path,
+    uboot: Path,
+    workdir: Path,
+    bootfile: str = "boot.scr.uimg",
+) -> RunPlan:
+    """QEMU with no disk and a user-mode network whose DHCP/TFTP serve `tftp_root`: U-Boot's
+    distro boot falls through to DHCP and runs `bootfile` from there."""
+    check_qemu(board)
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        need(QEMU),
+        *machine_args(board, ram),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-netdev",
+        f"user,id=net0,tftp={tftp_root},bootfile={bootfile}",
+        "-device",
+        "virtio-net-device,netdev=net0",
+    ]
+    argv += ["-bios", str(uboot)] if board.emulate.uboot == "bios" else ["-kernel", str(uboot)]
+    argv += ["-serial", "chardev:con"]
+    return RunPlan(argv, tftp_root, workdir / "console.log")
 
 
 def clean(workdir: Path) -> None:

@@ -7,6 +7,7 @@ import gzip
 from xenkit.cpio import Archive
 
 READY = "xenkit: Dom0 ready"
+GUEST_READY = "xenkit: guest {name} ready"
 
 # Plain POSIX sh for busybox. The banner is what `xenkit run --check` waits for, so its first
 # words must stay READY.
@@ -40,8 +41,9 @@ done
 PROFILE = 'PS1="dom0# "\nexport PATH=/sbin:/bin:/usr/sbin:/usr/bin\n'
 
 
-def build(busybox: bytes) -> bytes:
-    """The gzip'd newc cpio archive, reproducible byte for byte for the same busybox."""
+def build(busybox: bytes, guest: str = "") -> bytes:
+    """The gzip'd newc cpio archive, reproducible byte for byte for the same busybox.
+    With `guest`, the banner names that guest instead of Dom0 (a dom0less domain)."""
     arc = Archive()
     for d in (
         "bin",
@@ -63,6 +65,8 @@ def build(busybox: bytes) -> bytes:
     arc.chardev("dev/null", 1, 3, 0o666)
     arc.file("bin/busybox", busybox, 0o755)
     arc.symlink("bin/sh", "busybox")
-    arc.file("init", INIT.replace("@READY@", READY).encode(), 0o755)
+    banner = GUEST_READY.format(name=guest) if guest else READY
+    init = INIT.replace("@READY@", banner).replace("xenkit-dom0", guest or "xenkit-dom0")
+    arc.file("init", init.encode(), 0o755)
     arc.file("etc/profile", PROFILE.encode())
     return gzip.compress(arc.to_bytes(), compresslevel=9, mtime=0)

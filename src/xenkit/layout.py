@@ -69,7 +69,8 @@ def window(
     return Window(start, end, tuple(sorted(reserved, key=lambda r: r.start)))
 
 
-def plan(items: Sequence[Item], win: Window) -> list[Placement]:
+def plan(items: Sequence[Item], win: Window, fix: str = "") -> list[Placement]:
+    """Place items in order; `fix` is the advice given when they do not fit."""
     placed: list[Placement] = []
     cursor = win.start
     for item in items:
@@ -86,8 +87,8 @@ def plan(items: Sequence[Item], win: Window) -> list[Placement]:
             raise XenkitError(
                 f"boot modules do not fit: {item.name} ({human(item.size)}) would end at "
                 f"{addr + item.size:#x}, past {win.end:#x}; all modules need {human(need)} "
-                f"in {win.start:#x}-{win.end:#x}. Use smaller images or a board with more "
-                "low memory"
+                f"in {win.start:#x}-{win.end:#x}. "
+                + (fix or "Use smaller images or a board with more low memory")
             )
         placed.append(Placement(item.name, addr, item.size, item.file_size))
         cursor = addr + item.size

@@ -15,6 +15,7 @@ from xenkit.layout import Placement
 IH_MAGIC = 0x27051956
 IH_OS_LINUX = 5
 IH_ARCH = {"arm": 2, "arm64": 22, "x86": 3, "riscv": 26}
+IH_TYPE_KERNEL = 2
 IH_TYPE_SCRIPT = 6
 IH_COMP_NONE = 0
 HEADER = struct.Struct(">IIIIIIIBBBB32s")
@@ -54,6 +55,27 @@ def script_image(
     )
     hcrc = zlib.crc32(header)
     return header[:4] + struct.pack(">I", hcrc) + header[8:] + payload
+
+
+def kernel_image(data: bytes, arch: str, load: int, entry: int) -> bytes:
+    """A legacy uImage of type kernel around `data` (what `mkimage -T kernel -C none` makes),
+    for `bootm`."""
+    header = HEADER.pack(
+        IH_MAGIC,
+        0,
+        _timestamp(),
+        len(data),
+        load,
+        entry,
+        zlib.crc32(data),
+        IH_OS_LINUX,
+        IH_ARCH[arch],
+        IH_TYPE_KERNEL,
+        IH_COMP_NONE,
+        b"",
+    )
+    hcrc = zlib.crc32(header)
+    return header[:4] + struct.pack(">I", hcrc) + header[8:] + data
 
 
 def script_text(image: bytes) -> str:
