@@ -1,0 +1,62 @@
+"""Dom0 and two dom0less guests, fetched by U-Boot over TFTP on QEMU virt, each printing its
+own banner on Xen's console."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_spec
+from xenkit import boards, build, emulate, initramfs, scriptgen
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """MEMORY_START="0x40000000"
+MEMORY_END="0xC0000000"
+DEVICE_TREE="qemu-virt.dtb"
+XEN="xen"
+XEN_CMD="console=dtuart dtuart=serial0 dom0_mem=512M"
+DOM0_KERNEL="Image.gz"
+DOM0_RAMDISK="initrd.cpio.gz"
+DOM0_CMD="console=hvc0 earlycon=xen"
+NUM_DOMUS=2
+DOMU_KERNEL[0]="Image.gz"
+DOMU_RAMDISK[0]="guest1.cpio.gz"
+DOMU_MEM[0]=256
+DOMU_KERNEL[1]="Image.gz"
+DOMU_RAMDISK[1]="guest2.cpio.gz"
+DOMU_MEM[1]=256
+DOMU_VCPUS[1]=2
+UBOOT_SOURCE="boot.source"
+"""
+
+
+def test_dom0_and_two_dom0less_guests_boot_over_tftp(tmp_path: Path, busybox: bytes) -> None:
+    out = tmp_path / "virt"
+    build.build(make_spec(board="qemu-virt"), out)
+    tftp = tmp_path / "tftp"
+    tftp.mkdir()
+    for name in ("xen", "Image.gz", "initrd.cpio.gz", "u-boot.bin"):
+        shutil.copy(out / "boot" / name, tftp / name)
+    shutil.copy(out / "emulate" / "qemu-virt.dtb", tftp / "qemu-virt.dtb")
+    busybox = initramfs.gzip.decompress((out / "boot/initrd.cpio.gz").read_bytes())
+    bb = busybox[busybox.index(b"\x7fELF") :]  # the busybox binary inside Dom0's archive
+    for name in ("guest1", "guest2"):
+        (tftp / f"{name}.cpio.gz").write_bytes(initramfs.build(bb, guest=name))
+    (tftp / "config").write_text(CONFIG)
+    scriptgen.generate(tftp / "config", tftp, "tftp", "boot")
+    # U-Boot's distro boot ends in DHCP, which fetches and runs boot.scr.uimg.
+    shutil.copy(tftp / "boot.scr", tftp / "boot.scr.uimg")
+    board = boards.load("qemu-virt")
+    plan = emulate.netboot_plan(board, "2G", tftp, tftp / "u-boot.bin", tmp_path / "run")
+    want = [initramfs.READY, "xenkit: guest guest1 ready", "xenkit: guest guest2 ready"]
+    result = emulate.check(plan, 300, None, want)
+    console = plan.console_log.read_text(errors="replace")
+    assert result.ok, result.reason + "\n" + console[-3000:]
+    assert "Loading d1 kernel" in console and "Loading d2 kernel" in console
+    assert "TFTP from server" in console  # U-Boot really fetched over the network
+    g1, g2 = result.banners[want[1]][1], result.banners[want[2]][1]
+    assert "(XEN) DOM" in g1 and "memory" in g1 and "1 vCPUs" in g1
+    assert "2 vCPUs" in g2
