@@ -331,9 +331,15 @@ def test_cli_first_stage(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--server '300.1.1.1' is not an IP address" in bad.stderr
 
 
+XEN_CMD = (
+    "console=dtuart dtuart=serial0 dom0_mem=1024M dom0_max_vcpus=1 bootscrub=0 "
+    "vwfi=native sched=null"
+)
+
+
 def test_toml_gives_the_same_script_as_imagebuilder(tmp_path: Path) -> None:
     ib_plan, _ = run(tmp_path, HEAD + DOM0 + TWO_DOMUS)
-    (tmp_path / "boot.toml").write_text("""
+    (tmp_path / "boot.toml").write_text(f"""
 [boot]
 memory_start = "0x40000000"
 memory_end = "0xC0000000"
@@ -341,7 +347,7 @@ device_tree = "board.dtb"
 load = "tftpb"
 [xen]
 image = "xen"
-cmdline = "console=dtuart dtuart=serial0 dom0_mem=1024M dom0_max_vcpus=1 bootscrub=0 vwfi=native sched=null"
+cmdline = "{XEN_CMD}"
 [dom0]
 kernel = "Image"
 ramdisk = "dom0-rootfs.cpio.gz"
