@@ -58,3 +58,36 @@ def test_dom0_and_two_dom0less_guests_boot_over_tftp(tmp_path: Path, busybox: by
     g1, g2 = result.banners[want[1]][1], result.banners[want[2]][1]
     assert "(XEN) DOM" in g1 and "memory" in g1 and "1 vCPUs" in g1
     assert "2 vCPUs" in g2
+
+
+def test_build_with_domain_tables_boots_every_guest(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "guests.toml"
+    config.write_text(
+        'board = "qemu-virt"\n'
+        '[[domain]]\nname = "rtos-stand-in"\nmemory = "128M"\n'
+        '[[domain]]\nname = "linux2"\nmemory = "192M"\nvcpus = 2\n'
+        'cmdline = "console=ttyAMA0 quiet"\n'
+    )
+    out = tmp_path / "out"
+    built = subprocess.run(
+        [sys.executable, "-m", "xenkit", "build", "-c", str(config), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    script = (out / "boot/boot.source").read_text()
+    assert "fdt mknod /chosen domU1" in script and "guest-linux2.cpio.gz" in script
+    proc = subprocess.run(
+        [sys.executable, "-m", "xenkit", "run", "--check", "-q", "--timeout", "300", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "guest rtos-stand-in ready" in proc.stdout and "guest linux2 ready" in proc.stdout
+    assert "every domain is up" in proc.stdout
+    assert "2 vCPUs, kernel" in next(
+        line for line in proc.stdout.splitlines() if "guest linux2 ready:" in line
+    )

@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xenkit import uboot
-from xenkit.layout import Placement
 
 
 def _mkimage(tmp: Path, text: bytes, *extra: str) -> bytes:
@@ -69,35 +68,3 @@ def test_mkimage_reads_our_image(tmp_path: Path) -> None:
         ["mkimage", "-l", str(path)], capture_output=True, text=True, check=True
     ).stdout
     assert "AArch64 Linux Script" in out and "Image 0: 8 Bytes" in out
-
-
-def _placements() -> list[Placement]:
-    return [
-        Placement("xen", 0x200000, 0x140000, 0xF0000),
-        Placement("kernel", 0x400000, 0xAC0000, 0xAC09A1),
-        Placement("ramdisk", 0x1000000, 0xF2000, 0xF1322),
-        Placement("dtb", 0x1200000, 0x16B00 + 0x10000, 0x16B00),
-    ]
-
-
-def test_boot_script_loads_each_module_and_describes_it_in_chosen() -> None:
-    names = {"xen": "xen", "kernel": "Image.gz", "ramdisk": "initrd.cpio.gz", "dtb": "b.dtb"}
-    text = uboot.xen_boot_script(
-        names, _placements(), "console=dtuart dtuart=serial1", 'console=hvc0 a="b"', "t"
-    )
-    lines = text.splitlines()
-    loads = [line for line in lines if line.startswith("load ")]
-    assert loads == [
-        "load ${devtype} ${devnum}:${distro_bootpart} 0x200000 xen || exit",
-        "load ${devtype} ${devnum}:${distro_bootpart} 0x400000 Image.gz || exit",
-        "load ${devtype} ${devnum}:${distro_bootpart} 0x1000000 initrd.cpio.gz || exit",
-        "load ${devtype} ${devnum}:${distro_bootpart} 0x1200000 b.dtb || exit",
-    ]
-    assert 'fdt set /chosen xen,xen-bootargs "console=dtuart dtuart=serial1"' in lines
-    assert 'fdt set /chosen xen,dom0-bootargs "console=hvc0 a=\\"b\\""' in lines
-    assert 'fdt set /chosen/dom0 compatible "multiboot,kernel" "multiboot,module"' in lines
-    # reg is the file size, not the 2 MiB slot.
-    assert "fdt set /chosen/dom0 reg <0x0 0x400000 0x0 0xac09a1>" in lines
-    assert "fdt set /chosen/dom0-ramdisk reg <0x0 0x1000000 0x0 0xf1322>" in lines
-    assert lines.index("fdt addr 0x1200000") > lines.index(loads[-1])
-    assert lines[-1] == "booti 0x200000 - 0x1200000"

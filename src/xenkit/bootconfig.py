@@ -169,7 +169,8 @@ def _static(raw: Any, what: str) -> tuple[tuple[int, int], ...]:
         raise XenkitError(f"{what}: give a list of [start, size] pairs") from None
 
 
-def domain_from_table(t: dict[str, Any], index: int) -> Domain:
+def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True) -> Domain:
+    """A [[domain]] table; `xenkit build` lets the kernel default to Dom0's."""
     where = f"[[domain]] #{index + 1}"
     known = {f for f in Domain.__dataclass_fields__}
     unknown = set(t) - known
@@ -177,13 +178,14 @@ def domain_from_table(t: dict[str, Any], index: int) -> Domain:
         raise XenkitError(
             f"{where}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
         )
-    if "kernel" not in t:
+    if require_kernel and "kernel" not in t:
         raise XenkitError(f'{where} has no kernel: add kernel = "PATH"')
     return Domain(
         name=str(t.get("name", f"domU{index}")),
-        kernel=str(t["kernel"]),
+        kernel=str(t.get("kernel", "")),
         ramdisk=str(t.get("ramdisk", "")),
-        cmdline=str(t.get("cmdline", "")),
+        # As ImageBuilder: a guest with a virtual PL011 gets it as its console.
+        cmdline=str(t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else "")),
         memory=_int(t.get("memory", "512M"), f"{where} memory"),
         vcpus=int(t.get("vcpus", 1)),
         vpl011=bool(t.get("vpl011", True)),

@@ -74,7 +74,7 @@ def files_in_order(cfg: BootConfig) -> list[tuple[str, str]]:
     return out
 
 
-def _sizes(root: Path, path: str, role: str, fdt_room: int) -> tuple[int, int, int]:
+def file_sizes(root: Path, path: str, role: str, fdt_room: int = 0) -> tuple[int, int, int]:
     """(reg size, file size, slot size) of one file."""
     file = root / path
     file_size = file.stat().st_size
@@ -90,27 +90,32 @@ def script_address(cfg: BootConfig) -> int:
     return max(cfg.memory_start + SLOT, LOW_SCRIPT)
 
 
-def plan_imagebuilder(
-    cfg: BootConfig, root: Path, reserved: Sequence[tuple[int, int]], fdt_room: int
-) -> list[Load]:
+def sized(cfg: BootConfig, root: Path, fdt_room: int) -> list[tuple[str, str, int, int, int]]:
+    """(role, path, reg size, file size, slot) for every file, in ImageBuilder's order."""
+    return [
+        (role, path, *file_sizes(root, path, role, fdt_room)) for role, path in files_in_order(cfg)
+    ]
+
+
+def place(files: Sequence[tuple[str, str, int, int, int]], win: layout.Window,
+          fix: str = "") -> list[Load]:  # fmt: skip
+    """Lay the files out in the order given."""
+    placed = layout.plan([layout.Item(f[0], f[4], f[3]) for f in files], win, fix)
+    return [Load(role, path, p.addr, size, fsize, p.size)
+            for (role, path, size, fsize, _), p in zip(files, placed, strict=True)]  # fmt: skip
+
+
+def plan_imagebuilder(cfg: BootConfig, root: Path, reserved: Sequence[tuple[int, int]],
+                      fdt_room: int) -> list[Load]:  # fmt: skip
     """ImageBuilder's layout: from 2 MiB above the script, in its order, each file 2 MiB
     aligned, around reserved memory, ending 2 MiB below MEMORY_END."""
-    order = files_in_order(cfg)
-    sizes = {role: _sizes(root, path, role, fdt_room) for role, path in order}
     win = layout.Window(
         script_address(cfg) + SLOT,
         cfg.memory_end - SLOT,
         tuple(Reserved(s, n, "reserved memory") for s, n in reserved),
     )
-    placed = layout.plan(
-        [layout.Item(role, sizes[role][2], sizes[role][1]) for role, _ in order],
-        win,
-        f"Raise MEMORY_END (now {cfg.memory_end:#x}) or load fewer or smaller images",
-    )
-    return [
-        Load(role, path, p.addr, sizes[role][0], sizes[role][1], p.size)
-        for (role, path), p in zip(order, placed, strict=True)
-    ]
+    fix = f"Raise MEMORY_END (now {cfg.memory_end:#x}) or load fewer or smaller images"
+    return place(sized(cfg, root, fdt_room), win, fix)
 
 
 # -- the script text --------------------------------------------------------------------------

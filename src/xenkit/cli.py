@@ -48,7 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
-    result = emulate.check(plan, args.timeout, echo)
+    want = [emulate.READY, *manifest.get("guest_banners", [])]
+    result = emulate.check(plan, args.timeout, echo, want)
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
     if result.banner:

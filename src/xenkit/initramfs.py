@@ -26,6 +26,7 @@ if [ -r /sys/hypervisor/version/major ]; then
 else
     xen=$(dmesg | sed -n 's/.*Xen version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
 fi
+xen=${xen:-unknown}
 mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo

@@ -40,6 +40,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one"),
     Setting("root_size", str, "64M", "size of the ext4 root partition"),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
+    # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
+    # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool).
+    Setting("domain", list, [], "dom0less guests, as [[domain]] tables in the config file"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -47,6 +50,8 @@ BY_NAME = {s.name: s for s in SETTINGS}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for s in SETTINGS:
+        if s.type is list:
+            continue
         if s.type is bool:
             parser.add_argument(s.flag, dest=s.name, action="store_true", default=None, help=s.help)
         else:
@@ -60,7 +65,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         return value
     if setting.type is str and isinstance(value, int):
         return str(value)
-    want = {int: "an integer", str: "a string", bool: "true or false"}[setting.type]
+    want = {int: "an integer", str: "a string", bool: "true or false", list: "a list"}[setting.type]
     raise XenkitError(f"{source}: {setting.name} must be {want}, not {value!r}")
 
 
@@ -78,6 +83,11 @@ def load_file(path: Path) -> dict[str, Any]:
             known = ", ".join(BY_NAME)
             raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
         values[name] = _coerce(BY_NAME[name], value, f"config {path}")
+    for table in values.get("domain", []):
+        # Guest files are named relative to the config file.
+        for key in ("kernel", "ramdisk", "passthrough_dtb"):
+            if isinstance(table, dict) and table.get(key):
+                table[key] = str((path.parent / table[key]).resolve())
     return values
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from xenkit import boards, xen
 from xenkit.boards import Bank, Board
+from xenkit.bootconfig import Domain, domain_from_table
 from xenkit.errors import XenkitError
 from xenkit.sizes import MiB, format_size, parse_size
 
@@ -26,6 +27,7 @@ class SystemSpec:
     kernel_image: Path | None
     root_size: int
     refresh: bool
+    domains: tuple[Domain, ...] = ()
 
     @property
     def ram_total(self) -> int:
@@ -69,6 +71,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     if values["xen_cmdline"] and values["xen_extra"]:
         xen_cmdline += " " + values["xen_extra"]
     dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
+    domains = _domains(values["domain"], board, banks, dom0_mem)
     return SystemSpec(
         board=board,
         ram=ram,
@@ -82,4 +85,37 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         kernel_image=_local_file(values["kernel_image"], "kernel_image"),
         root_size=parse_size(values["root_size"], "root_size"),
         refresh=bool(values["refresh"]),
+        domains=domains,
     )
+
+
+def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
+             dom0_mem: int) -> tuple[Domain, ...]:  # fmt: skip
+    """dom0less guests from [[domain]] tables, refused here if they cannot boot."""
+    domains: list[Domain] = []
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise XenkitError("domain: give [[domain]] tables in the config file")
+        d = domain_from_table(table, i, require_kernel=False)
+        for what in ("kernel", "ramdisk", "passthrough_dtb"):
+            path = getattr(d, what)
+            if path and not Path(path).is_file():
+                raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
+        if not 1 <= d.vcpus <= board.cpus:
+            raise XenkitError(
+                f"[[domain]] {d.name}: vcpus = {d.vcpus}, but {board.name} has {board.cpus} CPUs"
+            )
+        if any(other.name == d.name for other in domains) or d.name == "Domain-0":
+            raise XenkitError(f"[[domain]] {d.name}: the name is taken; give each guest its own")
+        domains.append(d)
+    total = sum(n for _, n in banks)
+    # Xen, its heap and the frame table need some room of their own.
+    free = total - dom0_mem - 64 * MiB
+    wanted = sum(d.memory for d in domains)
+    if wanted > free:
+        raise XenkitError(
+            f"the guests want {format_size(wanted)} but only about "
+            f"{format_size(free // MiB * MiB)} is left after dom0_mem: give them "
+            "less memory or lower dom0_mem"
+        )
+    return tuple(domains)
