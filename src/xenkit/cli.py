@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, boards, build, check, emulate, memmap, settings, spec
+from xenkit import __version__, boards, build, check, emulate, initramfs, memmap, settings, spec
 from xenkit.artifacts import gather
 from xenkit.errors import XenkitError
 from xenkit.sizes import human
@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
-    want = [emulate.READY, *manifest.get("guest_banners", [])]
+    want = [initramfs.READY, *manifest.get("guest_banners", [])]
     result = emulate.check(plan, args.timeout, echo, want)
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
