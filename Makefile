@@ -39,6 +39,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: deps
+	$(BIN)/python benchmarks/uboot_script.py
 	$(BIN)/python benchmarks/build_and_boot.py
 
 clean:
