@@ -36,9 +36,9 @@ def run(
 ) -> tuple[scriptgen.Plan, bootscript.DryRun]:
     root = bootfiles.populate(tmp, dts)
     (root / "config").write_text(text)
-    plan = scriptgen.generate(root / "config", root, load, "boot")
+    plan = scriptgen.generate(root / "config", root, load, None)
     ram = [(plan.config.memory_start, plan.config.memory_end - plan.config.memory_start)]
-    dry = bootscript.dry_run((root / "boot.source").read_text(), root, ram, plan.reserved)
+    dry = bootscript.dry_run(plan.script, root, ram, plan.reserved)
     assert dry.problems == []
     return plan, dry
 
@@ -369,3 +369,45 @@ enhanced = "enabled"
 """)
     toml_plan = scriptgen.generate(tmp_path / "boot.toml", tmp_path, None, "toml")
     assert toml_plan.script == ib_plan.script
+
+
+def test_overlays_policy_and_extra_commands(tmp_path: Path) -> None:
+    root = bootfiles.populate(tmp_path)
+    overlay = '/dts-v1/; /plugin/; &{/} { added-by-overlay { compatible = "test,overlay"; }; };'
+    subprocess.run(
+        ["dtc", "-q", "-@", "-I", "dts", "-O", "dtb", "-o", str(root / "o.dtbo"), "-"],
+        input=overlay.encode(),
+        check=True,
+    )
+    (root / "policy").write_bytes(b"\x8c\xff\x7c\xf9" + b"\0" * 5000)
+    (root / "extra.txt").write_text("echo before boot\nsetenv bootdelay 0\n")
+    text = (
+        HEAD
+        + DOM0
+        + (
+            'NUM_DT_OVERLAY=1\nDT_OVERLAY[0]="o.dtbo"\nXEN_POLICY="policy"\n'
+            'APPEND_EXTRA_CMDS="extra.txt"\nUBOOT_SOURCE="xen-boot.source"\n'
+        )
+    )
+    plan, dry = run(tmp_path, text)
+    assert [ld.role for ld in plan.loads] == [
+        "dom0",
+        "dom0-ramdisk",
+        "xen",
+        "xen-policy",
+        "overlay0",
+        "dtb",
+    ]
+    lines = plan.script.splitlines()
+    overlay_at = next(ld.addr for ld in plan.loads if ld.role == "overlay0")
+    resize = next(i for i, line in enumerate(lines) if line.startswith("fdt resize "))
+    assert lines.index(f"fdt apply 0x{overlay_at:X}") == resize + 1
+    assert lines[-3:-1] == ["echo before boot", "setenv bootdelay 0"]
+    assert dry.tree.has_node("/added-by-overlay")
+    policy = next(ld for ld in plan.loads if ld.role == "xen-policy")
+    assert dry.tree.strings(f"/chosen/xen-policy@{policy.addr:X}", "compatible")[0] == (
+        "xen,xsm-policy"
+    )
+    # UBOOT_SOURCE names the outputs when -o is not given
+    assert (tmp_path / "xen-boot.source").read_text() == plan.script
+    assert uboot.script_text((tmp_path / "xen-boot.scr").read_bytes()) == plan.script

@@ -103,7 +103,7 @@ def test_ci_dom0_smoke_config(tmp_path: Path) -> None:
     plan = scriptgen.generate(root / "config", root, "tftp", "boot")
     assert [ld.role for ld in plan.loads] == ["dom0", "dom0-ramdisk", "xen", "dtb"]
     assert plan.config.xen_cmdline == "console=dtuart dom0_mem=1024M console_timestamps=boot"
-    assert scriptgen.hint(plan.config, "boot", plan.address) == (
+    assert scriptgen.hint(plan.config, "boot.scr", plan.address) == (
         "tftpb 0x40200000 boot.scr; source 0x40200000"
     )
 

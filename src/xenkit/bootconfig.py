@@ -76,6 +76,8 @@ class BootConfig:
     load_cmd: str = ""  # e.g. "tftpb", "load mmc 0:1"
     boot_cmd: str = "booti"
     append_extra_cmds: str = ""  # a file whose lines go before the boot command
+    source_name: str = ""  # where the script text goes (ImageBuilder's UBOOT_SOURCE)
+    script_name: str = ""  # where the script image goes (UBOOT_SCRIPT)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def files(self) -> list[tuple[str, str]]:

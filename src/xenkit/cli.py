@@ -139,16 +139,18 @@ def cmd_uboot_script(args: argparse.Namespace) -> int:
     if args.first_stage:
         if not (args.server and args.ip):
             raise XenkitError("--first-stage needs --server IP and --ip IP")
-        text = scriptgen.first_stage(root, args.output, args.server, args.ip, args.next)
+        name = args.output or "boot"
+        text = scriptgen.first_stage(root, name, args.server, args.ip, args.next)
         print(text, end="")
-        print(f"wrote {root / args.output}.scr: put it on the SD card's boot partition")
+        print(f"wrote {root / name}.scr: put it on the SD card's boot partition")
         return 0
     if not args.config:
         raise XenkitError("-c CONFIG is required (an ImageBuilder config or a xenkit .toml)")
     plan = scriptgen.generate(Path(args.config), root, args.type, args.output)
     cfg = plan.config
-    print(f"wrote {root / args.output}.source and {root / args.output}.scr; load it with:")
-    print(f"  {scriptgen.hint(cfg, args.output, plan.address)}")
+    source, script = scriptgen.output_names(cfg, args.output)
+    print(f"wrote {root / source} and {root / script}; load it with:")
+    print(f"  {scriptgen.hint(cfg, script, plan.address)}")
     if not args.explain:
         return 0
     print()
@@ -218,7 +220,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="ImageBuilder config, or a xenkit .toml")
     p.add_argument("-d", "--dir", default=".", help="directory holding the files (and outputs)")
     p.add_argument("-t", "--type", help="tftp, sd, scsi, usb, virtio, or a load command")
-    p.add_argument("-o", "--output", default="boot", help="output name (NAME.source, NAME.scr)")
+    p.add_argument(
+        "-o", "--output", help="output name: NAME.source, NAME.scr (default: UBOOT_SOURCE, or boot)"
+    )
     p.add_argument("--explain", action="store_true", help="print the plan and dry-run it")
     p.add_argument(
         "--first-stage",

@@ -223,6 +223,8 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
         load_cmd=load,
         boot_cmd=boot_cmd,
         append_extra_cmds=raw.get("APPEND_EXTRA_CMDS"),
+        source_name=raw.get("UBOOT_SOURCE"),
+        script_name=raw.get("UBOOT_SCRIPT"),
         warnings=tuple(raw.warnings),
     )
     if not raw.get("XEN"):

@@ -66,8 +66,16 @@ class Plan:
     reserved: list[tuple[int, int]]
 
 
-def generate(config: Path, root: Path, load_cmd: str | None, name: str) -> Plan:
-    """Write NAME.source and NAME.scr into `root`; returns what was planned."""
+def output_names(cfg: BootConfig, name: str | None) -> tuple[str, str]:
+    """(source, script) file names: -o NAME wins, then UBOOT_SOURCE/UBOOT_SCRIPT, then boot."""
+    if name:
+        return f"{name}.source", f"{name}.scr"
+    source = cfg.source_name or "boot.source"
+    return source, cfg.script_name or f"{source.removesuffix('.source')}.scr"
+
+
+def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -> Plan:
+    """Write the script's text and image into `root`; returns what was planned."""
     if not root.is_dir():
         raise XenkitError(f"-d {root}: not a directory")
     cfg = read_config(config, load_cmd)
@@ -85,8 +93,9 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str) -> Plan:
     loads = bootscript.plan_imagebuilder(cfg, root, reserved, fdt_room)
     text = bootscript.generate(cfg, loads, tree, fdt_resize=resize, extra_cmds=_extra(cfg, root))
     addr = bootscript.script_address(cfg)
-    files[root / f"{name}.source"] = text.encode()
-    files[root / f"{name}.scr"] = uboot.script_image(text, load=addr, entry=addr)
+    source, script = output_names(cfg, name)
+    files[root / source] = text.encode()
+    files[root / script] = uboot.script_image(text, load=addr, entry=addr)
     _write_atomically(files)
     return Plan(cfg, loads, text, addr, tree, reserved)
 
@@ -120,8 +129,8 @@ def _wrap_xen(
     return wrapped, {root / ub: uboot.kernel_image(data, arch, xen.addr, xen.addr)}
 
 
-def hint(cfg: BootConfig, name: str, addr: int) -> str:
-    return f"{cfg.load_cmd} 0x{addr:X} {name}.scr; source 0x{addr:X}"
+def hint(cfg: BootConfig, script: str, addr: int) -> str:
+    return f"{cfg.load_cmd} 0x{addr:X} {script}; source 0x{addr:X}"
 
 
 def first_stage(
