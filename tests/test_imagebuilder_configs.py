@@ -155,7 +155,7 @@ def test_imagebuilder_readme_example_is_read_and_refused_as_imagebuilder_does() 
     assert [d.memory >> 20 for d in fixed.domains] == [1024, 1024]
     assert fixed.domains[0].passthrough_paths == ("/axi/ethernet@ff0e0000", "/axi/serial@ff000000")
     assert fixed.dt_overlays == ("host_dt_overlay.dtbo",)
-    assert [role for role, _ in bootscript.files_in_order(fixed)] == [
+    assert [role for role, _ in fixed.files()] == [
         "dom0",
         "dom0-ramdisk",
         "domU0",

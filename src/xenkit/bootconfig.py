@@ -81,35 +81,59 @@ class BootConfig:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def files(self) -> list[tuple[str, str]]:
-        """(what, path) for every file the boot loads, for existence checks."""
-        out = [("DEVICE_TREE", self.device_tree)] if self.device_tree else []
-        if self.xen:
-            out.append(("XEN", self.xen))
-        if self.xen_policy:
-            out.append(("XEN_POLICY", self.xen_policy))
-        if self.dom0:
-            out.append(("DOM0_KERNEL", self.dom0.kernel))
-            if self.dom0.ramdisk:
-                out.append(("DOM0_RAMDISK", self.dom0.ramdisk))
-        for i, d in enumerate(self.domains):
-            out.append((f"DOMU_KERNEL[{i}]", d.kernel))
-            if d.ramdisk:
-                out.append((f"DOMU_RAMDISK[{i}]", d.ramdisk))
-            if d.passthrough_dtb:
-                out.append((f"DOMU_PASSTHROUGH_DTB[{i}]", d.passthrough_dtb))
-        out += [(f"DT_OVERLAY[{i}]", p) for i, p in enumerate(self.dt_overlays)]
+        """(role, path) of every file the boot loads, in ImageBuilder's load order: guests
+        first, Xen after them (the last PE image loaded is the one secure boot checks),
+        overlays, the DTB last."""
+        out: list[tuple[str, str]] = []
         if self.linux:
-            out.append(("LINUX", self.linux.kernel))
+            out.append(("linux", self.linux.kernel))
             if self.linux.ramdisk:
-                out.append(("LINUX_RAMDISK", self.linux.ramdisk))
+                out.append(("linux-ramdisk", self.linux.ramdisk))
+        else:
+            if self.dom0:
+                out.append(("dom0", self.dom0.kernel))
+                if self.dom0.ramdisk:
+                    out.append(("dom0-ramdisk", self.dom0.ramdisk))
+            for i, d in enumerate(self.domains):
+                out.append((f"domU{i}", d.kernel))
+                if d.ramdisk:
+                    out.append((f"domU{i}-ramdisk", d.ramdisk))
+                if d.passthrough_dtb:
+                    out.append((f"domU{i}-dtb", d.passthrough_dtb))
+            out.append(("xen", self.xen))
+            if self.xen_policy:
+                out.append(("xen-policy", self.xen_policy))
+        out += [(f"overlay{i}", p) for i, p in enumerate(self.dt_overlays)]
+        out.append(("dtb", self.device_tree))
         return out
+
+
+def variable(role: str) -> str:
+    """The ImageBuilder variable that names a file, for messages: domU1-ramdisk ->
+    DOMU_RAMDISK[1]."""
+    fixed = {
+        "dom0": "DOM0_KERNEL",
+        "dom0-ramdisk": "DOM0_RAMDISK",
+        "xen": "XEN",
+        "xen-policy": "XEN_POLICY",
+        "dtb": "DEVICE_TREE",
+        "linux": "LINUX",
+        "linux-ramdisk": "LINUX_RAMDISK",
+    }
+    if role in fixed:
+        return fixed[role]
+    if role.startswith("overlay"):
+        return f"DT_OVERLAY[{role.removeprefix('overlay')}]"
+    index, _, kind = role.removeprefix("domU").partition("-")
+    name = {"": "DOMU_KERNEL", "ramdisk": "DOMU_RAMDISK", "dtb": "DOMU_PASSTHROUGH_DTB"}[kind]
+    return f"{name}[{index}]"
 
 
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
     """Errors a boot script cannot survive, each naming the variable and the fix."""
-    for what, path in cfg.files():
-        if not (root / path).is_file():
-            raise XenkitError(f"{what}: {root / path} does not exist; fix the path or -d")
+    for role, path in cfg.files():
+        if path and not (root / path).is_file():
+            raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
     if not cfg.device_tree:
         raise XenkitError("DEVICE_TREE is not set: name the board's DTB")
     if not cfg.xen and not cfg.linux:

@@ -47,33 +47,6 @@ class Load:
         return self.addr + self.slot
 
 
-def files_in_order(cfg: BootConfig) -> list[tuple[str, str]]:
-    """(role, path) in ImageBuilder's load order: guests first, Xen after them (the last PE
-    image loaded is the one secure boot checks), overlays, the DTB last."""
-    out: list[tuple[str, str]] = []
-    if cfg.linux:
-        out.append(("linux", cfg.linux.kernel))
-        if cfg.linux.ramdisk:
-            out.append(("linux-ramdisk", cfg.linux.ramdisk))
-    else:
-        if cfg.dom0:
-            out.append(("dom0", cfg.dom0.kernel))
-            if cfg.dom0.ramdisk:
-                out.append(("dom0-ramdisk", cfg.dom0.ramdisk))
-        for i, d in enumerate(cfg.domains):
-            out.append((f"domU{i}", d.kernel))
-            if d.ramdisk:
-                out.append((f"domU{i}-ramdisk", d.ramdisk))
-            if d.passthrough_dtb:
-                out.append((f"domU{i}-dtb", d.passthrough_dtb))
-        out.append(("xen", cfg.xen))
-        if cfg.xen_policy:
-            out.append(("xen-policy", cfg.xen_policy))
-    out += [(f"overlay{i}", p) for i, p in enumerate(cfg.dt_overlays)]
-    out.append(("dtb", cfg.device_tree))
-    return out
-
-
 def file_sizes(root: Path, path: str, role: str, fdt_room: int = 0) -> tuple[int, int, int]:
     """(reg size, file size, slot size) of one file."""
     file = root / path
@@ -92,9 +65,7 @@ def script_address(cfg: BootConfig) -> int:
 
 def sized(cfg: BootConfig, root: Path, fdt_room: int) -> list[tuple[str, str, int, int, int]]:
     """(role, path, reg size, file size, slot) for every file, in ImageBuilder's order."""
-    return [
-        (role, path, *file_sizes(root, path, role, fdt_room)) for role, path in files_in_order(cfg)
-    ]
+    return [(role, path, *file_sizes(root, path, role, fdt_room)) for role, path in cfg.files()]
 
 
 def place(files: Sequence[tuple[str, str, int, int, int]], win: layout.Window,

@@ -75,7 +75,7 @@ def boot_set(spec: SystemSpec, boot: Path, dtb: bytes, dom0_cmdline: str, title:
              domains: tuple[Domain, ...]) -> BootSet:  # fmt: skip
     """The script for the files in `boot`: Xen first, then Dom0, the guests, the DTB."""
     cfg = boot_config(spec, dom0_cmdline, domains)
-    order = [(r, p) for r, p in bootscript.files_in_order(cfg) if r != "dtb"]
+    order = [(r, p) for r, p in cfg.files() if r != "dtb"]
     order.sort(key=lambda f: f[0] != "xen")
     files = [(r, p, *bootscript.file_sizes(boot, p, r)) for r, p in order]
     fdt = uboot.fdt_size_at_boot(dtb)
