@@ -22,4 +22,5 @@ $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-s
 $SUDO apt-get install -y -q --no-install-recommends \
     python3-venv python3-dev swig gcc make \
     u-boot-tools device-tree-compiler mtools dosfstools e2fsprogs fdisk cpio \
+    tftp-hpa atftp busybox curl \
     gpgv debian-archive-keyring

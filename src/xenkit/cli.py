@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -166,6 +167,34 @@ def cmd_uboot_script(args: argparse.Namespace) -> int:
     return 1 if run.problems else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from xenkit import netboot
+
+    build_dir = Path(args.dir)
+    build.read_manifest(build_dir)
+    watch = None
+    if args.config:
+        config = Path(args.config)
+
+        def inputs() -> spec.SystemSpec:
+            values = settings.resolve(settings.load_file(config), {"netboot": True})
+            return spec.resolve(values)
+
+        system = inputs()
+        paths = [config, *(p for p in (system.xen_image, system.kernel_image) if p)]
+        paths += [Path(f) for d in system.domains for f in (d.kernel, d.ramdisk) if f]
+        watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            netboot.serve(
+                build_dir, args.bind, args.port, args.emulated, args.proxy_dhcp or "", watch
+            )
+        )
+    return 0
+
+
 def _target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", help="a build directory (else the parts below)")
     p.add_argument(
@@ -233,6 +262,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ip", help="with --first-stage: the board's address")
     p.add_argument("--next", default="boot2.scr", help="with --first-stage: script to fetch")
     p.set_defaults(func=cmd_uboot_script)
+
+    p = sub.add_parser("serve", help="netboot a build over TFTP (and the Pi 4's EEPROM)")
+    p.add_argument(
+        "dir", nargs="?", default=str(_default_out("rpi4")), help="a build made with --netboot"
+    )
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (:: for IPv6)")
+    p.add_argument("--port", type=int, default=69, help="UDP port (69 needs root)")
+    p.add_argument(
+        "--emulated",
+        action="store_true",
+        help="serve the emulator's script and DTB (for xenkit's own QEMU boards)",
+    )
+    p.add_argument(
+        "--proxy-dhcp",
+        metavar="SERVER_IP",
+        help="answer Pi 4 netboot DHCP requests, naming SERVER_IP as TFTP server",
+    )
+    p.add_argument(
+        "-c", "--config", help="the build's config: rebuild when it or the files it names change"
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
     p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")

@@ -40,6 +40,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one"),
     Setting("root_size", str, "64M", "size of the ext4 root partition"),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
+    Setting(
+        "netboot",
+        bool,
+        False,
+        "also lay the system out for netboot (tftp/) with a small first-stage SD image",
+    ),
+    Setting("netboot_server", str, "", "netboot: the TFTP server's address (default: from DHCP)"),
+    Setting("tftp_blocksize", int, 0, "netboot: U-Boot's tftpblocksize (0: its default)"),
+    Setting("tftp_windowsize", int, 0, "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)"),
     # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
     # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool).
     Setting("domain", list, [], "dom0less guests, as [[domain]] tables in the config file"),

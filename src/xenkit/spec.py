@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ class SystemSpec:
     root_size: int
     refresh: bool
     domains: tuple[Domain, ...] = ()
+    netboot: bool = False
+    netboot_server: str = ""
+    tftp_blocksize: int = 0
+    tftp_windowsize: int = 0
 
     @property
     def ram_total(self) -> int:
@@ -86,7 +91,26 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         root_size=parse_size(values["root_size"], "root_size"),
         refresh=bool(values["refresh"]),
         domains=domains,
+        netboot=bool(values["netboot"]),
+        netboot_server=_address(values["netboot_server"]),
+        tftp_blocksize=_ranged(values["tftp_blocksize"], "tftp_blocksize", 0, 65464),
+        tftp_windowsize=_ranged(values["tftp_windowsize"], "tftp_windowsize", 0, 65535),
     )
+
+
+def _address(value: str) -> str:
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise XenkitError(f"netboot_server={value!r} is not an IP address") from None
+    return value
+
+
+def _ranged(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise XenkitError(f"{name}={value}: give {low} to {high}")
+    return value
 
 
 def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],

@@ -34,6 +34,7 @@ BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464
 WINDOW_MAX = 65535
 DEFAULT_TIMEOUT = 1.0
 RETRIES = 6
+PACE = 0.0002  # seconds between bursts once a transfer has lost packets
 
 
 class PacketError(ValueError):
@@ -54,9 +55,15 @@ class Request:
 
 def parse_request(packet: bytes) -> Request:
     """An RRQ or WRQ: opcode, then NUL-terminated filename, mode and option/value pairs."""
+    if len(packet) < 2:
+        raise PacketError(0, "runt packet")  # not even an opcode: nothing to answer
     if len(packet) < 4:
         raise PacketError(ILLEGAL, "truncated request")
     (opcode,) = struct.unpack("!H", packet[:2])
+    if opcode in (DATA, ACK, ERROR, OACK):
+        # Strays from transfers that ended (the Pi bootloader sends ERRORs to port 69):
+        # answering them would only start an exchange of errors.
+        raise PacketError(0, f"stray packet (opcode {opcode})")
     if opcode not in (RRQ, WRQ):
         raise PacketError(ILLEGAL, f"unexpected opcode {opcode}")
     if not packet.endswith(b"\0"):
@@ -85,7 +92,8 @@ def negotiate(options: dict[str, str], size: int | None) -> dict[str, int]:
     blksize below 8, which is an error."""
     out: dict[str, int] = {}
     for name, value in options.items():
-        if not value.isdigit() or len(value) > 10:
+        # isdigit() alone admits "²" and other digits int() refuses
+        if not (value.isascii() and value.isdigit()) or len(value) > 10:
             continue
         n = int(value)
         if name == "blksize":
@@ -94,7 +102,8 @@ def negotiate(options: dict[str, str], size: int | None) -> dict[str, int]:
             out[name] = min(n, BLKSIZE_MAX)
         elif name == "timeout" and 1 <= n <= 255:
             out[name] = n
-        elif name == "tsize" and size is not None:
+        elif name == "tsize" and size:
+            # An empty file needs no size; curl 7.88 stalls on "tsize 0" in an OACK.
             out[name] = size
         elif name == "windowsize" and 1 <= n <= WINDOW_MAX:
             out[name] = n
@@ -200,8 +209,9 @@ class Server:
             req = parse_request(data)
         except PacketError as exc:
             self.stats.malformed += 1
-            log.debug("tftp: %s from %s: %s", "bad packet", client[0], exc)
-            self._send_error(client, local, exc.code, str(exc))
+            log.debug("tftp: bad packet from %s: %s", client[0], exc)
+            if exc.code:
+                self._send_error(client, local, exc.code, str(exc))
             return
         if req.opcode == WRQ:
             self.stats.refused += 1
@@ -234,10 +244,16 @@ class Server:
             return
         with f:
             size = os.fstat(f.fileno()).st_size if req.mode == "octet" else None
-            transfer = Transfer(req, f, size, client, local)
+            try:
+                options = negotiate(req.options, size)
+            except PacketError as exc:
+                self.stats.refused += 1
+                self._send_error(client, local, exc.code, str(exc))
+                return
+            transfer = Transfer(req, f, options, client, local)
             try:
                 sent = await transfer.run()
-            except TransferFailed as exc:
+            except Exception as exc:  # one transfer's failure must never take the server down
                 self.stats.failed += 1
                 log.info(
                     "tftp: %s %s failed after %d bytes: %s",
@@ -304,16 +320,22 @@ class Transfer:
     windows of `windowsize` blocks, each retransmitted on timeout until acknowledged."""
 
     def __init__(
-        self, req: Request, f: object, size: int | None, client: tuple[str, int], local: str
+        self, req: Request, f: object, options: dict[str, int], client: tuple[str, int], local: str
     ) -> None:
         self.req = req
         self.source = Netascii(f) if req.mode == "netascii" else f
         self.client = client
-        self.options = negotiate(req.options, size) if req.options else {}
+        self.options = options
         self.blksize = self.options.get("blksize", 512)
         self.window = self.options.get("windowsize", 1)
         self.timeout = float(self.options.get("timeout", DEFAULT_TIMEOUT))
         self.sent_bytes = 0
+        # Packets sent back to back before pausing. A burst bigger than the client's socket
+        # buffer is lost whole (13 datagrams of 8 KiB fill Linux's default), and sending it
+        # again loses it again: after a loss the window goes out in smaller bursts, growing
+        # back as windows arrive whole. Windows stay full size, since some clients (atftp,
+        # U-Boot) acknowledge only on multiples of the window.
+        self.burst = self.window
         family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.bind((local, 0))
@@ -324,10 +346,10 @@ class Transfer:
         with contextlib.suppress(BlockingIOError, InterruptedError):
             self.sock.sendto(packet, self.client)
 
-    async def _receive(self, timeout: float) -> bytes | None:
-        """The next packet from the client within `timeout`; strangers get error 5."""
+    async def _receive(self, deadline: float) -> bytes | None:
+        """The next packet from the client before `deadline` (loop time); strangers get
+        error 5."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         while True:
             left = deadline - loop.time()
             if left <= 0:
@@ -356,10 +378,12 @@ class Transfer:
 
     async def _oack(self) -> bool:
         packet = oack_packet(self.options)
+        loop = asyncio.get_running_loop()
         for _ in range(RETRIES):
             self._send(packet)
+            deadline = loop.time() + self.timeout
             while True:
-                data = await self._receive(self.timeout)
+                data = await self._receive(deadline)
                 if data is None:
                     break
                 if len(data) >= 4:
@@ -384,9 +408,17 @@ class Transfer:
                 return self.sent_bytes
             for i, chunk in enumerate(blocks):
                 self._send(struct.pack("!HH", DATA, (base + i) & 0xFFFF) + chunk)
-            acked = await self._await_ack(base, len(blocks))
+                if (i + 1) % self.burst == 0 and i + 1 < len(blocks):
+                    await asyncio.sleep(PACE)
+            acked, timed_out = await self._await_ack(base, len(blocks))
+            # A short ACK on a multiple of the window is how counting clients acknowledge
+            # after a resend moved our windows; anything else short means packets were lost.
+            if acked == 0 or (acked < len(blocks) and (base + acked - 1) % self.window):
+                self.burst = max(1, self.burst // 2)
+            elif self.burst < self.window:
+                self.burst += 1
             if acked == 0:
-                tries += 1
+                tries = tries + 1 if timed_out else tries
                 if tries >= RETRIES:
                     raise TransferFailed(f"no ACK after {RETRIES} tries")
                 continue
@@ -398,13 +430,21 @@ class Transfer:
             if done and not blocks:
                 return self.sent_bytes
 
-    async def _await_ack(self, base: int, count: int) -> int:
-        """How many blocks of the window [base, base+count) the client acknowledged (0 on
-        timeout). ACKs for earlier blocks are duplicates and change nothing."""
+    async def _await_ack(self, base: int, count: int) -> tuple[int, bool]:
+        """How many blocks of the window [base, base+count) the client acknowledged, and
+        whether the wait timed out. Duplicate ACKs change nothing, not even the timer: a
+        client re-acknowledging faster than it would otherwise hold the window forever. The
+        one exception is a client repeating its ACK of the block before the window once a
+        quarter of the timeout has passed since the window went out: it is waiting, and the
+        window is resent then (0, False) rather than a whole timeout later. The quarter keeps
+        the Sorcerer's Apprentice away: duplicates can never multiply the data sent."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        deadline = sent + self.timeout
         while True:
-            data = await self._receive(self.timeout)
+            data = await self._receive(deadline)
             if data is None:
-                return 0
+                return 0, True
             if len(data) < 4:
                 continue
             opcode, number = struct.unpack("!HH", data[:4])
@@ -412,9 +452,8 @@ class Transfer:
                 raise TransferFailed("client sent an error: " + data[4:-1].decode(errors="replace"))
             if opcode != ACK:
                 continue
-            # The block number the client acknowledged, relative to this window.
             offset: int = (number - base) & 0xFFFF
             if offset < count:
-                return offset + 1
-            # A duplicate ACK of an older block (or of the previous window's last): with a
-            # window of one this is the Sorcerer's Apprentice case; ignore it.
+                return offset + 1, False
+            if offset == 0xFFFF and loop.time() - sent >= self.timeout / 4:
+                return 0, False

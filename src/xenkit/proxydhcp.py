@@ -1,0 +1,143 @@
+"""A proxyDHCP responder for the Raspberry Pi 4's network boot: it answers the EEPROM
+bootloader's PXE DHCPDISCOVER with where the TFTP server is, and never hands out addresses
+(the LAN's own DHCP server does that).
+
+The reply is the one dnsmasq sends with `dhcp-range=...,proxy` and
+`pxe-service=0,"Raspberry Pi Boot"`, which the bootloader is known to follow: no addresses
+in the header, options 53 (offer), 54 (this server), 60 ("PXEClient"), the client's 97
+echoed, and 43 with PXE discovery control, a menu prompt and the "Raspberry Pi Boot" item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+
+log = logging.getLogger("xenkit")
+
+MAGIC = b"\x63\x82\x53\x63"
+DISCOVER, OFFER = 1, 2
+PI_BOOT = b"Raspberry Pi Boot"
+# Option 43: discovery control 3, menu prompt (timeout 0, "PXE"), boot item type 0 with text.
+OPTION_43 = (
+    b"\x06\x01\x03"
+    + b"\x0a\x04\x00PXE"
+    + b"\x09"
+    + bytes([3 + len(PI_BOOT)])  # item type (2) + text length (1) + text
+    + b"\x00\x00"
+    + bytes([len(PI_BOOT)])
+    + PI_BOOT
+    + b"\xff"
+)
+
+
+class NotPxe(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Discover:
+    xid: bytes
+    chaddr: bytes  # 16 bytes as in the header
+    flags: bytes
+    giaddr: bytes
+    vendor_class: str
+    client_arch: bytes | None
+    uuid: bytes | None
+
+    @property
+    def mac(self) -> str:
+        return "-".join(f"{b:02x}" for b in self.chaddr[:6])
+
+
+def parse(packet: bytes) -> Discover:
+    """A PXE DHCPDISCOVER, or NotPxe for anything this responder must stay out of."""
+    if len(packet) < 240 or packet[0] != 1 or packet[236:240] != MAGIC:
+        raise NotPxe("not a DHCP request")
+    options: dict[int, bytes] = {}
+    i = 240
+    while i < len(packet):
+        code = packet[i]
+        if code == 255:
+            break
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= len(packet):
+            raise NotPxe("truncated option")
+        length = packet[i + 1]
+        value = packet[i + 2 : i + 2 + length]
+        if len(value) != length:
+            raise NotPxe("truncated option")
+        options.setdefault(code, value)
+        i += 2 + length
+    if options.get(53) != bytes([DISCOVER]):
+        raise NotPxe("not a DISCOVER")
+    vendor = options.get(60, b"").decode("ascii", "replace")
+    if not vendor.startswith("PXEClient") or 93 not in options:
+        raise NotPxe("not a PXE client")
+    return Discover(
+        packet[4:8],
+        packet[28:44],
+        packet[10:12],
+        packet[24:28],
+        vendor,
+        options.get(93),
+        options.get(97),
+    )
+
+
+def offer(d: Discover, server: str) -> bytes:
+    """The proxy offer: yiaddr, ciaddr and siaddr zero, broadcast flag set."""
+    ip = ipaddress.IPv4Address(server).packed
+    header = struct.pack("!BBBB", 2, 1, 6, 0) + d.xid + b"\0\0" + b"\x80\x00"
+    header += b"\0" * 12 + d.giaddr + d.chaddr + b"\0" * 192
+    opts = bytes([53, 1, OFFER]) + bytes([54, 4]) + ip + bytes([60, 9]) + b"PXEClient"
+    if d.uuid is not None:
+        opts += bytes([97, len(d.uuid)]) + d.uuid
+    opts += bytes([43, len(OPTION_43)]) + OPTION_43 + b"\xff"
+    packet = header + MAGIC + opts
+    return packet + b"\0" * max(0, 300 - len(packet))
+
+
+class Responder(asyncio.DatagramProtocol):
+    def __init__(self, server_ip: str, reply_to: tuple[str, int] = ("255.255.255.255", 68)):
+        self.server_ip = server_ip
+        self.reply_to = reply_to
+        self.answered = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            d = parse(data)
+        except NotPxe:
+            return
+        log.info("proxydhcp: %s (%s): TFTP server is %s", d.mac, d.vendor_class, self.server_ip)
+        assert self.transport is not None
+        with contextlib.suppress(OSError):
+            self.transport.sendto(offer(d, self.server_ip), self.reply_to)
+            self.answered += 1
+
+
+async def start(
+    server_ip: str,
+    bind: str = "0.0.0.0",
+    port: int = 67,
+    reply_to: tuple[str, int] = ("255.255.255.255", 68),
+) -> Responder:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.bind((bind, port))
+    responder = Responder(server_ip, reply_to)
+    await loop.create_datagram_endpoint(lambda: responder, sock=sock)
+    return responder

@@ -1,0 +1,365 @@
+"""The TFTP server against real clients, a hostile network, and hostile packets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.tftpclient import Relay, fetch, rrq
+from xenkit import tftp
+
+SIZES = [0, 511, 512, 513, 1 << 20, (32 << 20) + 12345]
+
+
+class Running:
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
+        self.server = tftp.Server(root)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.addr = self.loop.run_until_complete(self.server.listen(host, 0))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            tasks = list(self.server.tasks)
+            self.server.close()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tftproot")
+    rng = __import__("random").Random(7)
+    for n in [*SIZES, 60000]:
+        (d / f"f{n}").write_bytes(rng.randbytes(n))
+    (d / "sub").mkdir()
+    (d / "sub" / "inner").write_bytes(b"inner\n")
+    (d / "text.txt").write_bytes(b"one\ntwo\r\nthree")
+    outside = d.parent / "secret"
+    outside.write_text("secret")
+    (d / "escape").symlink_to(outside)
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[Running]:
+    r = Running(root)
+    yield r
+    r.close()
+
+
+def _digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+CLIENTS = {
+    "tftp-hpa": lambda a, f, out: ["tftp", a[0], str(a[1]), "-m", "binary", "-c", "get", f, out],
+    "atftp": lambda a, f, out: [
+        "atftp",
+        "--option",
+        "blksize 512",
+        "-g",
+        "-r",
+        f,
+        "-l",
+        out,
+        a[0],
+        str(a[1]),
+    ],
+    "curl": lambda a, f, out: [
+        "curl",
+        "-sS",
+        "--tftp-blksize",
+        "512",
+        "-o",
+        out,
+        f"tftp://{a[0]}:{a[1]}/{f}",
+    ],
+    "busybox": lambda a, f, out: ["busybox", "tftp", "-g", "-r", f, "-l", out, a[0], str(a[1])],
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_real_clients_get_identical_files(
+    server: Running, root: Path, tmp_path: Path, client: str, size: int
+) -> None:
+    if client == "busybox" and size > 1 << 24:
+        pytest.skip("busybox tftp's 16-bit block counter stops at 32 MiB with blksize 512")
+    out = tmp_path / "got"
+    subprocess.run(
+        CLIENTS[client](server.addr, f"f{size}", str(out)),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert _digest(out) == _digest(root / f"f{size}")
+
+
+def test_windowsize_and_big_blocks_with_atftp(server: Running, root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    subprocess.run(
+        [
+            "atftp",
+            "--option",
+            "blksize 8192",
+            "--option",
+            "windowsize 16",
+            "-g",
+            "-r",
+            f"f{SIZES[-1]}",
+            "-l",
+            str(out),
+            *map(str, server.addr),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert _digest(out) == _digest(root / f"f{SIZES[-1]}")
+
+
+def test_netascii(server: Running, tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    subprocess.run(
+        [
+            "tftp",
+            server.addr[0],
+            str(server.addr[1]),
+            "-m",
+            "ascii",
+            "-c",
+            "get",
+            "text.txt",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_bytes() == b"one\ntwo\r\nthree"
+    # On the wire: LF as CR LF, a bare CR as CR NUL.
+    assert fetch(server.addr, "text.txt", mode="netascii") == b"one\r\ntwo\r\0\r\nthree"
+
+
+def test_block_numbers_roll_over(server: Running, root: Path) -> None:
+    # 32 MiB + at blksize 512 is more than 65535 blocks.
+    data = fetch(server.addr, f"f{SIZES[-1]}", windowsize=16)
+    assert data == (root / f"f{SIZES[-1]}").read_bytes()
+
+
+def test_ipv6(root: Path) -> None:
+    r = Running(root, "::1")
+    try:
+        assert fetch(r.addr[:2], "f513") == (root / "f513").read_bytes()
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize(("blksize", "window"), [(512, 1), (1468, 8), (8192, 4)])
+def test_lossy_duplicating_reordering_network(
+    server: Running, root: Path, seed: int, blksize: int, window: int
+) -> None:
+    relay = Relay(server.addr, loss=0.08, dup=0.08, reorder=0.08, seed=seed)
+    addr = relay.start()
+    try:
+        data = fetch(addr, "f513", timeout=0.2, tries=200, blksize=blksize, windowsize=window)
+        data += fetch(addr, "f60000", timeout=0.2, tries=200, blksize=blksize, windowsize=window)
+    finally:
+        relay.close()
+    assert data == (root / "f513").read_bytes() + (root / "f60000").read_bytes()
+
+
+def _exchange(addr: tuple[str, int], packet: bytes) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1)
+        s.sendto(packet, addr)
+        try:
+            return s.recvfrom(70000)[0]
+        except TimeoutError:
+            return None
+
+
+@pytest.mark.parametrize(
+    ("packet", "code"),
+    [
+        (b"", None),
+        (b"\x00", None),
+        (b"\x00\x01", tftp.ILLEGAL),
+        (b"\x00\x01f10\x00octet", tftp.ILLEGAL),  # no final NUL
+        (b"\x00\x09whatever\x00", tftp.ILLEGAL),  # unknown opcode
+        (b"\x00\x03\x00\x01data", None),  # DATA to the request port: ignored
+        (b"\x00\x05\x00\x00oops\x00", None),  # so is an ERROR
+        (b"\x00\x01f10\x00mail\x00", tftp.ILLEGAL),  # obsolete mode
+        (b"\x00\x01\xff\xfe\x00octet\x00", tftp.ILLEGAL),  # not ASCII
+        (rrq("f513", blksize=4), tftp.BAD_OPTIONS),
+        (b"\x00\x02f10\x00octet\x00", tftp.ACCESS),  # writes are refused
+        (rrq("nope"), tftp.NOT_FOUND),
+    ],
+)
+def test_malformed_requests_get_errors_and_the_server_lives(
+    server: Running, packet: bytes, code: int | None
+) -> None:
+    reply = _exchange(server.addr, packet)
+    if code is None:
+        assert reply is None
+    else:
+        assert reply is not None and struct.unpack("!HH", reply[:4]) == (tftp.ERROR, code)
+    assert fetch(server.addr, "f513") == (Path(server.server.root) / "f513").read_bytes()
+
+
+def test_huge_and_odd_option_values_are_ignored(server: Running, root: Path) -> None:
+    packet = rrq("f513", blksize=10**30, windowsize=0, timeout=9999, tsize=5) + b"bogus\0x\0"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(packet, server.addr)
+        reply, _ = s.recvfrom(70000)
+    # Nothing acceptable but tsize: the OACK carries only the real size.
+    assert reply == struct.pack("!H", tftp.OACK) + b"tsize\x00513\x00"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret",
+        "/../secret",
+        "sub/../../secret",
+        "escape",
+        "..\\secret",
+        "sub/../..",
+        "/etc/passwd",
+        ".",
+    ],
+)
+def test_paths_cannot_escape_the_root(server: Running, name: str) -> None:
+    reply = _exchange(server.addr, rrq(name))
+    assert reply is not None
+    op, code = struct.unpack("!HH", reply[:4])
+    assert op == tftp.ERROR and code in (tftp.ACCESS, tftp.NOT_FOUND)
+    assert b"secret" not in reply
+
+
+def test_absolute_paths_are_served_from_the_root(server: Running) -> None:
+    assert fetch(server.addr, "/sub/inner") == b"inner\n"
+
+
+def test_client_aborting_after_oack_is_let_go(server: Running, root: Path) -> None:
+    # The Pi bootloader asks for tsize, reads the OACK, sends an error, then asks again.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(rrq("f1048576", tsize=0), server.addr)
+        reply, tid = s.recvfrom(100)
+        assert reply == struct.pack("!H", tftp.OACK) + b"tsize\x001048576\x00"
+        s.sendto(tftp.error_packet(tftp.BAD_OPTIONS, "probe only"), tid)
+    assert fetch(server.addr, "f1048576", tsize=0) == (root / "f1048576").read_bytes()
+
+
+def test_duplicate_acks_do_not_duplicate_data(server: Running) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.sendto(rrq("f1048576"), server.addr)
+        first, tid = s.recvfrom(600)
+        assert first[:4] == b"\x00\x03\x00\x01"
+        ack1 = struct.pack("!HH", tftp.ACK, 1)
+        s.sendto(ack1, tid)
+        s.sendto(ack1, tid)  # the duplicate of the Sorcerer's Apprentice
+        got = [s.recvfrom(600)[0][:4]]
+        with pytest.raises(TimeoutError):
+            got.append(s.recvfrom(600)[0][:4])
+        assert got == [b"\x00\x03\x00\x02"]
+
+
+def test_strangers_on_a_transfer_port_get_unknown_tid(server: Running) -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other,
+    ):
+        s.settimeout(1)
+        other.settimeout(1)
+        s.sendto(rrq("f1048576"), server.addr)
+        _, tid = s.recvfrom(600)
+        other.sendto(struct.pack("!HH", tftp.ACK, 1), tid)
+        reply, _ = other.recvfrom(100)
+        assert struct.unpack("!HH", reply[:4]) == (tftp.ERROR, tftp.UNKNOWN_TID)
+        s.sendto(struct.pack("!HH", tftp.ACK, 1), tid)
+        assert s.recvfrom(600)[0][:4] == b"\x00\x03\x00\x02"
+
+
+def test_a_file_replaced_in_flight_is_sent_whole(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"a" * 100_000)
+    r = Running(tmp_path)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            s.sendto(rrq("f"), r.addr)
+            data, tid = s.recvfrom(600)
+            new = tmp_path / ".f.new"
+            new.write_bytes(b"b" * 50_000)
+            os.replace(new, tmp_path / "f")
+            body = data[4:]
+            block = 1
+            while len(data) - 4 == 512:
+                s.sendto(struct.pack("!HH", tftp.ACK, block), tid)
+                data, _ = s.recvfrom(600)
+                block += 1
+                body += data[4:]
+            s.sendto(struct.pack("!HH", tftp.ACK, block), tid)
+        assert body == b"a" * 100_000
+        assert fetch(r.addr, "f") == b"b" * 50_000
+    finally:
+        r.close()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_parser_never_fails_unexpectedly(packet: bytes) -> None:
+    try:
+        req = tftp.parse_request(packet)
+    except tftp.PacketError as exc:
+        assert exc.code in (0, tftp.ILLEGAL)  # 0: not worth an answer
+        return
+    assert req.opcode in (tftp.RRQ, tftp.WRQ) and req.filename
+    try:
+        tftp.negotiate(req.options, 1234)
+    except tftp.PacketError as exc:
+        assert exc.code == tftp.BAD_OPTIONS
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["blksize", "tsize", "timeout", "windowsize", "x"]), st.text(max_size=12)
+    )
+)
+def test_negotiation_keeps_values_in_range(options: dict[str, str]) -> None:
+    try:
+        out = tftp.negotiate(options, 77)
+    except tftp.PacketError:
+        assert int(options["blksize"]) < 8
+        return
+    assert 8 <= out.get("blksize", 8) <= 65464
+    assert 1 <= out.get("windowsize", 1) <= 65535 and 1 <= out.get("timeout", 1) <= 255
+    assert out.get("tsize", 77) == 77
