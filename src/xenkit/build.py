@@ -374,6 +374,9 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
             (first / "boot.scr").write_bytes(uboot.script_image(first_stage(spec)))
             card = {n: p for n, p in card.items() if n in keep}
             card.update({p.name: p for p in first.iterdir()})
+            # The emulator's card starts the same way: only the second stage differs.
+            for name in ("boot.scr", "boot.source"):
+                shutil.copyfile(first / name, emu_dir / name)
         media.sd_image(tmp / "sd.img", card, root, spec.root_size)
         shutil.rmtree(root)
         manifest = _manifest(spec, art, tmp, hw, emu, time.monotonic() - started)

@@ -318,7 +318,7 @@ def netboot_plan(
     ]
     argv += ["-bios", str(uboot)] if board.emulate.uboot == "bios" else ["-kernel", str(uboot)]
     argv += ["-serial", "chardev:con"]
-    return RunPlan(argv, tftp_root, workdir / "console.log")
+    return RunPlan(argv, tftp_root or workdir, workdir / "console.log")
 
 
 def clean(workdir: Path) -> None:
