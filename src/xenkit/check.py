@@ -19,7 +19,6 @@ from xenkit import binaries, boards, build, dt
 from xenkit.binaries import Version
 from xenkit.boards import Board
 from xenkit.errors import XenkitError
-from xenkit.sizes import human
 from xenkit.xen import memory
 
 
@@ -474,6 +473,3 @@ def as_json(t: Target, findings: Sequence[Finding]) -> dict[str, Any]:
         "dom0_bank_lines": d.bank_lines(),
         "model_notes": list(d.notes),
     }
-
-
-__all__ = ["CHECKS", "Finding", "Target", "Verdict", "from_build", "from_parts", "human"]

@@ -8,7 +8,6 @@ import os
 import re
 import select
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -319,7 +318,3 @@ def netboot_plan(
     argv += ["-bios", str(uboot)] if board.emulate.uboot == "bios" else ["-kernel", str(uboot)]
     argv += ["-serial", "chardev:con"]
     return RunPlan(argv, tftp_root or workdir, workdir / "console.log")
-
-
-def clean(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)

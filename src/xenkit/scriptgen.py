@@ -86,7 +86,8 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     bootconfig.validate(cfg, root, _cpu_count(tree) or None)
     reserved = [(a, n) for a, n, _ in dt.AddressMap(tree).reserved()]
     resize = bootscript.resize_for(cfg)
-    fdt_room = uboot.fdt_size_at_boot(tree.to_bytes(), resize) - len(tree.to_bytes())
+    blob = tree.to_bytes()
+    fdt_room = uboot.fdt_size_at_boot(blob, resize) - len(blob)
     files: dict[Path, bytes] = {}
     if cfg.boot_cmd == "bootm":
         cfg, files = _wrap_xen(cfg, root, reserved, fdt_room)
