@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,63 @@ class Apt:
                     url=parts[0].strip("'"),
                 )
         raise XenkitError(f"apt could not locate a download for {name}: run with --refresh")
+
+    def closure(self, names: list[str]) -> list[Package]:
+        """`names` and everything they depend on (Depends and Pre-Depends, no Recommends),
+        as apt would install them onto an empty system. Essential packages come only when
+        something depends on them: the result is a toolstack, not a whole Debian."""
+        proc = run(
+            [
+                "apt-get",
+                *self._options(),
+                "-o",
+                "APT::Install-Recommends=0",
+                "-qq",
+                "--print-uris",
+                "install",
+                *names,
+            ],
+            capture=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr or "").strip().splitlines()
+            raise XenkitError(
+                f"apt cannot install {' '.join(names)} for {self.arch}: "
+                f"{last[-1] if last else 'unknown error'}; run with --refresh"
+            )
+        # install --print-uris names the files with MD5 sums only; download gives SHA256.
+        wanted = []
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].startswith("'"):
+                name, version, _arch = parts[1].removesuffix(".deb").split("_")
+                wanted.append(f"{name}={urllib.parse.unquote(version)}")
+        if not wanted:
+            return []
+        proc = run(
+            ["apt-get", *self._options(), "--print-uris", "download", *wanted],
+            capture=True,
+        )
+        packages = []
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) < 4 or not parts[3].startswith("SHA256:"):
+                continue
+            name, version, arch = parts[1].removesuffix(".deb").split("_")
+            packages.append(
+                Package(
+                    name=name,
+                    version=urllib.parse.unquote(version),
+                    arch=arch,
+                    sha256=parts[3].removeprefix("SHA256:"),
+                    size=int(parts[2]),
+                    url=parts[0].strip("'"),
+                )
+            )
+        if len(packages) != len(wanted):
+            raise XenkitError(f"apt located {len(packages)} of {len(wanted)} packages: retry")
+        return sorted(packages, key=lambda p: p.name)
 
     # -- download ---------------------------------------------------------------------------
     def fetch(self, pkg: Package) -> Path:

@@ -8,11 +8,13 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenkit import deb, emulate
 from xenkit.apt import Apt, Package, cache_home, sha256
+from xenkit.errors import XenkitError
+from xenkit.kmods import ModuleTree
 from xenkit.spec import SystemSpec
 
 log = logging.getLogger("xenkit")
@@ -23,6 +25,7 @@ class Artifacts:
     files: dict[str, Path]  # role (xen, kernel, dtb, busybox, uboot, firmware/...) -> file
     packages: tuple[Package, ...]
     overrides: dict[str, Path]  # roles the user replaced with local files
+    debs: dict[str, Path] = field(default_factory=dict)  # package role -> .deb in the cache
 
 
 def _extracted(pkg: Package, debfile: Path, patterns: dict[str, str]) -> dict[str, Path]:
@@ -78,6 +81,7 @@ def gather(spec: SystemSpec) -> Artifacts:
     }
     files: dict[str, Path] = {}
     packages: list[Package] = []
+    debs: dict[str, Path] = {}
     for ref in board.packages:
         patterns = {r: p for r, p in ref.files.items() if r not in overrides}
         if not patterns:
@@ -85,8 +89,35 @@ def gather(spec: SystemSpec) -> Artifacts:
         pkg = apt.resolve(ref.name, ref.follow)
         log.info("package %s %s", pkg.name, pkg.version)
         packages.append(pkg)
-        files.update(_extracted(pkg, apt.fetch(pkg), patterns))
+        debs[ref.role] = apt.fetch(pkg)
+        files.update(_extracted(pkg, debs[ref.role], patterns))
     files.update(overrides)
     if board.dtb_from_qemu:
         files["dtb"] = emulate.dumped_dtb(board, spec.ram)
-    return Artifacts(files, tuple(packages), overrides)
+    return Artifacts(files, tuple(packages), overrides, debs)
+
+
+def modules(art: Artifacts) -> ModuleTree:
+    """The Dom0 kernel's modules, unpacked once per kernel package into the cache."""
+    if "kernel" in art.overrides or "kernel" not in art.debs:
+        raise XenkitError(
+            "the toolstack needs the packaged kernel's modules: drop kernel_image, "
+            "or build without toolstack"
+        )
+    debfile = art.debs["kernel"]
+    dest = cache_home() / "files" / sha256(debfile) / "modules"
+    if not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".modules-"))
+        try:
+            deb.unpack(debfile, tmp, keep=lambda p: p.startswith("lib/modules/"))
+            (tmp / ".complete").touch()
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    releases = [p for p in (dest / "lib" / "modules").iterdir() if p.is_dir()]
+    if len(releases) != 1:
+        raise XenkitError(f"{debfile.name} holds {len(releases)} module trees, expected one")
+    return ModuleTree(releases[0])

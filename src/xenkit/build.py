@@ -16,13 +16,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, binaries, bootscript, dt, initramfs, layout, media, uboot
-from xenkit.apt import sha256
+from xenkit import (
+    __version__,
+    artifacts,
+    binaries,
+    bootscript,
+    dt,
+    initramfs,
+    layout,
+    media,
+    rootfs,
+    uboot,
+    xl,
+)
+from xenkit.apt import Apt, sha256
 from xenkit.artifacts import Artifacts, gather, gzipped
 from xenkit.bootconfig import BootConfig, Dom0, Domain
 from xenkit.errors import XenkitError
-from xenkit.sizes import format_size
-from xenkit.spec import SystemSpec
+from xenkit.kmods import ModuleTree
+from xenkit.sizes import MiB, format_size
+from xenkit.spec import BRIDGE_ADDR, SystemSpec
 
 log = logging.getLogger("xenkit")
 
@@ -269,6 +282,19 @@ def _manifest(
         "guest_banners": [
             initramfs.GUEST_READY.format(name=d.name) for d in spec.domains if not d.ramdisk
         ],
+        "toolstack": spec.toolstack,
+        "dom0_root": spec.dom0_root if spec.toolstack else "initramfs",
+        "autorun": spec.dom0_autorun is not None and spec.toolstack,
+        "runtime_guests": [
+            {
+                "name": g.name,
+                "memory": format_size(g.memory),
+                "vcpus": g.vcpus,
+                "maxvcpus": g.maxvcpus,
+                "ip": g.ip,
+            }
+            for g in spec.guests
+        ],
         "xen_modules": {"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         "files": files,
     }
@@ -303,6 +329,79 @@ def _stage_guests(spec: SystemSpec, boot: Path, busybox: bytes) -> tuple[Domain,
     return tuple(staged)
 
 
+def _dom0(spec: SystemSpec, art: Artifacts, root: Path) -> bytes:
+    """Dom0's initramfs; with the toolstack, also its root filesystem in `root` (which
+    becomes the card's ext4 partition), or all of it in the initramfs."""
+    busybox = art.files["busybox"].read_bytes()
+    if not spec.toolstack:
+        (root / "README").write_text(
+            "Root filesystem of a xenkit image: Dom0 runs from its initramfs "
+            "(build with --toolstack for Xen's tools here).\n"
+        )
+        return initramfs.build(busybox)
+    board = spec.board
+    xen_pkg = next(p.name for p in board.packages if p.role == "xen")
+    tree = rootfs.assemble(Apt(board.arch, board.release), rootfs.xen_series(xen_pkg))
+    mods = artifacts.modules(art)
+    setup = rootfs.Dom0Setup(
+        bridge_addr=BRIDGE_ADDR,
+        autorun=spec.dom0_autorun.read_text() if spec.dom0_autorun else "",
+    )
+    wanted: tuple[str, ...] = rootfs.TOOLSTACK_MODULES
+    if spec.dom0_root == "initramfs":
+        wanted = (*rootfs.ROOT_MODULES, *wanted)
+    files = _guest_files(spec, art, mods)
+    rootfs.stage(tree, root, rootfs.module_files(mods, wanted), setup, files, initramfs.READY)
+    if spec.dom0_root == "initramfs":
+        data = initramfs.from_tree(root, rootfs.INIT)
+        shutil.rmtree(root)
+        root.mkdir()
+        (root / "README").write_text("Dom0 runs from its initramfs (dom0_root = initramfs).\n")
+        return data
+    first = rootfs.module_files(mods, (*board.root_modules, *rootfs.ROOT_MODULES))
+    return initramfs.build(busybox, modules=first, root_label=rootfs.LABEL, root_init=rootfs.INIT)
+
+
+def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str, bytes]:
+    """What Dom0 needs to start guests with xl: the default guest (Dom0's kernel and a busybox
+    initramfs with the PV network and block drivers), and an xl.cfg per [[guest]]."""
+    guest_ramdisk = initramfs.build(
+        art.files["busybox"].read_bytes(),
+        guest="guest",
+        modules=rootfs.module_files(mods, rootfs.GUEST_MODULES),
+    )
+    files = {
+        xl.DEFAULT_KERNEL.lstrip("/"): gzipped(art.files["kernel"]).read_bytes(),
+        xl.DEFAULT_RAMDISK.lstrip("/"): guest_ramdisk,
+    }
+    for g in spec.guests:
+        kernel, ramdisk = g.kernel, g.ramdisk
+        if kernel != xl.DEFAULT_KERNEL:
+            kernel = f"/var/lib/xenkit/guests/{g.name}/{Path(g.kernel).name}"
+            files[kernel.lstrip("/")] = Path(g.kernel).read_bytes()
+        if ramdisk != xl.DEFAULT_RAMDISK:
+            ramdisk = f"/var/lib/xenkit/guests/{g.name}/{Path(g.ramdisk).name}"
+            files[ramdisk.lstrip("/")] = Path(g.ramdisk).read_bytes()
+        files[f"etc/xen/{g.name}.cfg"] = xl.config(
+            replace(g, kernel=kernel, ramdisk=ramdisk)
+        ).encode()
+    return files
+
+
+def root_size(spec: SystemSpec, root: Path) -> int:
+    """The root partition: as asked, or its content with room for ext4's own structures
+    and for guests added later."""
+    need = rootfs.content_size(root)
+    if spec.root_size:
+        if spec.root_size < need * 5 // 4:
+            raise XenkitError(
+                f"root_size={format_size(spec.root_size)} is too small for Dom0's root "
+                f"({format_size(need)} of files): give at least {format_size(need * 5 // 4)}"
+            )
+        return spec.root_size
+    return max(64 * MiB, need * 5 // 4 + 128 * MiB)
+
+
 def _check_output(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise XenkitError(f"output {out} exists and is not a directory: pick another -o")
@@ -332,7 +431,9 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
         boot.mkdir()
         shutil.copyfile(art.files["xen"], boot / XEN)
         shutil.copyfile(gzipped(art.files["kernel"]), boot / KERNEL)
-        (boot / RAMDISK).write_bytes(initramfs.build(art.files["busybox"].read_bytes()))
+        root = tmp / "rootfs"
+        root.mkdir()
+        (boot / RAMDISK).write_bytes(_dom0(spec, art, root))
         shutil.copyfile(art.files["uboot"], boot / "u-boot.bin")
         for role, path in art.files.items():
             if role.startswith("firmware/"):
@@ -358,11 +459,6 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
             domains,
         )
         _write_boot_set(emu, emu_dir, spec.board.dtb_name)
-        root = tmp / "rootfs"
-        root.mkdir()
-        (root / "README").write_text(
-            "Root filesystem of a xenkit image; Dom0 runs from its initramfs for now.\n"
-        )
         card = {p.name: p for p in boot.iterdir()}
         if spec.netboot:
             _netboot_tree(spec, tmp, boot, hw.dtb, emu.dtb, domains, title)
@@ -377,7 +473,7 @@ def build(spec: SystemSpec, out: Path) -> dict[str, Any]:
             # The emulator's card starts the same way: only the second stage differs.
             for name in ("boot.scr", "boot.source"):
                 shutil.copyfile(first / name, emu_dir / name)
-        media.sd_image(tmp / "sd.img", card, root, spec.root_size)
+        media.sd_image(tmp / "sd.img", card, root, root_size(spec, root))
         shutil.rmtree(root)
         manifest = _manifest(spec, art, tmp, hw, emu, time.monotonic() - started)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, boards, build, check, emulate, initramfs, memmap, settings, spec
+from xenkit import (
+    __version__,
+    boards,
+    build,
+    check,
+    emulate,
+    initramfs,
+    memmap,
+    rootfs,
+    settings,
+    spec,
+)
 from xenkit.artifacts import gather
 from xenkit.errors import XenkitError
 from xenkit.sizes import human
@@ -50,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
     want = [initramfs.READY, *manifest.get("guest_banners", [])]
+    if manifest.get("autorun"):
+        want.append(rootfs.AUTORUN_DONE)
     result = emulate.check(plan, args.timeout, echo, want)
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
@@ -57,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {result.banner}")
     print(result.table())
     print(f"console log: {plan.console_log}")
+    status = result.banners.get(rootfs.AUTORUN_DONE, (0.0, f"{rootfs.AUTORUN_DONE} 0"))[1]
+    if result.ok and status.split()[-1] != "0":
+        print(f"  Dom0's autorun script failed: {status}")
+        return 1
     return 0 if result.ok else 1
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import fnmatch
 import io
 import lzma
+import os
+import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from xenkit.errors import XenkitError
@@ -67,3 +70,48 @@ def extract(deb: Path, patterns: list[str], dest: Path) -> dict[str, Path]:
             target.write_bytes(src.read())
             out[pattern] = target
     return out
+
+
+def unpack(
+    deb: Path,
+    dest: Path,
+    keep: Callable[[str], bool] = lambda _: True,
+    rename: Callable[[str], str] = lambda p: p,
+) -> int:
+    """Unpack a package's files under `dest` the way dpkg would, without its scripts:
+    directories, regular files (mode, and owner when running as root), symlinks and hard
+    links. `keep` filters paths, `rename` maps them (merged /usr). Returns files written."""
+    as_root = os.geteuid() == 0
+    count = 0
+    with _data_tar(deb) as tar:
+        for m in tar.getmembers():
+            rel = _norm(m.name)
+            if not rel or not keep(rel):
+                continue
+            rel = rename(rel)
+            target = dest / rel
+            if m.isdir():
+                if not target.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                os.chmod(target, m.mode & 0o7777)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            if m.issym():
+                os.symlink(m.linkname, target)
+                continue
+            if m.islnk():
+                os.link(dest / rename(_norm(m.linkname)), target)
+                continue
+            if not m.isfile():
+                continue
+            src = tar.extractfile(m)
+            assert src is not None
+            with open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            if as_root:
+                os.chown(target, m.uid, m.gid)
+            os.chmod(target, m.mode & 0o7777)
+            count += 1
+    return count

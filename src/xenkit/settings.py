@@ -38,7 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
     Setting("xen_image", str, "", "use this Xen binary instead of the packaged one"),
     Setting("kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one"),
-    Setting("root_size", str, "64M", "size of the ext4 root partition"),
+    Setting("root_size", str, "", "size of the ext4 root partition (default: fits its content)"),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
     Setting(
         "netboot",
@@ -49,9 +49,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("netboot_server", str, "", "netboot: the TFTP server's address (default: from DHCP)"),
     Setting("tftp_blocksize", int, 0, "netboot: U-Boot's tftpblocksize (0: its default)"),
     Setting("tftp_windowsize", int, 0, "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)"),
+    Setting(
+        "toolstack",
+        bool,
+        False,
+        "give Dom0 Debian's Xen toolstack (xl, xenstored, xenconsoled) and a bridge, xenbr0",
+    ),
+    Setting(
+        "dom0_root",
+        str,
+        "sd",
+        "with --toolstack: Dom0's root on the card's ext4 partition (sd) or in its initramfs",
+    ),
+    Setting("dom0_autorun", str, "", "with --toolstack: a shell script Dom0 runs once it is up"),
     # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
     # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool).
     Setting("domain", list, [], "dom0less guests, as [[domain]] tables in the config file"),
+    # Config file only: [[guest]] tables (name, kernel, ramdisk, memory, maxmem, vcpus,
+    # maxvcpus, bridge, ip, ping, cmdline): xl configs Dom0 can `xl create`.
+    Setting("guest", list, [], "run-time guests, as [[guest]] tables in the config file"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -92,7 +108,7 @@ def load_file(path: Path) -> dict[str, Any]:
             known = ", ".join(BY_NAME)
             raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
         values[name] = _coerce(BY_NAME[name], value, f"config {path}")
-    for table in values.get("domain", []):
+    for table in [*values.get("domain", []), *values.get("guest", [])]:
         # Guest files are named relative to the config file.
         for key in ("kernel", "ramdisk", "passthrough_dtb"):
             if isinstance(table, dict) and table.get(key):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xenkit import boards, xen
+from xenkit import boards, xen, xl
 from xenkit.boards import Bank, Board
 from xenkit.bootconfig import Domain, domain_from_table
 from xenkit.errors import XenkitError
@@ -33,6 +33,10 @@ class SystemSpec:
     netboot_server: str = ""
     tftp_blocksize: int = 0
     tftp_windowsize: int = 0
+    toolstack: bool = False
+    dom0_root: str = "sd"
+    dom0_autorun: Path | None = None
+    guests: tuple[xl.Guest, ...] = ()
 
     @property
     def ram_total(self) -> int:
@@ -77,6 +81,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         xen_cmdline += " " + values["xen_extra"]
     dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
     domains = _domains(values["domain"], board, banks, dom0_mem)
+    guests = _guests(values, board, banks, dom0_mem, domains)
     return SystemSpec(
         board=board,
         ram=ram,
@@ -88,14 +93,24 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         emu_dom0_cmdline=xen.dom0_cmdline(dom0, board.emulate.dom0_cmdline),
         xen_image=_local_file(values["xen_image"], "xen_image"),
         kernel_image=_local_file(values["kernel_image"], "kernel_image"),
-        root_size=parse_size(values["root_size"], "root_size"),
+        root_size=parse_size(values["root_size"], "root_size") if values["root_size"] else 0,
         refresh=bool(values["refresh"]),
         domains=domains,
         netboot=bool(values["netboot"]),
         netboot_server=_address(values["netboot_server"]),
         tftp_blocksize=_ranged(values["tftp_blocksize"], "tftp_blocksize", 0, 65464),
         tftp_windowsize=_ranged(values["tftp_windowsize"], "tftp_windowsize", 0, 65535),
+        toolstack=bool(values["toolstack"]),
+        dom0_root=_choice(values["dom0_root"], "dom0_root", ("sd", "initramfs")),
+        dom0_autorun=_local_file(values["dom0_autorun"], "dom0_autorun"),
+        guests=guests,
     )
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise XenkitError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
 
 
 def _address(value: str) -> str:
@@ -121,6 +136,7 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
         if not isinstance(table, dict):
             raise XenkitError("domain: give [[domain]] tables in the config file")
         d = domain_from_table(table, i, require_kernel=False)
+        xl.check_name(d.name, f"[[domain]] #{i + 1}")
         for what in ("kernel", "ramdisk", "passthrough_dtb"):
             path = getattr(d, what)
             if path and not Path(path).is_file():
@@ -143,3 +159,45 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             "less memory or lower dom0_mem"
         )
     return tuple(domains)
+
+
+# Dom0's bridge and its address: guests get addresses on this network.
+BRIDGE_ADDR = "10.99.0.1/24"
+
+
+def _guests(
+    values: dict[str, Any],
+    board: Board,
+    banks: tuple[Bank, ...],
+    dom0_mem: int,
+    domains: tuple[Domain, ...],
+) -> tuple[xl.Guest, ...]:
+    """Run-time guests from [[guest]] tables: they need the toolstack, and must fit beside
+    Dom0 and the dom0less guests."""
+    tables = values["guest"]
+    if tables and not values["toolstack"]:
+        raise XenkitError("[[guest]] tables need Dom0's toolstack: set toolstack = true")
+    guests: list[xl.Guest] = []
+    taken = {"Domain-0", *(d.name for d in domains)}
+    dom0_ip = BRIDGE_ADDR.split("/")[0]
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise XenkitError("guest: give [[guest]] tables in the config file")
+        g = xl.guest_from_table(table, i, board.cpus, BRIDGE_ADDR, dom0_ip)
+        if g.name in taken:
+            raise XenkitError(f"[[guest]] {g.name}: the name is taken; give each guest its own")
+        taken.add(g.name)
+        for what in ("kernel", "ramdisk"):
+            path = getattr(g, what)
+            if path not in (xl.DEFAULT_KERNEL, xl.DEFAULT_RAMDISK) and not Path(path).is_file():
+                raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
+        guests.append(g)
+    free = sum(n for _, n in banks) - dom0_mem - 64 * MiB - sum(d.memory for d in domains)
+    wanted = sum(max(g.memory, g.maxmem) for g in guests)
+    if wanted > free:
+        raise XenkitError(
+            f"[[guest]]: the guests want {format_size(wanted)} but only about "
+            f"{format_size(max(free, 0) // MiB * MiB)} is free beside Dom0 and the dom0less "
+            "guests: give it less memory or lower dom0_mem"
+        )
+    return tuple(guests)

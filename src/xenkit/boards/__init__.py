@@ -72,6 +72,8 @@ class Board:
     top_reserve: int
     reserved: tuple[Reserved, ...]
     emulate: Emulation
+    # Modules Dom0's first stage loads to reach its root partition (the card's controller).
+    root_modules: tuple[str, ...] = ()
 
     def emulated_ram(self, model: str) -> tuple[Bank, ...]:
         return self.emulate.ram or self.ram[model]
@@ -145,6 +147,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 cpu=emu.get("cpu"),
                 smp=emu.get("smp"),
             ),
+            root_modules=tuple(data.get("dom0", {}).get("root_modules", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise XenkitError(

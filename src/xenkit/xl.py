@@ -1,0 +1,136 @@
+"""Run-time guests: xl domain configurations for guests Dom0 starts with `xl create`.
+
+Reference: xl.cfg(5) from Xen 4.17. On Arm every guest is a PVH-like "pvh" domain booting
+a kernel image directly; its console is hvc0 and its network a PV vif on a Dom0 bridge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from xenkit.errors import XenkitError
+from xenkit.sizes import MiB, format_size, parse_size
+
+# Where xenkit puts the default guest's kernel and initramfs inside Dom0's root.
+GUEST_DIR = "var/lib/xenkit/guest"
+DEFAULT_KERNEL = f"/{GUEST_DIR}/Image.gz"
+DEFAULT_RAMDISK = f"/{GUEST_DIR}/initrd.cpio.gz"
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
+# Guest addresses on the bridge start here; Dom0's own is .1.
+FIRST_HOST = 10
+
+
+@dataclass(frozen=True)
+class Guest:
+    name: str
+    kernel: str = DEFAULT_KERNEL  # path inside Dom0
+    ramdisk: str = DEFAULT_RAMDISK
+    memory: int = 128 * MiB
+    maxmem: int = 0  # 0: same as memory
+    vcpus: int = 1
+    maxvcpus: int = 0  # 0: same as vcpus
+    bridge: str = "xenbr0"
+    ip: str = ""  # address/prefix inside the guest, on the bridge's network
+    ping: str = ""  # an address the guest pings once up (Dom0's, by default)
+    cmdline: str = ""
+
+
+def check_name(name: str, where: str) -> str:
+    if not NAME.fullmatch(name):
+        raise XenkitError(
+            f"{where}: guest name {name!r} must start with a letter and use only letters, "
+            "digits, '.', '_' and '-' (at most 63)"
+        )
+    return name
+
+
+def mac(name: str) -> str:
+    """A stable MAC in the Xen Project's OUI (00:16:3e), so a guest keeps its address."""
+    h = hashlib.sha256(name.encode()).digest()
+    return "00:16:3e:" + ":".join(f"{b:02x}" for b in (h[0] & 0x7F, h[1], h[2]))
+
+
+def config(g: Guest) -> str:
+    """The guest's xl.cfg."""
+    words = ["console=hvc0", f"xenkit.name={g.name}"]
+    if g.ip:
+        words.append(f"xenkit.ip={g.ip}")
+    if g.ping:
+        words.append(f"xenkit.ping={g.ping}")
+    if g.cmdline:
+        words.append(g.cmdline)
+    lines = [
+        f"# xl.cfg for {g.name}, written by xenkit. Start it with: xl create /etc/xen/{g.name}.cfg",
+        f'name = "{g.name}"',
+        'type = "pvh"',
+        f'kernel = "{g.kernel}"',
+        f'ramdisk = "{g.ramdisk}"',
+        f'extra = "{" ".join(words)}"',
+        f"memory = {g.memory // MiB}",
+        f"maxmem = {max(g.maxmem, g.memory) // MiB}",
+        f"vcpus = {g.vcpus}",
+        f"maxvcpus = {max(g.maxvcpus, g.vcpus)}",
+    ]
+    if g.bridge:
+        lines.append(f'vif = [ "mac={mac(g.name)},bridge={g.bridge}" ]')
+    return "\n".join(lines) + "\n"
+
+
+def _size(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * MiB  # plain numbers are MiB, as in xl.cfg
+    return parse_size(str(value), where)
+
+
+def guest_from_table(
+    t: dict[str, Any], index: int, cpus: int, bridge_net: str, dom0_addr: str
+) -> Guest:
+    """A [[guest]] table (or `xenkit guest add` options), checked against the board."""
+    where = f"[[guest]] #{index + 1}"
+    known = set(Guest.__dataclass_fields__)
+    unknown = set(t) - known
+    if unknown:
+        raise XenkitError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    if "name" not in t:
+        raise XenkitError(f'{where} has no name: add name = "..."')
+    name = check_name(str(t["name"]), where)
+    where = f"[[guest]] {name}"
+    memory = _size(t.get("memory", "128M"), f"{where} memory")
+    if memory < 32 * MiB:
+        raise XenkitError(f"{where}: memory = {format_size(memory)} is too small; give 32M+")
+    vcpus = int(t.get("vcpus", 1))
+    maxvcpus = int(t.get("maxvcpus", 0)) or vcpus
+    for what, n in (("vcpus", vcpus), ("maxvcpus", maxvcpus)):
+        if not 1 <= n <= cpus:
+            raise XenkitError(f"{where}: {what} = {n}, but the board has {cpus} CPUs")
+    if maxvcpus < vcpus:
+        raise XenkitError(f"{where}: maxvcpus = {maxvcpus} is below vcpus = {vcpus}")
+    bridge = str(t.get("bridge", "xenbr0"))
+    ip = str(t.get("ip", ""))
+    if bridge and not ip and bridge_net:
+        net = ipaddress.ip_network(bridge_net, strict=False)
+        ip = f"{net.network_address + FIRST_HOST + index}/{net.prefixlen}"
+    if ip:
+        try:
+            ipaddress.ip_interface(ip)
+        except ValueError:
+            raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX") from None
+    return Guest(
+        name=name,
+        kernel=str(t.get("kernel", DEFAULT_KERNEL)),
+        ramdisk=str(t.get("ramdisk", DEFAULT_RAMDISK)),
+        memory=memory,
+        maxmem=_size(t.get("maxmem", 0), f"{where} maxmem") if t.get("maxmem") else memory,
+        vcpus=vcpus,
+        maxvcpus=maxvcpus,
+        bridge=bridge,
+        ip=ip,
+        ping=str(t.get("ping", dom0_addr if bridge else "")),
+        cmdline=str(t.get("cmdline", "")),
+    )
