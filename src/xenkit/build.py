@@ -6,6 +6,7 @@ the end: a failed build leaves the previous output (or nothing) behind, never ha
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -122,11 +123,13 @@ def netboot_preamble(spec: SystemSpec) -> tuple[str, ...]:
 def first_stage(spec: SystemSpec) -> str:
     """The SD card's whole script in a netboot setup (the 2020 blog's chain): get an
     address, fetch the real script from the TFTP server, run it."""
-    lines = [
-        "# xenkit first stage: everything else comes over TFTP",
-        "setenv autoload no",
-        "dhcp || exit",
-    ]
+    lines = ["# xenkit first stage: everything else comes over TFTP"]
+    if spec.netboot_address:
+        # A network with no DHCP server (a lab bench, a test's tap device): the blog's way.
+        iface = ipaddress.ip_interface(spec.netboot_address)
+        lines += [f"setenv ipaddr {iface.ip}", f"setenv netmask {iface.netmask}"]
+    else:
+        lines += ["setenv autoload no", "dhcp || exit"]
     if spec.netboot_server:
         # A LAN DHCP server's next-server would win otherwise.
         lines.append(f"setenv serverip {spec.netboot_server}")
