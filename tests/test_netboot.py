@@ -11,8 +11,10 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
+from tests.tftpclient import fetch, rrq
 from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
 from xenkit.errors import XenkitError
 from xenkit.proc import run
@@ -305,3 +308,102 @@ def test_uboot_netboots_dom0_from_xenkit_serve(
         want = expect if name in second else {"blksize": 1468}
         assert {k: v for k, v in negotiated.items() if k != "timeout"} == want, name
     assert "0 failed, 0 refused" in served
+
+
+# -- `xenkit serve -c`: rebuilds while serving --------------------------------------------------
+def _xen_bootargs(script: bytes) -> str:
+    line = next(ln for ln in script.decode().splitlines() if "xen,xen-bootargs" in ln)
+    return line.split('"')[1]
+
+
+@pytest.mark.slow
+def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path) -> None:
+    config = tmp_path / "virt.toml"
+    config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=warning"\n')
+    out = tmp_path / "virt"
+    made = subprocess.run(
+        [sys.executable, "-m", "xenkit", "build", "-c", str(config), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    served_file = out / "tftp" / "default" / "boot2.source"
+    old = served_file.read_bytes()
+    assert _xen_bootargs(old).endswith("loglvl=warning")
+    held = served_file.open("rb")  # what a transfer that started before the change reads
+
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "xenkit", "serve", str(out), "--bind", "127.0.0.1"]
+    argv += ["--port", "0", "-c", str(config)]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"TFTP on 127\.0\.0\.1 port (\d+)", log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        addr = ("127.0.0.1", int(m[1]))
+        assert fetch(addr, "boot2.source") == old
+
+        # A transfer in flight across the rebuild: 8-byte blocks, paused after the first.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        slow.settimeout(10)
+        slow.sendto(rrq("boot2.source", blksize=8, timeout=255), addr)
+        oack, tid = slow.recvfrom(100)
+        assert oack[:2] == b"\0\6"
+        slow.sendto(struct.pack("!HH", tftp.ACK, 0), tid)
+        first = slow.recv(100)
+
+        # Fetches all through the rebuild: each must be the old file or the new one, whole.
+        seen: list[bytes | Exception] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(fetch(addr, "boot2.source", timeout=1, tries=5))
+                except Exception as exc:
+                    seen.append(exc)
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        time.sleep(0.5)
+        config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=all"\n')
+        deadline = time.monotonic() + 300
+        while "serve: rebuilt" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            assert "rebuild failed" not in log_path.read_text(), log_path.read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        thread.join(30)
+
+        new = served_file.read_bytes()
+        assert _xen_bootargs(new).endswith("loglvl=all")
+        assert fetch(addr, "boot2.source") == new  # the next boot gets the new script
+        errors = [s for s in seen if isinstance(s, Exception)]
+        assert not errors, errors[:3]
+        assert {s for s in seen if isinstance(s, bytes)} <= {old, new}
+        assert old in seen and new in seen  # the hammer really ran across the swap
+
+        # The paused transfer resumes and still gets the old file, whole.
+        got = [first]
+        while len(got[-1]) == 4 + 8:
+            slow.sendto(struct.pack("!HH", tftp.ACK, len(got)), tid)
+            got.append(slow.recv(100))
+            assert got[-1][:4] == struct.pack("!HH", tftp.DATA, len(got))
+        slow.sendto(struct.pack("!HH", tftp.ACK, len(got)), tid)
+        slow.close()
+        assert b"".join(p[4:] for p in got) == old
+        # Replaced by rename: the old inode is intact, nothing was rewritten in place.
+        assert held.read() == old
+        assert os.fstat(held.fileno()).st_ino != served_file.stat().st_ino
+    finally:
+        held.close()
+        proc.terminate()
+        proc.wait(10)
+    summary = re.search(
+        r"tftp: (\d+) of (\d+) transfers completed.*; 0 failed", log_path.read_text()
+    )
+    assert summary and summary[1] == summary[2], log_path.read_text()[-500:]

@@ -6,6 +6,8 @@ the end: a failed build leaves the previous output (or nothing) behind, never ha
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import ipaddress
 import json
 import logging
@@ -405,8 +407,33 @@ def _check_and_map(out: Path) -> dict[str, Any]:
     return check.as_json(target, findings)
 
 
+_RENAME_EXCHANGE = 2  # <linux/fs.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where the
+    kernel, C library or filesystem cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _replace(new: Path, out: Path) -> None:
+    """Put the new build where the old one was. `xenkit serve` may be reading the old one:
+    swapped in one step, a request finds either build whole, never no build at all."""
     if out.exists():
+        if _exchange(new, out):
+            shutil.rmtree(new, ignore_errors=True)
+            return
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         out.rename(old)
