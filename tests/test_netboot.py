@@ -4,16 +4,28 @@ from xenkit's own TFTP server (not QEMU's)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import itertools
 import os
+import re
+import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from xenkit import netboot, proxydhcp, tftp
+from tests.conftest import make_spec
+from tests.tftpclient import fetch, rrq
+from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
 from xenkit.errors import XenkitError
+from xenkit.proc import run
 
 
 def _tree(tmp: Path) -> Path:
@@ -141,3 +153,257 @@ def test_cli_serve_without_a_build() -> None:
         [sys.executable, "-m", "xenkit", "serve", "/no/such/build"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "is not a xenkit build" in proc.stderr
+
+
+# -- the first stage ----------------------------------------------------------------------------
+def test_first_stage_with_a_static_address_needs_no_dhcp() -> None:
+    spec = make_spec(
+        board="qemu-virt", netboot=True, netboot_server="10.77.0.1", netboot_address="10.77.0.2/28"
+    )
+    lines = build.first_stage(spec).splitlines()
+    assert "setenv ipaddr 10.77.0.2" in lines and "setenv netmask 255.255.255.240" in lines
+    assert "setenv serverip 10.77.0.1" in lines
+    assert not any(line.startswith("dhcp") for line in lines)
+    assert lines.index("setenv serverip 10.77.0.1") < lines.index(
+        "tftpb ${scriptaddr} boot2.scr || exit"
+    )
+    dhcp = build.first_stage(make_spec(board="qemu-virt", netboot=True)).splitlines()
+    assert "dhcp || exit" in dhcp and not any("ipaddr" in line for line in dhcp)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"netboot_address": "10.0.0.2"}, "netboot_address needs netboot_server"),
+        ({"netboot_address": "10.0.0.300", "netboot_server": "10.0.0.1"}, "is not an address"),
+        ({"netboot_address": "fd00::2/64", "netboot_server": "10.0.0.1"}, "over IPv4"),
+    ],
+)
+def test_bad_static_addresses_are_one_line_errors(values: dict[str, str], message: str) -> None:
+    with pytest.raises(XenkitError, match=message) as err:
+        make_spec(board="qemu-virt", netboot=True, **values)
+    assert "\n" not in str(err.value)
+
+
+# -- U-Boot on QEMU netboots from `xenkit serve` ------------------------------------------------
+SERVER, CLIENT = "10.77.0.1", "10.77.0.2"
+TRANSFER = re.compile(
+    r"tftp: (?P<client>\S+) (?P<file>\S+) (?P<bytes>\d+) bytes in [\d.]+ s "
+    r"\([\d.]+ MiB/s\)(?P<options>(?: \w+=\d+)*)$"
+)
+_namespaces = itertools.count()
+
+
+def transfers(log_text: str) -> list[tuple[str, str, int, dict[str, int]]]:
+    """serve's per-transfer log lines: client, file, bytes, negotiated options."""
+    out = []
+    for line in log_text.splitlines():
+        m = TRANSFER.search(line)
+        if m:
+            opts = dict(w.split("=") for w in m["options"].split())
+            out.append(
+                (m["client"], m["file"], int(m["bytes"]), {k: int(v) for k, v in opts.items()})
+            )
+    return out
+
+
+def test_transfer_lines_parse() -> None:
+    line = "xenkit: tftp: 10.0.0.2 xen 983048 bytes in 0.03 s (29.7 MiB/s) timeout=5 blksize=1468"
+    assert transfers(line) == [("10.0.0.2", "xen", 983048, {"timeout": 5, "blksize": 1468})]
+    assert transfers("xenkit: tftp: 10.0.0.2 x 5 bytes in 0.00 s (0.0 MiB/s)")[0][3] == {}
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace holding a tap device at SERVER/24: QEMU's card is the other end,
+    so xenkit's server is on a wire of its own (QEMU's user network answers TFTP itself and
+    rewrites reply ports, which breaks TFTP's transfer IDs)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces and tap devices need root")
+    if not shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        pytest.skip("no ip command (iproute2)")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("no /dev/net/tun: tap devices unavailable")
+    name = f"xenkit-test-{os.getpid()}-{next(_namespaces)}"
+    run(["ip", "netns", "add", name])
+    try:
+        run(["ip", "-n", name, "tuntap", "add", "dev", "tap0", "mode", "tap"])
+        run(["ip", "-n", name, "addr", "add", f"{SERVER}/24", "dev", "tap0"])
+        for dev in ("lo", "tap0"):
+            run(["ip", "-n", name, "link", "set", dev, "up"])
+        yield name
+    finally:
+        # The tap device goes with its namespace.
+        run(["ip", "netns", "delete", name], check=False)
+
+
+@contextlib.contextmanager
+def serving(netns: str, build_dir: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`xenkit serve --emulated` on SERVER inside the namespace, until the block ends."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "xenkit", "serve"]
+    argv += [str(build_dir), "--bind", SERVER, "--emulated"]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "serve: TFTP on" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "xenkit serve did not start"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("options", "expect"),
+    [
+        # Debian's U-Boot asks for 1468-byte blocks by default, one block per ACK.
+        ({}, {"blksize": 1468}),
+        # Debian's U-Boot has no IP reassembly (CONFIG_IP_DEFRAG): it caps tftpblocksize at
+        # 1468 itself, so the window is what can grow.
+        ({"tftp_blocksize": 1468, "tftp_windowsize": 8}, {"blksize": 1468, "windowsize": 8}),
+    ],
+    ids=["defaults", "window8"],
+)
+def test_uboot_netboots_dom0_from_xenkit_serve(
+    tmp_path: Path, netns: str, options: dict[str, int], expect: dict[str, int]
+) -> None:
+    out = tmp_path / "virt"
+    spec = make_spec(
+        board="qemu-virt",
+        netboot=True,
+        netboot_server=SERVER,
+        netboot_address=f"{CLIENT}/24",
+        **options,
+    )
+    build.build(spec, out)
+    board = boards.load("qemu-virt")
+    plan = emulate.prepare(
+        board, spec.ram, out, tmp_path / "run", netdev="tap,ifname=tap0,script=no,downscript=no"
+    )
+    # QEMU opens the tap device by name, so it runs inside the namespace too.
+    plan = dataclasses.replace(plan, argv=["ip", "netns", "exec", netns, *plan.argv])
+    serve_log = tmp_path / "serve.log"
+    with serving(netns, out, serve_log):
+        result = emulate.check(plan, 300)
+    console = plan.console_log.read_text(errors="replace")
+    served = serve_log.read_text()
+    assert result.ok, result.reason + "\n" + console[-3000:] + "\n" + served
+    assert f"TFTP from server {SERVER}; our IP address is {CLIENT}" in console
+    assert "DHCP" not in console  # the first stage's static address, not a lease
+
+    tree = out / "tftp" / "default"
+    got = transfers(served)
+    second = ["xen", "Image.gz", "initrd.cpio.gz", "emulate/qemu-virt.dtb"]
+    assert [name for _, name, _, _ in got] == ["boot2.scr", *second], served
+    for client, name, size, negotiated in got:
+        assert client == CLIENT
+        emulated = tree / "emulate" / name if name == "boot2.scr" else tree / name
+        assert size == emulated.stat().st_size, name
+        # The first stage fetches boot2.scr with U-Boot's defaults: boot2.scr's own preamble
+        # sets the options for the files after it.
+        want = expect if name in second else {"blksize": 1468}
+        assert {k: v for k, v in negotiated.items() if k != "timeout"} == want, name
+    assert "0 failed, 0 refused" in served
+
+
+# -- `xenkit serve -c`: rebuilds while serving --------------------------------------------------
+def _xen_bootargs(script: bytes) -> str:
+    line = next(ln for ln in script.decode().splitlines() if "xen,xen-bootargs" in ln)
+    return line.split('"')[1]
+
+
+@pytest.mark.slow
+def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path) -> None:
+    config = tmp_path / "virt.toml"
+    config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=warning"\n')
+    out = tmp_path / "virt"
+    made = subprocess.run(
+        [sys.executable, "-m", "xenkit", "build", "-c", str(config), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    served_file = out / "tftp" / "default" / "boot2.source"
+    old = served_file.read_bytes()
+    assert _xen_bootargs(old).endswith("loglvl=warning")
+    held = served_file.open("rb")  # what a transfer that started before the change reads
+
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "xenkit", "serve", str(out), "--bind", "127.0.0.1"]
+    argv += ["--port", "0", "-c", str(config)]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"TFTP on 127\.0\.0\.1 port (\d+)", log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        addr = ("127.0.0.1", int(m[1]))
+        assert fetch(addr, "boot2.source") == old
+
+        # A transfer in flight across the rebuild: 8-byte blocks, paused after the first.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        slow.settimeout(10)
+        slow.sendto(rrq("boot2.source", blksize=8, timeout=255), addr)
+        oack, tid = slow.recvfrom(100)
+        assert oack[:2] == b"\0\6"
+        slow.sendto(struct.pack("!HH", tftp.ACK, 0), tid)
+        first = slow.recv(100)
+
+        # Fetches all through the rebuild: each must be the old file or the new one, whole.
+        seen: list[bytes | Exception] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(fetch(addr, "boot2.source", timeout=1, tries=5))
+                except Exception as exc:
+                    seen.append(exc)
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        time.sleep(0.5)
+        config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=all"\n')
+        deadline = time.monotonic() + 300
+        while "serve: rebuilt" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            assert "rebuild failed" not in log_path.read_text(), log_path.read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        thread.join(30)
+
+        new = served_file.read_bytes()
+        assert _xen_bootargs(new).endswith("loglvl=all")
+        assert fetch(addr, "boot2.source") == new  # the next boot gets the new script
+        errors = [s for s in seen if isinstance(s, Exception)]
+        assert not errors, errors[:3]
+        assert {s for s in seen if isinstance(s, bytes)} <= {old, new}
+        assert old in seen and new in seen  # the hammer really ran across the swap
+
+        # The paused transfer resumes and still gets the old file, whole.
+        got = [first]
+        while len(got[-1]) == 4 + 8:
+            slow.sendto(struct.pack("!HH", tftp.ACK, len(got)), tid)
+            got.append(slow.recv(100))
+            assert got[-1][:4] == struct.pack("!HH", tftp.DATA, len(got))
+        slow.sendto(struct.pack("!HH", tftp.ACK, len(got)), tid)
+        slow.close()
+        assert b"".join(p[4:] for p in got) == old
+        # Replaced by rename: the old inode is intact, nothing was rewritten in place.
+        assert held.read() == old
+        assert os.fstat(held.fileno()).st_ino != served_file.stat().st_ino
+    finally:
+        held.close()
+        proc.terminate()
+        proc.wait(10)
+    summary = re.search(
+        r"tftp: (\d+) of (\d+) transfers completed.*; 0 failed", log_path.read_text()
+    )
+    assert summary and summary[1] == summary[2], log_path.read_text()[-500:]

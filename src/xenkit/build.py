@@ -6,6 +6,9 @@ the end: a failed build leaves the previous output (or nothing) behind, never ha
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import ipaddress
 import json
 import logging
 import os
@@ -135,11 +138,13 @@ def netboot_preamble(spec: SystemSpec) -> tuple[str, ...]:
 def first_stage(spec: SystemSpec) -> str:
     """The SD card's whole script in a netboot setup (the 2020 blog's chain): get an
     address, fetch the real script from the TFTP server, run it."""
-    lines = [
-        "# xenkit first stage: everything else comes over TFTP",
-        "setenv autoload no",
-        "dhcp || exit",
-    ]
+    lines = ["# xenkit first stage: everything else comes over TFTP"]
+    if spec.netboot_address:
+        # A network with no DHCP server (a lab bench, a test's tap device): the blog's way.
+        iface = ipaddress.ip_interface(spec.netboot_address)
+        lines += [f"setenv ipaddr {iface.ip}", f"setenv netmask {iface.netmask}"]
+    else:
+        lines += ["setenv autoload no", "dhcp || exit"]
     if spec.netboot_server:
         # A LAN DHCP server's next-server would win otherwise.
         lines.append(f"setenv serverip {spec.netboot_server}")
@@ -498,8 +503,33 @@ def _check_and_map(out: Path) -> dict[str, Any]:
     return check.as_json(target, findings)
 
 
+_RENAME_EXCHANGE = 2  # <linux/fs.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where the
+    kernel, C library or filesystem cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _replace(new: Path, out: Path) -> None:
+    """Put the new build where the old one was. `xenkit serve` may be reading the old one:
+    swapped in one step, a request finds either build whole, never no build at all."""
     if out.exists():
+        if _exchange(new, out):
+            shutil.rmtree(new, ignore_errors=True)
+            return
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         out.rename(old)

@@ -95,9 +95,17 @@ def _copy_sparse(src: Path, dst: Path) -> None:
         fo.truncate(size)
 
 
-def prepare(board: Board, ram: str, build_dir: Path, workdir: Path) -> RunPlan:
+def nic(netdev: str) -> list[str]:
+    """A virtio network card on QEMU backend `netdev` (e.g. "user,tftp=DIR" or
+    "tap,ifname=tap0,script=no,downscript=no"). On the MMIO bus, not PCI: U-Boot and Linux
+    find it without a PCI scan, and the DTB QEMU dumps already lists the slot."""
+    return ["-netdev", f"{netdev},id=net0", "-device", "virtio-net-device,netdev=net0"]
+
+
+def prepare(board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = "") -> RunPlan:
     """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
-    from the card itself, so what boots is the image a user would flash."""
+    from the card itself, so what boots is the image a user would flash. `netdev` adds a
+    network card (see nic) for builds that fetch the rest over TFTP."""
     check_qemu(board)
     image = build_dir / "sd.img"
     if not image.exists():
@@ -129,6 +137,8 @@ def prepare(board: Board, ram: str, build_dir: Path, workdir: Path) -> RunPlan:
             "-device",
             "virtio-blk-device,drive=card",
         ]
+    if netdev:
+        argv += nic(netdev)
     for index in range(board.emulate.console_serial + 1):
         if index == board.emulate.console_serial:
             argv += ["-serial", "chardev:con"]
@@ -310,10 +320,7 @@ def netboot_plan(
         "none",
         "-monitor",
         "none",
-        "-netdev",
-        f"user,id=net0,tftp={tftp_root},bootfile={bootfile}",
-        "-device",
-        "virtio-net-device,netdev=net0",
+        *nic(f"user,tftp={tftp_root},bootfile={bootfile}"),
     ]
     argv += ["-bios", str(uboot)] if board.emulate.uboot == "bios" else ["-kernel", str(uboot)]
     argv += ["-serial", "chardev:con"]

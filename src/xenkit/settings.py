@@ -47,6 +47,13 @@ SETTINGS: tuple[Setting, ...] = (
         "also lay the system out for netboot (tftp/) with a small first-stage SD image",
     ),
     Setting("netboot_server", str, "", "netboot: the TFTP server's address (default: from DHCP)"),
+    Setting(
+        "netboot_address",
+        str,
+        "",
+        "netboot: the board's own address, e.g. 10.0.0.2/24 (a bare address is a /24), "
+        "instead of asking DHCP; needs netboot_server",
+    ),
     Setting("tftp_blocksize", int, 0, "netboot: U-Boot's tftpblocksize (0: its default)"),
     Setting("tftp_windowsize", int, 0, "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)"),
     Setting(

@@ -31,6 +31,7 @@ class SystemSpec:
     domains: tuple[Domain, ...] = ()
     netboot: bool = False
     netboot_server: str = ""
+    netboot_address: str = ""  # ADDR/PREFIX, or "" to ask DHCP
     tftp_blocksize: int = 0
     tftp_windowsize: int = 0
     toolstack: bool = False
@@ -98,6 +99,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         domains=domains,
         netboot=bool(values["netboot"]),
         netboot_server=_address(values["netboot_server"]),
+        netboot_address=_interface(values["netboot_address"], values["netboot_server"]),
         tftp_blocksize=_ranged(values["tftp_blocksize"], "tftp_blocksize", 0, 65464),
         tftp_windowsize=_ranged(values["tftp_windowsize"], "tftp_windowsize", 0, 65535),
         toolstack=bool(values["toolstack"]),
@@ -120,6 +122,26 @@ def _address(value: str) -> str:
         except ValueError:
             raise XenkitError(f"netboot_server={value!r} is not an IP address") from None
     return value
+
+
+def _interface(value: str, server: str) -> str:
+    """A static address for U-Boot, as ADDR/PREFIX (a bare address is a /24)."""
+    if not value:
+        return ""
+    try:
+        iface = ipaddress.ip_interface(value if "/" in value else value + "/24")
+    except ValueError:
+        raise XenkitError(
+            f"netboot_address={value!r} is not an address: give one like 10.0.0.2/24"
+        ) from None
+    if iface.version != 4:
+        # U-Boot's tftpb speaks IPv4 only (tftpb -6 needs CONFIG_IPV6, off in Debian's).
+        raise XenkitError(f"netboot_address={value!r}: U-Boot netboots over IPv4; give one")
+    if not server:
+        raise XenkitError(
+            "netboot_address needs netboot_server: without DHCP nothing else names the server"
+        )
+    return str(iface)
 
 
 def _ranged(value: int, name: str, low: int, high: int) -> int:
