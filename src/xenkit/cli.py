@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xenkit import __version__, boards, build, check, emulate, initramfs, memmap, settings, spec
+from xenkit import (
+    __version__,
+    baremetal,
+    boards,
+    build,
+    check,
+    emulate,
+    initramfs,
+    memmap,
+    settings,
+    spec,
+)
 from xenkit.artifacts import gather
 from xenkit.errors import XenkitError
 from xenkit.sizes import human
@@ -184,7 +195,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         system = inputs()
         paths = [config, *(p for p in (system.xen_image, system.kernel_image) if p)]
-        paths += [Path(f) for d in system.domains for f in (d.kernel, d.ramdisk) if f]
+        paths += [
+            Path(f)
+            for d in system.domains
+            for f in (d.kernel, d.ramdisk)
+            if f and not baremetal.is_builtin(f)
+        ]
         watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
