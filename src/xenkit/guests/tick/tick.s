@@ -4,6 +4,10 @@
 // from the guest's own clock. Between ticks it sits in WFI: Xen traps WFI and deschedules
 // the vCPU, so an idle tick guest costs no physical CPU.
 //
+// Tick 0 is printed at the start, with the counter value the deadlines count from:
+// tick n is due at CNTVCT = start + n * period, so the host can check every wake-up came
+// after its deadline and measure how late it was.
+//
 // Boot protocol: Xen 4.17 loads it as an arm64 Image (xen/arch/arm/kernel.c checks the
 // "ARM\x64" magic at 0x38 and loads at guest RAM base + text_offset) and enters at the
 // first byte, EL1, MMU off, x0 = the guest's device tree. With the MMU off every data
@@ -122,13 +126,14 @@ start:
 
         // Deadlines are absolute (start + k * period), so lateness never accumulates.
         isb
-        mrs     x26, cntvct_el0
-        add     x26, x26, x24
+        mrs     x19, cntvct_el0
+        add     x26, x19, x24
         mov     x27, #0
         msr     cntv_cval_el0, x26
         mov     x0, #1                  // ENABLE, IMASK clear
         msr     cntv_ctl_el0, x0
         isb
+        bl      print_tick
 
 tick_loop:
         wfi
@@ -153,7 +158,12 @@ tick_loop:
         msr     cntv_ctl_el0, x0
         isb
         str     w20, [x28, #GICC_EOIR]
+        bl      print_tick
+        b       tick_loop
 
+// print_tick: "xenkit: tick NAME N cntvct V cntfrq F" for tick x27 woken at x19.
+print_tick:
+        stp     x29, x30, [sp, #-16]!
         adr     x0, s_tick
         bl      puts
         mov     x0, x21
@@ -172,7 +182,8 @@ tick_loop:
         bl      put_dec
         mov     w0, #'\n'
         bl      putc
-        b       tick_loop
+        ldp     x29, x30, [sp], #16
+        ret
 
 // -- console ---------------------------------------------------------------------------
 // putc(w0): one byte to the vpl011.
