@@ -41,6 +41,7 @@ test: lint
 bench: deps
 	$(BIN)/python benchmarks/uboot_script.py
 	$(BIN)/python benchmarks/build_and_boot.py
+	$(BIN)/python benchmarks/tick_jitter.py --board $(BOARD)
 
 clean:
 	rm -rf out

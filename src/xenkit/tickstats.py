@@ -82,12 +82,19 @@ class TickRun:
         if not pairs:
             raise XenkitError(f"tick guest {self.name}: no two ticks after line {after_line}")
         us = 1e6 / self.cntfrq
-        dev = sorted(abs(b.cntvct - a.cntvct - (b.n - a.n) * self.period) * us for a, b in pairs)
-        p99 = dev[min(len(dev) - 1, math.ceil(0.99 * len(dev)) - 1)]
-        return Summary(len(dev), dev[0], statistics.fmean(dev), dev[-1], p99)
+        return summarize(
+            [abs(b.cntvct - a.cntvct - (b.n - a.n) * self.period) * us for a, b in pairs]
+        )
 
     def seconds(self, counts: int) -> float:
         return counts / self.cntfrq
+
+
+def summarize(values: list[float]) -> Summary:
+    """min, mean, max and 99th percentile (nearest rank) of a non-empty list."""
+    v = sorted(values)
+    p99 = v[min(len(v) - 1, math.ceil(0.99 * len(v)) - 1)]
+    return Summary(len(v), v[0], statistics.fmean(v), v[-1], p99)
 
 
 def parse(console: str, name: str) -> TickRun:
