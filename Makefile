@@ -42,6 +42,7 @@ bench: deps
 	$(BIN)/python benchmarks/uboot_script.py
 	$(BIN)/python benchmarks/build_and_boot.py
 	$(BIN)/python benchmarks/tftp_serve.py
+	$(BIN)/python benchmarks/tick_jitter.py --board $(BOARD)
 
 clean:
 	rm -rf out

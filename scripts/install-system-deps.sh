@@ -23,4 +23,5 @@ $SUDO apt-get install -y -q --no-install-recommends \
     python3-venv python3-dev swig gcc make \
     u-boot-tools device-tree-compiler mtools dosfstools e2fsprogs fdisk cpio \
     tftp-hpa atftp busybox curl \
-    gpgv debian-archive-keyring
+    gpgv debian-archive-keyring \
+    binutils-aarch64-linux-gnu

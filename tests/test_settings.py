@@ -19,7 +19,7 @@ def test_command_line_beats_file_beats_default(tmp_path: Path) -> None:
     assert values["board"] == "qemu-virt"
     assert values["dom0_mem"] == "1G"
     assert values["dom0_vcpus"] == 2
-    assert values["root_size"] == "64M"
+    assert values["root_size"] == ""  # the default: sized to fit
 
 
 def test_every_setting_is_a_flag() -> None:

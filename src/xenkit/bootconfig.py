@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xenkit import baremetal
 from xenkit.errors import XenkitError
 from xenkit.sizes import MiB, parse_size
 
@@ -132,6 +133,11 @@ def variable(role: str) -> str:
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
     """Errors a boot script cannot survive, each naming the variable and the fix."""
     for role, path in cfg.files():
+        if baremetal.is_builtin(path):
+            raise XenkitError(
+                f"{variable(role)}={path}: built-in guests are built by xenkit build; "
+                "here give the path of an Image"
+            )
         if path and not (root / path).is_file():
             raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
     if not cfg.device_tree:

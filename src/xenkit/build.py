@@ -22,6 +22,7 @@ from typing import Any
 from xenkit import (
     __version__,
     artifacts,
+    baremetal,
     binaries,
     bootscript,
     dt,
@@ -281,7 +282,12 @@ def _manifest(
             for ld in hw.loads
         ],
         "guests": [
-            {"name": d.name, "memory": format_size(d.memory), "vcpus": d.vcpus}
+            {
+                "name": d.name,
+                "kernel": d.kernel or "dom0's",
+                "memory": format_size(d.memory),
+                "vcpus": d.vcpus,
+            }
             for d in spec.domains
         ],
         "guest_banners": [
@@ -317,9 +323,16 @@ def gzip_isize(path: Path) -> int | None:
 def _stage_guests(spec: SystemSpec, boot: Path, busybox: bytes) -> tuple[Domain, ...]:
     """Put each dom0less guest's files on the boot partition; the domains returned name them
     there. A guest without a kernel runs Dom0's; one without a ramdisk gets a busybox
-    initramfs that prints its own banner."""
+    initramfs that prints its own banner. A built-in guest is assembled from xenkit's
+    source (through the cache) and runs alone, without a ramdisk."""
     staged = []
     for i, d in enumerate(spec.domains):
+        if baremetal.is_builtin(d.kernel):
+            name = baremetal.guest_name(d.kernel)
+            kernel = f"domU{i}-{name}.Image"
+            shutil.copyfile(baremetal.build(name).image, boot / kernel)
+            staged.append(replace(d, kernel=kernel))
+            continue
         kernel = KERNEL
         if d.kernel:
             kernel = f"domU{i}-{Path(d.kernel).name}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from xenkit import (
     __version__,
+    baremetal,
     boards,
     build,
     check,
@@ -201,7 +202,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         system = inputs()
         paths = [config, *(p for p in (system.xen_image, system.kernel_image) if p)]
-        paths += [Path(f) for d in system.domains for f in (d.kernel, d.ramdisk) if f]
+        paths += [
+            Path(f)
+            for d in system.domains
+            for f in (d.kernel, d.ramdisk)
+            if f and not baremetal.is_builtin(f)
+        ]
         watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -270,9 +270,14 @@ def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tu
 
 
 def watch_qemu(
-    argv: list[str], timeout: float, echo: TextIO | None = None, want: Sequence[str] = (READY,)
+    argv: list[str],
+    timeout: float,
+    echo: TextIO | None = None,
+    want: Sequence[str] = (READY,),
+    linger: float = 0.0,
 ) -> CheckResult:
-    """Start QEMU with the console on its stdout, follow it to the banners, stop it."""
+    """Start QEMU with the console on its stdout, follow it to the banners, stop it;
+    after `linger` more seconds if the banners came, to see what runs once all are up."""
     log.debug("$ %s", shlex.join(argv))
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -281,6 +286,10 @@ def watch_qemu(
     assert proc.stdout is not None
     try:
         result = watch(timed_lines(proc.stdout, start, start + timeout), echo, want)
+        if result.ok and linger > 0:
+            for _, line in timed_lines(proc.stdout, start, time.monotonic() + linger):
+                if echo is not None:
+                    echo.write(line + "\n")
         if not result.ok and time.monotonic() - start >= timeout:
             missing = ", ".join(m for m in want if m not in result.banners)
             result.reason = f"no {missing} within {timeout:.0f} s"
@@ -295,10 +304,14 @@ def watch_qemu(
 
 
 def check(
-    plan: RunPlan, timeout: float, echo: TextIO | None = None, want: Sequence[str] = (READY,)
+    plan: RunPlan,
+    timeout: float,
+    echo: TextIO | None = None,
+    want: Sequence[str] = (READY,),
+    linger: float = 0.0,
 ) -> CheckResult:
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
-    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo, want)
+    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo, want, linger)
 
 
 def netboot_plan(

@@ -23,6 +23,10 @@ _PROVIDERS = {
     "mkfs.ext4": "e2fsprogs",
     "apt-get": "apt",
     "dtc": "device-tree-compiler",
+    # The bare-metal guests (xenkit.baremetal) need only the cross assembler and linker.
+    "aarch64-linux-gnu-as": "binutils-aarch64-linux-gnu",
+    "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
+    "aarch64-linux-gnu-objcopy": "binutils-aarch64-linux-gnu",
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xenkit import baremetal
 from xenkit.errors import XenkitError
 
 
@@ -70,7 +71,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("dom0_autorun", str, "", "with --toolstack: a shell script Dom0 runs once it is up"),
     # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
-    # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool).
+    # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool). kernel may be
+    # "builtin:tick", the bare-metal guest xenkit builds from its own source.
     Setting("domain", list, [], "dom0less guests, as [[domain]] tables in the config file"),
     # Config file only: [[guest]] tables (name, kernel, ramdisk, memory, maxmem, vcpus,
     # maxvcpus, bridge, ip, ping, cmdline): xl configs Dom0 can `xl create`.
@@ -116,10 +118,11 @@ def load_file(path: Path) -> dict[str, Any]:
             raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
         values[name] = _coerce(BY_NAME[name], value, f"config {path}")
     for table in [*values.get("domain", []), *values.get("guest", [])]:
-        # Guest files are named relative to the config file.
+        # Guest files are named relative to the config file; builtin:NAME is no file.
         for key in ("kernel", "ramdisk", "passthrough_dtb"):
-            if isinstance(table, dict) and table.get(key):
-                table[key] = str((path.parent / table[key]).resolve())
+            value = table.get(key) if isinstance(table, dict) else None
+            if value and not baremetal.is_builtin(str(value)):
+                table[key] = str((path.parent / value).resolve())
     return values
 
 

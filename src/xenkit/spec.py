@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from xenkit import boards, xen, xl
+from xenkit import baremetal, boards, xen, xl
 from xenkit.boards import Bank, Board
 from xenkit.bootconfig import Domain, domain_from_table
 from xenkit.errors import XenkitError
@@ -159,9 +160,11 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             raise XenkitError("domain: give [[domain]] tables in the config file")
         d = domain_from_table(table, i, require_kernel=False)
         xl.check_name(d.name, f"[[domain]] #{i + 1}")
+        if baremetal.is_builtin(d.kernel):
+            d = _builtin(d, table)
         for what in ("kernel", "ramdisk", "passthrough_dtb"):
             path = getattr(d, what)
-            if path and not Path(path).is_file():
+            if path and not baremetal.is_builtin(path) and not Path(path).is_file():
                 raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
         if not 1 <= d.vcpus <= board.cpus:
             raise XenkitError(
@@ -181,6 +184,49 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             "less memory or lower dom0_mem"
         )
     return tuple(domains)
+
+
+# Xen puts the Image and a 2 MiB slot for the guest's DTB, each rounded up to 2 MiB, in the
+# first bank (place_modules in xen/arch/arm/kernel.c).
+BUILTIN_MIN_MEMORY = 4 * MiB
+BUILTIN_MEMORY = 16 * MiB
+PERIOD_MS = (1, 10_000)
+
+
+def _builtin(d: Domain, table: dict[str, Any]) -> Domain:
+    """A bare-metal guest from xenkit's source: small by default, one vCPU, its console on
+    the vpl011, and its name (printed in its banner) passed in its bootargs."""
+    baremetal.guest_name(d.kernel)
+    where = f"[[domain]] {d.name}"
+    # Xen flushes a vpl011 line at 126 characters: the banner stays within one.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", d.name):
+        raise XenkitError(
+            f"{where}: a {d.kernel} guest gets its name as a boot argument: "
+            "use up to 32 letters, digits, '.', '_' and '-'"
+        )
+    memory = d.memory if "memory" in table else BUILTIN_MEMORY
+    if memory < BUILTIN_MIN_MEMORY:
+        raise XenkitError(
+            f"{where}: memory = {format_size(memory)} is too small for Xen to place the "
+            f"guest and its device tree: give at least {format_size(BUILTIN_MIN_MEMORY)}"
+        )
+    if d.ramdisk:
+        raise XenkitError(f"{where}: {d.kernel} takes no ramdisk: drop ramdisk")
+    if not d.vpl011:
+        raise XenkitError(f"{where}: {d.kernel} prints through its vpl011: drop vpl011 = false")
+    if d.vcpus != 1:
+        raise XenkitError(f"{where}: {d.kernel} runs on one vCPU: drop vcpus or set it to 1")
+    words = d.cmdline.split() if "cmdline" in table else []
+    for word in words:
+        key, _, value = word.partition("=")
+        if key == "period_ms" and not (
+            value.isdigit() and PERIOD_MS[0] <= int(value) <= PERIOD_MS[1]
+        ):
+            raise XenkitError(
+                f"{where}: {word}: give the tick period in whole milliseconds, "
+                f"{PERIOD_MS[0]} to {PERIOD_MS[1]}"
+            )
+    return replace(d, memory=memory, cmdline=" ".join([f"name={d.name}", *words]))
 
 
 # Dom0's bridge and its address: guests get addresses on this network.
