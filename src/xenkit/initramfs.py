@@ -90,6 +90,15 @@ done
 # A guest's shell runs in the background so init can act on the signals busybox's poweroff
 # and reboot send to PID 1, which is how `xl shutdown` ends the domain.
 GUEST_SHELL = r"""
+# `xl vcpu-set` makes a vCPU present; bringing it online is userspace's job (udev's, on a
+# full distribution).
+(
+    while sleep 1; do
+        for f in /sys/devices/system/cpu/cpu[1-9]*/online; do
+            [ -e "$f" ] && [ "$(cat "$f")" = 0 ] && echo 1 >"$f" 2>/dev/null
+        done
+    done
+) &
 trap 'sync; poweroff -f' USR1 USR2
 trap 'sync; reboot -f' TERM
 ( while true; do setsid cttyhack sh -l; sleep 1; done ) &

@@ -83,6 +83,15 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         xen_cmdline += " " + values["xen_extra"]
     dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
     domains = _domains(values["domain"], board, banks, dom0_mem)
+    if values["toolstack"]:
+        # With xenstored in Dom0 the guests join xenstore, so `xl list` shows them by name
+        # (ImageBuilder's default too when there is a Dom0).
+        domains = tuple(
+            replace(d, enhanced="enabled")
+            if "enhanced" not in (values["domain"][i] or {}) and not d.enhanced
+            else d
+            for i, d in enumerate(domains)
+        )
     guests = _guests(values, board, banks, dom0_mem, domains)
     return SystemSpec(
         board=board,

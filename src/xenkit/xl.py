@@ -74,6 +74,9 @@ def config(g: Guest) -> str:
         f"maxmem = {max(g.maxmem, g.memory) // MiB}",
         f"vcpus = {g.vcpus}",
         f"maxvcpus = {max(g.maxvcpus, g.vcpus)}",
+        # Stated, not defaulted: Xen 4.17's libxl asserts on an unset acpi when `xl mem-set`
+        # reads the saved configuration back on Arm.
+        "acpi = 0",
     ]
     if g.bridge:
         lines.append(f'vif = [ "mac={mac(g.name)},bridge={g.bridge}" ]')

@@ -3,7 +3,7 @@
 # "XK key value..." line for the test to parse; nothing here decides pass or fail.
 guest=${1:-g1}
 log=/var/log/xen/console/guest-$guest.log
-say() { echo "XK $*"; }
+say() { echo "XK $(cut -d" " -f1 /proc/uptime) $*"; }
 
 wait_for() {  # wait_for SECONDS COMMAND...: poll until COMMAND succeeds
     local n=$(($1 * 5)); shift
@@ -36,11 +36,12 @@ say dom0-ping $? "$ip" "$(grep -o '[0-9]* packets received' /tmp/ping.out)"
 say vcpus-before "$(field "$guest" 4)"
 xl vcpu-set "$guest" 2
 wait_for 30 test "$(field "$guest" 4)" = 2
-say vcpus-after "$(field "$guest" 4)" "$(xl vcpu-list "$guest" | awk 'NR > 1 && $5 != "-" { n++ } END { print n + 0 }')"
+say vcpus-after "$(field "$guest" 4)"
 
 say mem-before "$(field "$guest" 3)"
 xl mem-set "$guest" 96m
-wait_for 30 test "$(field "$guest" 3)" = 96
+say mem-set $?
+wait_for 60 test "$(field "$guest" 3)" = 96
 say mem-after "$(field "$guest" 3)"
 
 xl pause "$guest"
@@ -48,11 +49,15 @@ say paused "$(field "$guest" 5)"
 xl unpause "$guest"
 say unpaused "$(field "$guest" 5)"
 
+gone() { ! xl list "$1" >/dev/null 2>&1; }
 timeout 120 xl shutdown -w "$guest" >/dev/null 2>&1
-say shutdown $? "$(xl list "$guest" >/dev/null 2>&1 && echo present || echo gone)"
+rc=$?
+# -w returns once the guest has shut down; xl's own watcher then destroys it.
+wait_for 30 gone "$guest"
+say shutdown $rc "$(gone "$guest" && echo gone || echo present)"
 
 xl create "/etc/xen/$guest.cfg" >/dev/null 2>&1
 say recreate $?
 xl destroy "$guest"
-say destroy $? "$(xl list "$guest" >/dev/null 2>&1 && echo present || echo gone)"
+say destroy $? "$(gone "$guest" && echo gone || echo present)"
 say done
