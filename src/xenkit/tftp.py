@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger("xenkit")
 
@@ -449,7 +449,9 @@ class Transfer:
         self.source: _Octet | _Text = (
             _Text(f, self.blksize) if req.mode == "netascii" else _Octet(f, self.blksize)
         )
-        self.sent_bytes = 0
+        self.acked = 0  # blocks the client acknowledged
+        self.text_bytes = 0  # netascii bytes those blocks carried
+        self.peer: Any = client  # the client's address as recvfrom reports it
         self.stopped = False
         # Packets sent back to back before a short pause. Starts at the whole window and is
         # halved only when a window goes unanswered for a whole timeout (the client's
@@ -475,6 +477,12 @@ class Transfer:
         self.view = view
         self.slots = [view[i * seg + 4 : (i + 1) * seg] for i in range(self.per_send)]
 
+    @property
+    def sent_bytes(self) -> int:
+        if isinstance(self.source, _Octet):
+            return min(self.acked * self.blksize, self.source.size)
+        return self.text_bytes
+
     def abort(self) -> None:
         """Stop from another thread: shutdown wakes a recvfrom blocked in the kernel."""
         self.stopped = True
@@ -486,6 +494,8 @@ class Transfer:
         try:
             if self.options and not self._oack():
                 return None
+            if self.window == 1 and isinstance(self.source, _Octet):
+                return self._lockstep(self.source)
             return self._data()
         finally:
             self.sock.close()
@@ -504,25 +514,36 @@ class Transfer:
             )
             self.rcvtimeo = seconds
 
-    def _receive(self, deadline: float) -> int:
-        """Receive the client's next packet into self.inbox before `deadline` (monotonic);
-        its length, or -1 once the deadline passed. Strangers get error 5."""
-        self._wait(deadline - time.monotonic())
+    def _recv(self) -> tuple[int, Any]:
+        """One recvfrom_into within SO_RCVTIMEO: the length and sender, or (-1, None)."""
+        try:
+            return self.sock.recvfrom_into(self.inbox)
+        except OSError as exc:
+            return self._recv_failed(exc)
+
+    def _recv_failed(self, exc: OSError) -> tuple[int, Any]:
+        """What a failed receive means: nothing yet (SO_RCVTIMEO ran out: EAGAIN), or the
+        end of the transfer."""
+        if self.stopped:
+            raise TransferFailed("server shutting down") from None
+        if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
+            raise TransferFailed("client unreachable") from None
+        return -1, None
+
+    def _receive(self, deadline: float, pending: tuple[int, Any] | None = None) -> int:
+        """The length of the client's next packet, received into self.inbox before
+        `deadline` (monotonic), or -1 once the deadline passed; `pending` is one received
+        already. Strangers get error 5."""
+        if pending is None:
+            self._wait(deadline - time.monotonic())
         while True:
-            try:
-                n, addr = self.sock.recvfrom_into(self.inbox)
-            except BlockingIOError:  # SO_RCVTIMEO ran out
-                n, addr = -1, None
-            except OSError as exc:
-                if self.stopped:
-                    raise TransferFailed("server shutting down") from None
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
-                    raise TransferFailed("client unreachable") from None
-                n, addr = -1, None
-            if self.stopped:
+            n, addr = pending if pending is not None else self._recv()
+            pending = None
+            if self.stopped:  # shutdown() makes recvfrom return at once, from nobody
                 raise TransferFailed("server shutting down")
             if addr is not None:
-                if addr[0] == self.client[0] and addr[1] == self.client[1]:
+                if addr == self.peer or (addr[0] == self.client[0] and addr[1] == self.client[1]):
+                    self.peer = addr  # as the socket reports it: IPv6 adds flow and scope
                     return n
                 with contextlib.suppress(OSError):
                     self.sock.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
@@ -535,11 +556,14 @@ class Transfer:
         try:
             self.sock.sendto(packet, self.client)
         except OSError as exc:
-            # A full queue on a real interface is loss like any other; the timer resends.
-            if self.stopped:
-                raise TransferFailed("server shutting down") from None
-            if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.EINVAL):
-                raise TransferFailed(f"cannot send: {exc.strerror}") from None
+            self._send_failed(exc)
+
+    def _send_failed(self, exc: OSError) -> None:
+        # A full queue on a real interface is loss like any other; the timer resends.
+        if self.stopped:
+            raise TransferFailed("server shutting down") from None
+        if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.EINVAL):
+            raise TransferFailed(f"cannot send: {exc.strerror}") from None
 
     def _oack(self) -> bool:
         packet = oack_packet(self.options)
@@ -596,6 +620,59 @@ class Transfer:
             for i in range(n):
                 self._send(self.view[i * seg : min(end, (i + 1) * seg)])
 
+    def _lockstep(self, src: _Octet) -> int:
+        """Windowsize 1 from a file read at offsets: the hot loop, one sendto and one
+        recvfrom per block, the file read a run of blocks per preadv. Anything but the
+        plain next ACK (a timeout, a duplicate, a stranger, an error) is left to
+        _await_ack, which keeps the rules of the general path."""
+        seg = 4 + self.blksize
+        batch = max(1, min(GSO_SEGMENTS, GSO_BYTES // seg))
+        packets = bytearray(batch * seg)
+        view = memoryview(packets)
+        slots = [view[i * seg + 4 : (i + 1) * seg] for i in range(batch)]
+        header = struct.Struct("!HH")
+        sendto, recv, inbox = self.sock.sendto, self.sock.recvfrom_into, self.inbox
+        client, monotonic = self.client, time.monotonic
+        last = src.last
+        block = 1
+        self._wait(self.timeout)
+        while block <= last:
+            k = min(batch, last - block + 1)
+            lengths = src.read(block, slots[:k])
+            for i in range(k):
+                header.pack_into(packets, i * seg, DATA, (block + i) & 0xFFFF)
+            for i in range(k):
+                packet = view[i * seg : i * seg + 4 + lengths[i]]
+                expected = (ACK, block & 0xFFFF)
+                tries = 0
+                while True:
+                    sent = monotonic()
+                    try:
+                        sendto(packet, client)
+                    except OSError as exc:
+                        self._send_failed(exc)
+                    try:
+                        got = recv(inbox)
+                    except OSError as exc:
+                        got = self._recv_failed(exc)
+                    if (
+                        got[0] >= 4
+                        and got[1] == self.peer
+                        and header.unpack_from(inbox) == expected
+                    ):
+                        break
+                    acked = self._await_ack(block, 1, sent, got)
+                    self._wait(self.timeout)
+                    if acked == 1:
+                        break
+                    if acked < 0:
+                        tries += 1
+                        if tries >= RETRIES:
+                            raise TransferFailed(f"no ACK after {RETRIES} tries")
+                self.acked = block
+                block += 1
+        return src.size
+
     def _data(self) -> int:
         base = 1  # oldest block not acknowledged
         nxt = 1  # next block to send
@@ -636,13 +713,17 @@ class Transfer:
                 self.burst += 1
 
     def _count(self, first: int, k: int) -> None:
-        if isinstance(self.source, _Octet):
-            size = self.source.size
-            self.sent_bytes = min(k * self.blksize, size)
-        else:
-            self.sent_bytes += sum(len(b) for b in self.source.kept[: k - first + 1])
+        if isinstance(self.source, _Text):
+            self.text_bytes += sum(len(b) for b in self.source.kept[: k - first + 1])
+        self.acked = k
 
-    def _await_ack(self, base: int, count: int) -> int:
+    def _await_ack(
+        self,
+        base: int,
+        count: int,
+        sent: float | None = None,
+        pending: tuple[int, Any] | None = None,
+    ) -> int:
         """How many of the blocks [base, base+count) the client acknowledged; 0 to resend at
         once, -1 on a timeout. Duplicate ACKs change nothing, not even the timer: a client
         re-acknowledging faster than it would otherwise hold the window forever. The one
@@ -650,11 +731,13 @@ class Transfer:
         quarter of the timeout has passed since the window went out: it is waiting, and the
         window is resent then rather than a whole timeout later. The quarter keeps the
         Sorcerer's Apprentice away: duplicates can never multiply the data sent."""
-        sent = time.monotonic()
+        if sent is None:
+            sent = time.monotonic()
         deadline = sent + self.timeout
         inbox = self.inbox
         while True:
-            n = self._receive(deadline)
+            n = self._receive(deadline, pending)
+            pending = None
             if n < 0:
                 return -1
             if n < 4:
