@@ -341,16 +341,18 @@ def report(res: Results, args: argparse.Namespace, servers: list[Server], work: 
         print(f"  {n:<10} {said}{ignored}")
     best_peer = max(v for (n, _, w), v in res.rates.items() if n == peer)
     ours_w8 = max(v for (n, _, w), v in res.rates.items() if n == "xenkit" and w >= 8)
-    equal = [
+    # tftpd-hpa answers every request in lockstep, so each cell is a comparison at equal
+    # options as the client asked them; windowsize 1 is where the protocol is the same too.
+    short = [
         (b, w)
         for (n, b, w), v in res.rates.items()
-        if n == "xenkit" and w == 1 and v < res.rates[(peer, b, w)]
+        if n == "xenkit" and v < res.rates[(peer, b, w)]
     ]
     print()
     print(
-        f"issue 5 aims: at least {peer}'s rate at equal options (windowsize 1): "
-        + ("met" if not equal else f"not met at blksize {', '.join(str(b) for b, _ in equal)}")
-        + f"; xenkit's best with windowsize >= 8 is {ours_w8 / best_peer:.1f}x {peer}'s best "
+        f"issue 5 aims: at least {peer}'s rate in every cell: "
+        + ("met" if not short else "not met at " + ", ".join(f"{b} x {w}" for b, w in short))
+        + f"; xenkit's best with windowsize >= 8 is {ours_w8 / best_peer:.2f}x {peer}'s best "
         + f"({ours_w8:.0f} vs {best_peer:.0f} MiB/s; aim 3x)"
     )
 
