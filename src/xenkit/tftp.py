@@ -473,6 +473,7 @@ class Transfer:
             except OSError:
                 pass
         self.packets = bytearray(seg * self.per_send)
+        self.ready: tuple[int, list[int]] | None = None  # blocks already in self.packets
         view = memoryview(self.packets)
         self.view = view
         self.slots = [view[i * seg + 4 : (i + 1) * seg] for i in range(self.per_send)]
@@ -586,12 +587,8 @@ class Transfer:
         sent = 0
         while sent < count:
             number = first + sent
-            lengths = self.source.read(
-                number, self.slots[: min(count - sent, self.per_send, self.burst)]
-            )
+            lengths = self._fill(number, min(count - sent, self.per_send, self.burst))
             n = len(lengths)
-            for i in range(n):
-                struct.pack_into("!HH", self.packets, i * seg, DATA, (number + i) & 0xFFFF)
             if lengths[-1] < self.blksize:  # the final block: nothing after it is sent
                 count = sent + n
             end = (n - 1) * seg + 4 + lengths[-1]
@@ -603,6 +600,25 @@ class Transfer:
             if self.burst < self.window and sent < count:
                 time.sleep(PACE)  # let a client with a small socket buffer drain it
         return sent
+
+    def _fill(self, first: int, count: int) -> list[int]:
+        """Put blocks first .. first+count-1 (headers and data) into the send buffer,
+        unless _prefill already did; their lengths."""
+        ready, self.ready = self.ready, None
+        if ready is not None and ready[0] == first and len(ready[1]) == count:
+            return ready[1]
+        lengths = self.source.read(first, self.slots[:count])
+        seg = 4 + self.blksize
+        for i in range(len(lengths)):
+            struct.pack_into("!HH", self.packets, i * seg, DATA, (first + i) & 0xFFFF)
+        return lengths
+
+    def _prefill(self, first: int) -> None:
+        """Build the first run of the next window while the client works through this one:
+        the ACK is then answered with a send, not a read first. Two cores overlap."""
+        count = min(self.per_send, self.burst, self.window, self.source.last - first + 1)
+        if count > 0:
+            self.ready = (first, self._fill(first, count))
 
     def _send_gso(self, end: int, n: int) -> None:
         try:
@@ -622,27 +638,34 @@ class Transfer:
 
     def _lockstep(self, src: _Octet) -> int:
         """Windowsize 1 from a file read at offsets: the hot loop, one sendto and one
-        recvfrom per block, the file read a run of blocks per preadv. Anything but the
-        plain next ACK (a timeout, a duplicate, a stranger, an error) is left to
-        _await_ack, which keeps the rules of the general path."""
+        recvfrom per block. The file is read a run of blocks per preadv, into one of two
+        buffers while the client still works on a block from the other, so no read sits
+        between an ACK and the next DATA. Anything but the plain next ACK (a timeout, a
+        duplicate, a stranger, an error) is left to _await_ack, which keeps the rules of
+        the general path."""
         seg = 4 + self.blksize
         batch = max(1, min(GSO_SEGMENTS, GSO_BYTES // seg))
-        packets = bytearray(batch * seg)
-        view = memoryview(packets)
-        slots = [view[i * seg + 4 : (i + 1) * seg] for i in range(batch)]
         header = struct.Struct("!HH")
+        last = src.last
+
+        def load(buffer: memoryview, first: int) -> list[memoryview]:
+            """Blocks first ... of the next run, as the packets to send."""
+            k = min(batch, last - first + 1)
+            slots = [buffer[i * seg + 4 : (i + 1) * seg] for i in range(k)]
+            lengths = src.read(first, slots)
+            for i in range(k):
+                header.pack_into(buffer, i * seg, DATA, (first + i) & 0xFFFF)
+            return [buffer[i * seg : i * seg + 4 + lengths[i]] for i in range(k)]
+
+        buffers = [memoryview(bytearray(batch * seg)) for _ in range(2)]
         sendto, recv, inbox = self.sock.sendto, self.sock.recvfrom_into, self.inbox
         client, monotonic = self.client, time.monotonic
-        last = src.last
         block = 1
+        run = load(buffers[0], 1)
         self._wait(self.timeout)
-        while block <= last:
-            k = min(batch, last - block + 1)
-            lengths = src.read(block, slots[:k])
-            for i in range(k):
-                header.pack_into(packets, i * seg, DATA, (block + i) & 0xFFFF)
-            for i in range(k):
-                packet = view[i * seg : i * seg + 4 + lengths[i]]
+        while True:
+            upcoming: list[memoryview] = []
+            for i, packet in enumerate(run):
                 expected = (ACK, block & 0xFFFF)
                 tries = 0
                 while True:
@@ -651,6 +674,8 @@ class Transfer:
                         sendto(packet, client)
                     except OSError as exc:
                         self._send_failed(exc)
+                    if i == 0 and block + len(run) <= last and not upcoming:
+                        upcoming = load(buffers[((block - 1) // batch + 1) % 2], block + len(run))
                     try:
                         got = recv(inbox)
                     except OSError as exc:
@@ -671,7 +696,9 @@ class Transfer:
                             raise TransferFailed(f"no ACK after {RETRIES} tries")
                 self.acked = block
                 block += 1
-        return src.size
+            if not upcoming:
+                return src.size
+            run = upcoming
 
     def _data(self) -> int:
         base = 1  # oldest block not acknowledged
@@ -683,6 +710,8 @@ class Transfer:
             end = min(base + window - 1, last)
             if nxt <= end:
                 nxt += self._send_blocks(nxt, end - nxt + 1)
+                if self.per_send > 1:
+                    self._prefill(nxt)
             acked = self._await_ack(base, nxt - base)
             if acked < 0:  # a whole timeout without an ACK: resend, in smaller bursts
                 tries += 1
