@@ -464,14 +464,13 @@ class Transfer:
         self.rcvtimeo = 0.0
         self.inbox = bytearray(1024)  # ACKs are 4 bytes; ERROR text past this is not needed
         seg = 4 + self.blksize
-        # Blocks per send: with GSO a window leaves in one or a few system calls.
+        # Blocks per send: with GSO a window leaves in one or a few system calls. Asked per
+        # send (a control message), not per socket: the OACK and error packets sent from
+        # this socket can be longer than a tiny block and must not be cut up.
         self.per_send = 1
         if self.window > 1 and seg <= GSO_BYTES // 2:
-            try:
-                self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, seg)
-                self.per_send = min(self.window, GSO_SEGMENTS, GSO_BYTES // seg)
-            except OSError:
-                pass
+            self.per_send = min(self.window, GSO_SEGMENTS, GSO_BYTES // seg)
+        self.gso = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", seg))]
         self.packets = bytearray(seg * self.per_send)
         self.ready: tuple[int, list[int]] | None = None  # blocks already in self.packets
         view = memoryview(self.packets)
@@ -622,15 +621,14 @@ class Transfer:
 
     def _send_gso(self, end: int, n: int) -> None:
         try:
-            self.sock.sendto(self.view[:end], self.client)
+            self.sock.sendmsg([self.view[:end]], self.gso, 0, self.client)
         except OSError as exc:
             if self.stopped:
                 raise TransferFailed("server shutting down") from None
             if exc.errno not in (errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOTSUP):
                 return  # loss, as in _send
-            # The path cannot take segmented sends (MTU below the block, IPsec): one by one.
-            with contextlib.suppress(OSError):
-                self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
+            # The path cannot take segmented sends (MTU below the block, IPsec, an old
+            # kernel): one by one from now on.
             self.per_send = 1
             seg = 4 + self.blksize
             for i in range(n):
