@@ -2,6 +2,7 @@
 """Throughput of xenkit's TFTP server next to tftpd-hpa and dnsmasq, measured in one run.
 
     python benchmarks/tftp_serve.py [--runs N] [--clients N] [--size MiB]
+                                    [--blksize 512,1468,8192] [--windowsize 1,8,16]
 
 Every server serves the same random file from the same directory on loopback; the client is
 always atftp (it speaks RFC 2348 blksize and RFC 7440 windowsize), writing to /dev/shm.
@@ -233,11 +234,17 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(w) for w in text.split(","))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="transfers per cell (median)")
     ap.add_argument("--clients", type=int, default=50, help="simultaneous clients")
     ap.add_argument("--size", type=int, default=32, help="file size in MiB")
+    ap.add_argument("--blksize", type=_numbers, default=BLKSIZES, help="comma-separated")
+    ap.add_argument("--windowsize", type=_numbers, default=WINDOWS, help="comma-separated")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (a network namespace, port 69 for dnsmasq)")
@@ -286,8 +293,8 @@ def measure(
 ) -> Results:
     windows = {s.name: negotiated(prefix, s.port, 1468, 8) for s in servers}
     rates: dict[tuple[str, int, int], float] = {}
-    for blksize in BLKSIZES:
-        for window in WINDOWS:
+    for blksize in args.blksize:
+        for window in args.windowsize:
             for s in servers:
                 times = [
                     one(prefix, s.port, blksize, window, shm / "out", size)
@@ -296,8 +303,10 @@ def measure(
                 rates[(s.name, blksize, window)] = size / statistics.median(times) / 2**20
             cells = ", ".join(f"{s.name} {rates[(s.name, blksize, window)]:.1f}" for s in servers)
             log(f"blksize {blksize} windowsize {window}: {cells} MiB/s")
-    crowd = {s.name: concurrent(prefix, s.port, args.clients, shm, size) for s in servers}
-    log("concurrent: " + ", ".join(f"{k} {v:.1f} MiB/s" for k, v in crowd.items()))
+    crowd = {}
+    if args.clients:  # 0: only the single-client cells
+        crowd = {s.name: concurrent(prefix, s.port, args.clients, shm, size) for s in servers}
+        log("concurrent: " + ", ".join(f"{k} {v:.1f} MiB/s" for k, v in crowd.items()))
     return Results(rates, crowd, windows)
 
 
@@ -307,8 +316,8 @@ def report(res: Results, args: argparse.Namespace, servers: list[Server], work: 
     others = [n for n in names if n != peer]
     head = ["blksize x window", *(f"{n} MiB/s" for n in names), *(f"{n}/{peer}" for n in others)]
     rows = [head]
-    for blksize in BLKSIZES:
-        for window in WINDOWS:
+    for blksize in args.blksize:
+        for window in args.windowsize:
             r = {n: res.rates[(n, blksize, window)] for n in names}
             rows.append(
                 [
@@ -317,13 +326,14 @@ def report(res: Results, args: argparse.Namespace, servers: list[Server], work: 
                     *(f"{r[n] / r[peer]:.2f}" for n in others),
                 ]
             )
-    rows.append(
-        [
-            f"{args.clients} clients (1468 x 8)",
-            *(f"{res.crowd[n]:.1f}" for n in names),
-            *(f"{res.crowd[n] / res.crowd[peer]:.2f}" for n in others),
-        ]
-    )
+    if res.crowd:
+        rows.append(
+            [
+                f"{args.clients} clients (1468 x 8)",
+                *(f"{res.crowd[n]:.1f}" for n in names),
+                *(f"{res.crowd[n] / res.crowd[peer]:.2f}" for n in others),
+            ]
+        )
     version = subprocess.run([need("atftp"), "-V"], capture_output=True, text=True)
     atftp_version = (version.stdout + version.stderr).strip()
     print()
@@ -340,17 +350,21 @@ def report(res: Results, args: argparse.Namespace, servers: list[Server], work: 
         ignored = "" if opts.get("windowsize") else ": windowsize not negotiated, ran at 1"
         print(f"  {n:<10} {said}{ignored}")
     best_peer = max(v for (n, _, w), v in res.rates.items() if n == peer)
-    ours_w8 = max(v for (n, _, w), v in res.rates.items() if n == "xenkit" and w >= 8)
-    equal = [
+    ours_w8 = max(
+        (v for (n, _, w), v in res.rates.items() if n == "xenkit" and w >= 8), default=0.0
+    )
+    # tftpd-hpa answers every request in lockstep, so each cell is a comparison at equal
+    # options as the client asked them; windowsize 1 is where the protocol is the same too.
+    short = [
         (b, w)
         for (n, b, w), v in res.rates.items()
-        if n == "xenkit" and w == 1 and v < res.rates[(peer, b, w)]
+        if n == "xenkit" and v < res.rates[(peer, b, w)]
     ]
     print()
     print(
-        f"issue 5 aims: at least {peer}'s rate at equal options (windowsize 1): "
-        + ("met" if not equal else f"not met at blksize {', '.join(str(b) for b, _ in equal)}")
-        + f"; xenkit's best with windowsize >= 8 is {ours_w8 / best_peer:.1f}x {peer}'s best "
+        f"issue 5 aims: at least {peer}'s rate in every cell: "
+        + ("met" if not short else "not met at " + ", ".join(f"{b} x {w}" for b, w in short))
+        + f"; xenkit's best with windowsize >= 8 is {ours_w8 / best_peer:.2f}x {peer}'s best "
         + f"({ours_w8:.0f} vs {best_peer:.0f} MiB/s; aim 3x)"
     )
 

@@ -142,6 +142,16 @@ def test_windowsize_and_big_blocks_with_atftp(server: Running, root: Path, tmp_p
     assert _digest(out) == _digest(root / f"f{SIZES[-1]}")
 
 
+@pytest.mark.parametrize(("blksize", "window"), [(8, 4), (8, 16), (8192, 3)])
+def test_windows_of_tiny_and_odd_blocks(
+    server: Running, root: Path, blksize: int, window: int
+) -> None:
+    # Windows leave in segmented sends (GSO); the option reply is longer than an 8-byte
+    # block and must still arrive whole, and a window need not divide the file.
+    data = fetch(server.addr, "f60000", blksize=blksize, windowsize=window)
+    assert data == (root / "f60000").read_bytes()
+
+
 def test_netascii(server: Running, tmp_path: Path) -> None:
     out = tmp_path / "got"
     subprocess.run(

@@ -18,10 +18,12 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 log = logging.getLogger("xenkit")
 
@@ -242,27 +244,35 @@ class Server:
             self.stats.refused += 1
             self._send_error(client, local, ACCESS, exc.strerror or "cannot open")
             return
-        with f:
+        try:
             size = os.fstat(f.fileno()).st_size if req.mode == "octet" else None
-            try:
-                options = negotiate(req.options, size)
-            except PacketError as exc:
-                self.stats.refused += 1
-                self._send_error(client, local, exc.code, str(exc))
-                return
+            options = negotiate(req.options, size)
             transfer = Transfer(req, f, options, client, local)
-            try:
-                sent = await transfer.run()
-            except Exception as exc:  # one transfer's failure must never take the server down
-                self.stats.failed += 1
-                log.info(
-                    "tftp: %s %s failed after %d bytes: %s",
-                    client[0],
-                    req.filename,
-                    transfer.sent_bytes,
-                    exc,
-                )
-                return
+        except PacketError as exc:
+            f.close()
+            self.stats.refused += 1
+            self._send_error(client, local, exc.code, str(exc))
+            return
+        except OSError as exc:
+            f.close()
+            self.stats.failed += 1
+            log.info("tftp: %s %s failed: %s", client[0], req.filename, exc)
+            return
+        try:
+            sent = await _in_thread(transfer)
+        except asyncio.CancelledError:
+            transfer.abort()
+            raise
+        except Exception as exc:  # one transfer's failure must never take the server down
+            self.stats.failed += 1
+            log.info(
+                "tftp: %s %s failed after %d bytes: %s",
+                client[0],
+                req.filename,
+                transfer.sent_bytes,
+                exc,
+            )
+            return
         seconds = max(time.monotonic() - started, 1e-6)
         if sent is None:
             log.info("tftp: %s %s: client stopped after the option reply", client[0], req.filename)
@@ -296,6 +306,33 @@ class Server:
         )
 
 
+async def _in_thread(transfer: Transfer) -> int | None:
+    """Run a transfer on a thread of its own and wait for it without blocking the loop.
+    Not the default executor: its few workers would queue the 50th concurrent client."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int | None] = loop.create_future()
+
+    def settle(result: int | None, error: BaseException | None) -> None:
+        if done.done():  # cancelled: the server is closing
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def work() -> None:
+        result, error = None, None
+        try:
+            result = transfer.run()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed first
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"tftp {transfer.client[0]}", daemon=True).start()
+    return await done
+
+
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -315,145 +352,430 @@ class TransferFailed(Exception):
     pass
 
 
+class _Octet:
+    """A file's blocks read where they lie (os.preadv), so a resend needs no copy kept and
+    a run of blocks is one system call. The size is taken when the transfer starts: a file
+    replaced by rename keeps its old inode open here; one cut short in place fails the
+    transfer rather than ending it early with a truncated file."""
+
+    def __init__(self, f: BinaryIO, blksize: int) -> None:
+        self.fd = f.fileno()
+        self.size = os.fstat(self.fd).st_size
+        self.blksize = blksize
+        self.last = self.size // blksize + 1  # the short (maybe empty) final block
+
+    def read(self, first: int, slots: list[memoryview]) -> list[int]:
+        """Fill `slots` with blocks first, first+1, ...; their lengths."""
+        offset = (first - 1) * self.blksize
+        lengths = [
+            min(self.blksize, self.size - offset - i * self.blksize) for i in range(len(slots))
+        ]
+        want = sum(lengths)
+        if lengths[-1] < self.blksize:
+            slots = [*slots[:-1], slots[-1][: lengths[-1]]]
+        if want and os.preadv(self.fd, slots, offset) != want:
+            raise TransferFailed("file shrank while being sent")
+        return lengths
+
+
+class _Text:
+    """A file through netascii: the stream cannot be read at an offset, so the converted
+    blocks not yet acknowledged are kept for resending."""
+
+    def __init__(self, f: BinaryIO, blksize: int) -> None:
+        self.stream = Netascii(f)
+        self.blksize = blksize
+        self.first = 1  # number of kept[0]
+        self.kept: list[bytes] = []
+        self.last = 1 << 62  # unknown until the short block is read
+
+    def forget(self, below: int) -> None:
+        drop = min(max(0, below - self.first), len(self.kept))
+        del self.kept[:drop]
+        self.first += drop
+
+    def read(self, first: int, slots: list[memoryview]) -> list[int]:
+        """Fill `slots` with blocks first, first+1, ... up to the final one; their lengths."""
+        lengths = []
+        for i, slot in enumerate(slots):
+            n = first + i
+            while self.first + len(self.kept) <= n:
+                block = self.stream.read(self.blksize)
+                self.kept.append(block)
+                if len(block) < self.blksize:
+                    self.last = self.first + len(self.kept) - 1
+            block = self.kept[n - self.first]
+            slot[: len(block)] = block
+            lengths.append(len(block))
+            if n == self.last:
+                break
+        return lengths
+
+
+# UDP generic segmentation (Linux 4.18): one send hands the kernel a run of DATA packets laid
+# end to end, and it cuts them into separate datagrams. From <linux/udp.h>; Python 3.11's
+# socket module lacks the name.
+UDP_SEGMENT = 103
+GSO_BYTES = 65000  # one send stays below the 64 KiB an IP datagram can carry
+GSO_SEGMENTS = 64  # the kernel's limit per send
+
+
 class Transfer:
-    """One read transfer on its own socket: OACK if options were asked for, then the file in
-    windows of `windowsize` blocks, each retransmitted on timeout until acknowledged."""
+    """One read transfer on its own socket and thread: OACK if options were asked for, then
+    the file in windows of `windowsize` blocks (RFC 7440), each retransmitted on timeout
+    until acknowledged.
+
+    The data path runs in a thread with a blocking socket rather than on the event loop: a
+    lockstep transfer is one round trip per block, and the loop's per-packet machinery
+    (futures, callbacks, timers) cost more than the two system calls each round trip needs.
+    The GIL is released while a thread waits in recvfrom or sendto, so transfers proceed
+    side by side."""
 
     def __init__(
-        self, req: Request, f: object, options: dict[str, int], client: tuple[str, int], local: str
+        self,
+        req: Request,
+        f: BinaryIO,
+        options: dict[str, int],
+        client: tuple[str, int],
+        local: str,
     ) -> None:
         self.req = req
-        self.source = Netascii(f) if req.mode == "netascii" else f
+        self.file = f
         self.client = client
         self.options = options
         self.blksize = self.options.get("blksize", 512)
         self.window = self.options.get("windowsize", 1)
         self.timeout = float(self.options.get("timeout", DEFAULT_TIMEOUT))
-        self.sent_bytes = 0
-        # Packets sent back to back before pausing. A burst bigger than the client's socket
-        # buffer is lost whole (13 datagrams of 8 KiB fill Linux's default), and sending it
-        # again loses it again: after a loss the window goes out in smaller bursts, growing
-        # back as windows arrive whole. Windows stay full size, since some clients (atftp,
-        # U-Boot) acknowledge only on multiples of the window.
+        self.source: _Octet | _Text = (
+            _Text(f, self.blksize) if req.mode == "netascii" else _Octet(f, self.blksize)
+        )
+        self.acked = 0  # blocks the client acknowledged
+        self.text_bytes = 0  # netascii bytes those blocks carried
+        self.peer: Any = client  # the client's address as recvfrom reports it
+        self.stopped = False
+        # Packets sent back to back before a short pause. Starts at the whole window and is
+        # halved only when a window goes unanswered for a whole timeout (the client's
+        # socket buffer overflowed, or the network dropped it): an early ACK from a client
+        # that saw a gap is answered by resending from the gap (go-back-N), not by slowing.
         self.burst = self.window
         family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.bind((local, 0))
-        self.sock.setblocking(False)
-        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.rcvtimeo = 0.0
+        self.inbox = bytearray(1024)  # ACKs are 4 bytes; ERROR text past this is not needed
+        seg = 4 + self.blksize
+        # Blocks per send: with GSO a window leaves in one or a few system calls. Asked per
+        # send (a control message), not per socket: the OACK and error packets sent from
+        # this socket can be longer than a tiny block and must not be cut up.
+        self.per_send = 1
+        if self.window > 1 and seg <= GSO_BYTES // 2:
+            self.per_send = min(self.window, GSO_SEGMENTS, GSO_BYTES // seg)
+        self.gso = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", seg))]
+        self.packets = bytearray(seg * self.per_send)
+        self.ready: tuple[int, list[int]] | None = None  # blocks already in self.packets
+        view = memoryview(self.packets)
+        self.view = view
+        self.slots = [view[i * seg + 4 : (i + 1) * seg] for i in range(self.per_send)]
 
-    def _send(self, packet: bytes) -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            self.sock.sendto(packet, self.client)
+    @property
+    def sent_bytes(self) -> int:
+        if isinstance(self.source, _Octet):
+            return min(self.acked * self.blksize, self.source.size)
+        return self.text_bytes
 
-    async def _receive(self, deadline: float) -> bytes | None:
-        """The next packet from the client before `deadline` (loop time); strangers get
-        error 5."""
-        loop = asyncio.get_running_loop()
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return None
-            try:
-                data, addr = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 65536), left)
-            except TimeoutError:
-                return None
-            except OSError as exc:
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
-                    raise TransferFailed("client unreachable") from None
-                continue
-            if (addr[0], addr[1]) != self.client:
-                self.sock.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
-                continue
-            return data
+    def abort(self) -> None:
+        """Stop from another thread: shutdown wakes a recvfrom blocked in the kernel."""
+        self.stopped = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
 
-    async def run(self) -> int | None:
+    def run(self) -> int | None:
         """Bytes sent, or None if the client declined after the OACK."""
         try:
-            if self.options and not await self._oack():
+            if self.options and not self._oack():
                 return None
-            return await self._data()
+            if self.window == 1 and isinstance(self.source, _Octet):
+                return self._lockstep(self.source)
+            return self._data()
         finally:
             self.sock.close()
+            self.file.close()
 
-    async def _oack(self) -> bool:
+    def _wait(self, seconds: float) -> None:
+        """Let the next recvfrom block at most `seconds` (SO_RCVTIMEO): one system call per
+        receive, where a Python socket timeout adds a poll() before each."""
+        seconds = max(seconds, 1e-6)
+        if seconds != self.rcvtimeo:
+            whole = int(seconds)
+            self.sock.setsockopt(
+                socket.SOL_SOCKET,
+                socket.SO_RCVTIMEO,
+                struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6))),
+            )
+            self.rcvtimeo = seconds
+
+    def _recv(self) -> tuple[int, Any]:
+        """One recvfrom_into within SO_RCVTIMEO: the length and sender, or (-1, None)."""
+        try:
+            return self.sock.recvfrom_into(self.inbox)
+        except OSError as exc:
+            return self._recv_failed(exc)
+
+    def _recv_failed(self, exc: OSError) -> tuple[int, Any]:
+        """What a failed receive means: nothing yet (SO_RCVTIMEO ran out: EAGAIN), or the
+        end of the transfer."""
+        if self.stopped:
+            raise TransferFailed("server shutting down") from None
+        if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
+            raise TransferFailed("client unreachable") from None
+        return -1, None
+
+    def _receive(self, deadline: float, pending: tuple[int, Any] | None = None) -> int:
+        """The length of the client's next packet, received into self.inbox before
+        `deadline` (monotonic), or -1 once the deadline passed; `pending` is one received
+        already. Strangers get error 5."""
+        if pending is None:
+            self._wait(deadline - time.monotonic())
+        while True:
+            n, addr = pending if pending is not None else self._recv()
+            pending = None
+            if self.stopped:  # shutdown() makes recvfrom return at once, from nobody
+                raise TransferFailed("server shutting down")
+            if addr is not None:
+                if addr == self.peer or (addr[0] == self.client[0] and addr[1] == self.client[1]):
+                    self.peer = addr  # as the socket reports it: IPv6 adds flow and scope
+                    return n
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return -1
+            self._wait(left)
+
+    def _send(self, packet: bytes | memoryview) -> None:
+        try:
+            self.sock.sendto(packet, self.client)
+        except OSError as exc:
+            self._send_failed(exc)
+
+    def _send_failed(self, exc: OSError) -> None:
+        # A full queue on a real interface is loss like any other; the timer resends.
+        if self.stopped:
+            raise TransferFailed("server shutting down") from None
+        if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.EINVAL):
+            raise TransferFailed(f"cannot send: {exc.strerror}") from None
+
+    def _oack(self) -> bool:
         packet = oack_packet(self.options)
-        loop = asyncio.get_running_loop()
         for _ in range(RETRIES):
             self._send(packet)
-            deadline = loop.time() + self.timeout
-            while True:
-                data = await self._receive(deadline)
-                if data is None:
-                    break
-                if len(data) >= 4:
-                    opcode, number = struct.unpack("!HH", data[:4])
+            deadline = time.monotonic() + self.timeout
+            while (n := self._receive(deadline)) >= 0:
+                if n >= 4:
+                    opcode, number = struct.unpack_from("!HH", self.inbox)
                     if opcode == ACK and number == 0:
                         return True
                     if opcode == ERROR:
                         return False
         raise TransferFailed("no ACK for the option reply")
 
-    async def _data(self) -> int:
-        blocks: list[bytes] = []  # the unacknowledged window, oldest first
-        base = 1  # absolute number of blocks[0]
-        done = False  # the last (short) block has been read
-        tries = 0
+    def _send_blocks(self, first: int, count: int) -> int:
+        """Send blocks first .. first+count-1, stopping after the final block; how many
+        went. Runs of blocks leave in one send each (GSO), `burst` blocks at most."""
+        seg = 4 + self.blksize
+        sent = 0
+        while sent < count:
+            number = first + sent
+            lengths = self._fill(number, min(count - sent, self.per_send, self.burst))
+            n = len(lengths)
+            if lengths[-1] < self.blksize:  # the final block: nothing after it is sent
+                count = sent + n
+            end = (n - 1) * seg + 4 + lengths[-1]
+            if n == 1:
+                self._send(self.view[:end])
+            else:
+                self._send_gso(end, n)
+            sent += n
+            if self.burst < self.window and sent < count:
+                time.sleep(PACE)  # let a client with a small socket buffer drain it
+        return sent
+
+    def _fill(self, first: int, count: int) -> list[int]:
+        """Put blocks first .. first+count-1 (headers and data) into the send buffer,
+        unless _prefill already did; their lengths."""
+        ready, self.ready = self.ready, None
+        if ready is not None and ready[0] == first and len(ready[1]) == count:
+            return ready[1]
+        lengths = self.source.read(first, self.slots[:count])
+        seg = 4 + self.blksize
+        for i in range(len(lengths)):
+            struct.pack_into("!HH", self.packets, i * seg, DATA, (first + i) & 0xFFFF)
+        return lengths
+
+    def _prefill(self, first: int) -> None:
+        """Build the first run of the next window while the client works through this one:
+        the ACK is then answered with a send, not a read first. Two cores overlap."""
+        count = min(self.per_send, self.burst, self.window, self.source.last - first + 1)
+        if count > 0:
+            self.ready = (first, self._fill(first, count))
+
+    def _send_gso(self, end: int, n: int) -> None:
+        try:
+            self.sock.sendmsg([self.view[:end]], self.gso, 0, self.client)
+        except OSError as exc:
+            if self.stopped:
+                raise TransferFailed("server shutting down") from None
+            if exc.errno not in (errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOTSUP):
+                return  # loss, as in _send
+            # The path cannot take segmented sends (MTU below the block, IPsec, an old
+            # kernel): one by one from now on.
+            self.per_send = 1
+            seg = 4 + self.blksize
+            for i in range(n):
+                self._send(self.view[i * seg : min(end, (i + 1) * seg)])
+
+    def _lockstep(self, src: _Octet) -> int:
+        """Windowsize 1 from a file read at offsets: the hot loop, one sendto and one
+        recvfrom per block. The file is read a run of blocks per preadv, into one of two
+        buffers while the client still works on a block from the other, so no read sits
+        between an ACK and the next DATA. Anything but the plain next ACK (a timeout, a
+        duplicate, a stranger, an error) is left to _await_ack, which keeps the rules of
+        the general path."""
+        seg = 4 + self.blksize
+        batch = max(1, min(GSO_SEGMENTS, GSO_BYTES // seg))
+        header = struct.Struct("!HH")
+        last = src.last
+
+        def load(buffer: memoryview, first: int) -> list[memoryview]:
+            """Blocks first ... of the next run, as the packets to send."""
+            k = min(batch, last - first + 1)
+            slots = [buffer[i * seg + 4 : (i + 1) * seg] for i in range(k)]
+            lengths = src.read(first, slots)
+            for i in range(k):
+                header.pack_into(buffer, i * seg, DATA, (first + i) & 0xFFFF)
+            return [buffer[i * seg : i * seg + 4 + lengths[i]] for i in range(k)]
+
+        buffers = [memoryview(bytearray(batch * seg)) for _ in range(2)]
+        sendto, recv, inbox = self.sock.sendto, self.sock.recvfrom_into, self.inbox
+        client, monotonic = self.client, time.monotonic
+        block = 1
+        run = load(buffers[0], 1)
+        self._wait(self.timeout)
         while True:
-            while not done and len(blocks) < self.window:
-                chunk = self.source.read(self.blksize)  # type: ignore[attr-defined]
-                blocks.append(chunk)
-                done = len(chunk) < self.blksize
-            if not blocks:
-                return self.sent_bytes
-            for i, chunk in enumerate(blocks):
-                self._send(struct.pack("!HH", DATA, (base + i) & 0xFFFF) + chunk)
-                if (i + 1) % self.burst == 0 and i + 1 < len(blocks):
-                    await asyncio.sleep(PACE)
-            acked, timed_out = await self._await_ack(base, len(blocks))
-            # A short ACK on a multiple of the window is how counting clients acknowledge
-            # after a resend moved our windows; anything else short means packets were lost.
-            if acked == 0 or (acked < len(blocks) and (base + acked - 1) % self.window):
-                self.burst = max(1, self.burst // 2)
-            elif self.burst < self.window:
-                self.burst += 1
-            if acked == 0:
-                tries = tries + 1 if timed_out else tries
+            upcoming: list[memoryview] = []
+            for i, packet in enumerate(run):
+                expected = (ACK, block & 0xFFFF)
+                tries = 0
+                while True:
+                    sent = monotonic()
+                    try:
+                        sendto(packet, client)
+                    except OSError as exc:
+                        self._send_failed(exc)
+                    if i == 0 and block + len(run) <= last and not upcoming:
+                        upcoming = load(buffers[((block - 1) // batch + 1) % 2], block + len(run))
+                    try:
+                        got = recv(inbox)
+                    except OSError as exc:
+                        got = self._recv_failed(exc)
+                    if (
+                        got[0] >= 4
+                        and got[1] == self.peer
+                        and header.unpack_from(inbox) == expected
+                    ):
+                        break
+                    acked = self._await_ack(block, 1, sent, got)
+                    self._wait(self.timeout)
+                    if acked == 1:
+                        break
+                    if acked < 0:
+                        tries += 1
+                        if tries >= RETRIES:
+                            raise TransferFailed(f"no ACK after {RETRIES} tries")
+                self.acked = block
+                block += 1
+            if not upcoming:
+                return src.size
+            run = upcoming
+
+    def _data(self) -> int:
+        base = 1  # oldest block not acknowledged
+        nxt = 1  # next block to send
+        tries = 0
+        window = self.window
+        while True:
+            last = self.source.last
+            end = min(base + window - 1, last)
+            if nxt <= end:
+                nxt += self._send_blocks(nxt, end - nxt + 1)
+                if self.per_send > 1:
+                    self._prefill(nxt)
+            acked = self._await_ack(base, nxt - base)
+            if acked < 0:  # a whole timeout without an ACK: resend, in smaller bursts
+                tries += 1
                 if tries >= RETRIES:
                     raise TransferFailed(f"no ACK after {RETRIES} tries")
+                self.burst = max(1, self.burst // 2)
+                nxt = base
+                continue
+            if acked == 0:  # the client repeated its last ACK: it is waiting, resend now
+                nxt = base
                 continue
             tries = 0
-            for chunk in blocks[:acked]:
-                self.sent_bytes += len(chunk)
-            del blocks[:acked]
-            base += acked
-            if done and not blocks:
+            k = base + acked - 1  # the newest block the client holds in order
+            self._count(base, k)
+            base = k + 1
+            if k >= self.source.last:
                 return self.sent_bytes
+            if isinstance(self.source, _Text):
+                self.source.forget(base)
+            if k < nxt - 1 and k % window:
+                # An early ACK: the client saw a gap after block k. Go back N: resend from
+                # there (RFC 7440). An ACK on a multiple of the window is different: clients
+                # that count windows by block number (atftp, U-Boot) acknowledge there even
+                # when a resend shifted our windows, and what follows may well have arrived;
+                # the window just slides on, and a real gap shows as an early or repeated ACK.
+                nxt = base
+            elif k == nxt - 1 and self.burst < window:
+                self.burst += 1
 
-    async def _await_ack(self, base: int, count: int) -> tuple[int, bool]:
-        """How many blocks of the window [base, base+count) the client acknowledged, and
-        whether the wait timed out. Duplicate ACKs change nothing, not even the timer: a
-        client re-acknowledging faster than it would otherwise hold the window forever. The
-        one exception is a client repeating its ACK of the block before the window once a
+    def _count(self, first: int, k: int) -> None:
+        if isinstance(self.source, _Text):
+            self.text_bytes += sum(len(b) for b in self.source.kept[: k - first + 1])
+        self.acked = k
+
+    def _await_ack(
+        self,
+        base: int,
+        count: int,
+        sent: float | None = None,
+        pending: tuple[int, Any] | None = None,
+    ) -> int:
+        """How many of the blocks [base, base+count) the client acknowledged; 0 to resend at
+        once, -1 on a timeout. Duplicate ACKs change nothing, not even the timer: a client
+        re-acknowledging faster than it would otherwise hold the window forever. The one
+        exception is a client repeating its ACK of the block before the window once a
         quarter of the timeout has passed since the window went out: it is waiting, and the
-        window is resent then (0, False) rather than a whole timeout later. The quarter keeps
-        the Sorcerer's Apprentice away: duplicates can never multiply the data sent."""
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
+        window is resent then rather than a whole timeout later. The quarter keeps the
+        Sorcerer's Apprentice away: duplicates can never multiply the data sent."""
+        if sent is None:
+            sent = time.monotonic()
         deadline = sent + self.timeout
+        inbox = self.inbox
         while True:
-            data = await self._receive(deadline)
-            if data is None:
-                return 0, True
-            if len(data) < 4:
+            n = self._receive(deadline, pending)
+            pending = None
+            if n < 0:
+                return -1
+            if n < 4:
                 continue
-            opcode, number = struct.unpack("!HH", data[:4])
-            if opcode == ERROR:
-                raise TransferFailed("client sent an error: " + data[4:-1].decode(errors="replace"))
-            if opcode != ACK:
-                continue
-            offset: int = (number - base) & 0xFFFF
-            if offset < count:
-                return offset + 1, False
-            if offset == 0xFFFF and loop.time() - sent >= self.timeout / 4:
-                return 0, False
+            opcode, number = struct.unpack_from("!HH", inbox)
+            if opcode == ACK:
+                offset: int = (number - base) & 0xFFFF
+                if offset < count:
+                    return offset + 1
+                if offset == 0xFFFF and time.monotonic() - sent >= self.timeout / 4:
+                    return 0
+            elif opcode == ERROR:
+                message = bytes(inbox[4:n]).split(b"\0")[0].decode(errors="replace")
+                raise TransferFailed("client sent an error: " + message)
