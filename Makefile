@@ -43,6 +43,7 @@ bench: deps
 	$(BIN)/python benchmarks/build_and_boot.py
 	$(BIN)/python benchmarks/tftp_serve.py
 	$(BIN)/python benchmarks/tick_jitter.py --board $(BOARD)
+	$(BIN)/python benchmarks/guest_start.py --board $(BOARD)
 
 clean:
 	rm -rf out

@@ -49,3 +49,11 @@ def kernel_dtbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pkg, [f"usr/lib/linux-image-*/{n}.dtb" for n in names], tmp_path_factory.mktemp("dtbs")
     )
     return {n: got[f"usr/lib/linux-image-*/{n}.dtb"] for n in names}
+
+
+@pytest.fixture(scope="session")
+def module_tree(rpi4_artifacts: Artifacts) -> object:
+    """Debian's arm64 kernel modules, unpacked from the real package into the cache."""
+    from xenkit.artifacts import modules
+
+    return modules(rpi4_artifacts)

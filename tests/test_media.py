@@ -81,3 +81,17 @@ def test_mbr_layout() -> None:
     assert raw[440:444] == (0x12345678).to_bytes(4, "little")
     assert raw[446 + 4] == 0x0C
     assert int.from_bytes(raw[446 + 8 : 446 + 12], "little") == 8192
+
+
+def test_ext4_put_adds_and_replaces_files_in_the_root_partition(tmp_path: Path) -> None:
+    boot = tmp_path / "config.txt"
+    boot.write_text("x\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "old").write_text("old\n")
+    image = tmp_path / "sd.img"
+    media.sd_image(image, {"config.txt": boot}, root, 16 << 20)
+    media.ext4_put(image, {"/etc/old": b"new\n", "/var/lib/x/deep/file": b"\x00\x01binary"})
+    assert media.ext4_get(image, "/etc/old") == b"new\n"
+    assert media.ext4_get(image, "/var/lib/x/deep/file") is not None
+    assert media.ext4_get(image, "/etc/missing") is None

@@ -39,3 +39,46 @@ def test_bad_settings_are_one_line_errors(overrides: dict[str, object], message:
     with pytest.raises(XenkitError, match=message) as err:
         make_spec(**overrides)
     assert "\n" not in str(err.value)
+
+
+def test_guests_need_the_toolstack_and_must_fit() -> None:
+    with pytest.raises(XenkitError, match="need Dom0's toolstack"):
+        make_spec(board="qemu-virt", guest=[{"name": "g1"}])
+    spec = make_spec(board="qemu-virt", toolstack=True, guest=[{"name": "g1", "maxvcpus": 2}])
+    assert spec.guests[0].ip == "10.99.0.10/24" and spec.guests[0].maxvcpus == 2
+    with pytest.raises(XenkitError, match="the guests want 4G") as exc:
+        make_spec(
+            board="qemu-virt", ram="4G", toolstack=True, guest=[{"name": "g", "memory": "4G"}]
+        )
+    assert "\n" not in str(exc.value)
+
+
+def test_guest_names_are_unique_across_dom0less_and_xl_guests() -> None:
+    with pytest.raises(XenkitError, match="name is taken"):
+        make_spec(
+            board="qemu-virt",
+            toolstack=True,
+            domain=[{"name": "web", "memory": "128M"}],
+            guest=[{"name": "web"}],
+        )
+    with pytest.raises(XenkitError, match="must start with a letter"):
+        make_spec(board="qemu-virt", domain=[{"name": "x y", "memory": "64M"}])
+
+
+def test_toolstack_makes_dom0less_guests_enhanced_unless_told() -> None:
+    spec = make_spec(
+        board="qemu-virt",
+        toolstack=True,
+        domain=[{"name": "a", "memory": "64M"}, {"name": "b", "memory": "64M", "enhanced": ""}],
+    )
+    assert [d.enhanced for d in spec.domains] == ["enabled", ""]
+    assert (
+        make_spec(board="qemu-virt", domain=[{"name": "a", "memory": "64M"}]).domains[0].enhanced
+        == ""
+    )
+
+
+def test_dom0_root_is_sd_or_initramfs() -> None:
+    assert make_spec(toolstack=True, dom0_root="initramfs").dom0_root == "initramfs"
+    with pytest.raises(XenkitError, match="choose one of sd, initramfs"):
+        make_spec(toolstack=True, dom0_root="nfs")

@@ -403,6 +403,11 @@ def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str
         files[f"etc/xen/{g.name}.cfg"] = xl.config(
             replace(g, kernel=kernel, ramdisk=ramdisk)
         ).encode()
+    # Xen numbers dom0less domains from 1 in the order of their /chosen nodes, and U-Boot's
+    # `fdt mknode` puts each new node first: the last domain the script makes is domain 1.
+    files["etc/xenkit/dom0less"] = "".join(
+        f"{i} {d.name}\n" for i, d in enumerate(reversed(spec.domains), start=1)
+    ).encode()
     return files
 
 

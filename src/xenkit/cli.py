@@ -185,6 +185,34 @@ def cmd_uboot_script(args: argparse.Namespace) -> int:
     return 1 if run.problems else 0
 
 
+def cmd_guest_add(args: argparse.Namespace) -> int:
+    from xenkit import guest
+
+    table = {
+        "name": args.name,
+        "memory": args.memory,
+        "vcpus": args.vcpus,
+        "bridge": args.bridge,
+    }
+    for key, value in (
+        ("kernel", args.kernel),
+        ("ramdisk", args.initramfs),
+        ("maxmem", args.maxmem),
+        ("maxvcpus", args.maxvcpus),
+        ("ip", args.ip),
+        ("cmdline", args.cmdline),
+    ):
+        if value is not None:
+            table[key] = str(Path(value).resolve()) if key in ("kernel", "ramdisk") else value
+    g = guest.add(Path(args.dir), table)
+    print(f"added {g.name} to {args.dir}: in Dom0, xl create /etc/xen/{g.name}.cfg")
+    print(
+        f"  memory {g.memory // (1 << 20)} MiB (up to {max(g.memory, g.maxmem) // (1 << 20)}),"
+        f" vCPUs {g.vcpus} (up to {max(g.vcpus, g.maxvcpus)}), address {g.ip or 'none'}"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -306,6 +334,22 @@ def parser() -> argparse.ArgumentParser:
         "-c", "--config", help="the build's config: rebuild when it or the files it names change"
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("guest", help="run-time guests Dom0 starts with xl")
+    gsub = p.add_subparsers(dest="guest_command", required=True)
+    g = gsub.add_parser("add", help="write a guest's xl.cfg (and files) into a build's card")
+    g.add_argument("dir", help="build directory (built with --toolstack)")
+    g.add_argument("name", help="the guest's name (xl create /etc/xen/NAME.cfg in Dom0)")
+    g.add_argument("--kernel", help="guest kernel Image (default: Dom0's kernel)")
+    g.add_argument("--initramfs", help="guest initramfs (default: xenkit's busybox guest)")
+    g.add_argument("--memory", default="128M", help="memory at start (default: 128M)")
+    g.add_argument("--maxmem", help="memory ceiling for xl mem-set (default: --memory)")
+    g.add_argument("--vcpus", type=int, default=1, help="vCPUs at start (default: 1)")
+    g.add_argument("--maxvcpus", type=int, help="vCPU ceiling for xl vcpu-set")
+    g.add_argument("--bridge", default="xenbr0", help="Dom0 bridge for its vif ('' for none)")
+    g.add_argument("--ip", help="its address/prefix (default: the next free on the bridge)")
+    g.add_argument("--cmdline", help="words added to its kernel command line")
+    g.set_defaults(func=cmd_guest_add)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
     p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")

@@ -167,3 +167,39 @@ def fat_list(image: Path) -> list[str]:
     spec = fat_spec(image, read_partitions(image)[0])
     out = run(["mdir", "-i", spec, "-b", "::/"], env=MTOOLS_ENV, capture=True).stdout
     return sorted(line.strip().removeprefix("::/") for line in out.splitlines() if line.strip())
+
+
+def ext4_put(image: Path, files: Mapping[str, bytes]) -> None:
+    """Add or replace files (path under / -> content) in the image's ext4 root partition,
+    in place, with debugfs: no mount, no root."""
+    part = read_partitions(image)[1]
+    spec = f"{image}?offset={part.start}"
+    with tempfile.TemporaryDirectory(prefix="xenkit-ext4-") as tmp:
+        cmds = []
+        made: set[str] = set()
+        for i, (path, data) in enumerate(sorted(files.items())):
+            parts = path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                d = "/" + "/".join(parts[:depth])
+                if d not in made:
+                    cmds.append(f"mkdir {d}")
+                    made.add(d)
+            src = Path(tmp) / str(i)
+            src.write_bytes(data)
+            dest = "/" + "/".join(parts)
+            cmds += [f"rm {dest}", f"write {src} {dest}", f"sif {dest} mode 0100644"]
+        script = Path(tmp) / "cmds"
+        script.write_text("\n".join(cmds) + "\n")
+        # debugfs reports a missing file or an existing directory and goes on: the
+        # filesystem check below is what decides.
+        run(["debugfs", "-w", "-f", script, spec], capture=True)
+    run(["e2fsck", "-n", "-f", spec], capture=True)
+
+
+def ext4_get(image: Path, path: str) -> bytes | None:
+    """A file's content from the root partition, or None if it is not there."""
+    part = read_partitions(image)[1]
+    with tempfile.TemporaryDirectory(prefix="xenkit-ext4-") as tmp:
+        dest = Path(tmp) / "file"
+        run(["debugfs", "-R", f"dump {path} {dest}", f"{image}?offset={part.start}"], capture=True)
+        return dest.read_bytes() if dest.exists() else None

@@ -21,6 +21,8 @@ _PROVIDERS = {
     "mcopy": "mtools",
     "mdir": "mtools",
     "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
     "apt-get": "apt",
     "dtc": "device-tree-compiler",
     # The bare-metal guests (xenkit.baremetal) need only the cross assembler and linker.

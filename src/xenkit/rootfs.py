@@ -242,11 +242,6 @@ until xenstore-read -s / >/dev/null 2>&1; do
     sleep 0.1
 done
 xen-init-dom0 >/dev/null
-# Tell the balloon driver the memory it has is its target. Left unset, libxl later writes
-# Xen's page count for Dom0, which includes pages Linux never saw as RAM, and the driver
-# then tries to hot-add the difference.
-kb=$(cat /sys/devices/system/xen_memory/xen_memory0/info/current_kb)
-xenstore-write /local/domain/0/memory/target "$kb" /local/domain/0/memory/static-max "$kb"
 xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
 init-dom0less >/var/log/xen/init-dom0less.log 2>&1 || true
 # init-dom0less names the domains it finds dom0less-ID; xenkit knows their real names.

@@ -1,0 +1,71 @@
+"""`xenkit guest add` on a real toolstack build: the xl.cfg lands on the card's root
+partition, the manifest records the guest, bad requests change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_spec
+from xenkit import build, cli, media
+from xenkit.apt import sha256
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def toolstack_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("guest") / "out"
+    build.build(
+        make_spec(board="qemu-virt", toolstack=True, domain=[{"name": "web", "memory": "128M"}]),
+        out,
+    )
+    return out
+
+
+def test_guest_add_writes_the_config_and_files(
+    toolstack_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    initrd = tmp_path / "my-initrd.gz"
+    initrd.write_bytes(b"not really an initramfs, but bytes to carry")
+    argv = ["guest", "add", str(toolstack_build), "db", "--memory", "64M", "--vcpus", "2"]
+    assert cli.main([*argv, "--initramfs", str(initrd)]) == 0
+    assert "xl create /etc/xen/db.cfg" in capsys.readouterr().out
+    card = toolstack_build / "sd.img"
+    cfg = media.ext4_get(card, "/etc/xen/db.cfg")
+    assert cfg is not None
+    text = cfg.decode()
+    assert 'name = "db"' in text and "memory = 64" in text and "vcpus = 2" in text
+    assert 'ramdisk = "/var/lib/xenkit/guests/db/my-initrd.gz"' in text
+    assert media.ext4_get(card, "/var/lib/xenkit/guests/db/my-initrd.gz") == initrd.read_bytes()
+    manifest = json.loads((toolstack_build / build.MANIFEST).read_text())
+    assert [g["name"] for g in manifest["runtime_guests"]] == ["db"]
+    assert manifest["files"]["sd.img"]["sha256"] == sha256(card)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["web"], "the name is taken"),
+        (["big", "--memory", "4G"], "does not fit"),
+        (["many", "--vcpus", "9"], "vcpus = 9, but the board has 4"),
+        (["k", "--kernel", "/nonexistent/Image"], "is not a readable file"),
+    ],
+)
+def test_bad_guest_add_is_refused_and_changes_nothing(
+    toolstack_build: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sha256(toolstack_build / "sd.img")
+    assert cli.main(["guest", "add", str(toolstack_build), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert sha256(toolstack_build / "sd.img") == before
+    assert not list(toolstack_build.glob(".*partial*"))
+
+
+def test_guest_add_needs_an_sd_root_with_the_toolstack(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    build.build(make_spec(board="qemu-virt"), plain)
+    assert cli.main(["guest", "add", str(plain), "g"]) == 2

@@ -1,0 +1,83 @@
+"""A Dom0 with Xen's toolstack, a Linux dom0less guest and the bare-metal tick guest boot
+together; a script in Dom0 (tests/data/guest_lifecycle.sh) drives a run-time guest through
+xl and prints its results, which this test parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_spec
+from xenkit import boards, build, emulate, initramfs, rootfs, tickstats
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).parent / "data" / "guest_lifecycle.sh"
+
+
+def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """The script's `XK` lines: the `xl list` rows, and the other results by key (the
+    uptime each was printed at dropped)."""
+    rows, found = [], {}
+    for line in console.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "XK":
+            continue
+        if words[1] == "list":
+            rows.append(words[2:])
+        elif len(words) >= 3:
+            found[words[2]] = words[3:]
+    return rows, found
+
+
+@pytest.mark.parametrize("board", ["qemu-virt", "rpi4"])
+def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: Path) -> None:
+    system = make_spec(
+        board=board,
+        toolstack=True,
+        dom0_autorun=str(SCRIPT),
+        domain=[
+            {"name": "linux1", "memory": "128M"},
+            {"name": "rtos", "kernel": "builtin:tick", "cmdline": "period_ms=500"},
+        ],
+        guest=[{"name": "g1", "memory": "128M", "maxvcpus": 2}],
+    )
+    out = tmp_path / "out"
+    manifest = build.build(system, out)
+    assert manifest["toolstack"] and manifest["dom0_root"] == "sd"
+    plan = emulate.prepare(boards.load(board), manifest["ram"], out, tmp_path / "run")
+    want = [initramfs.READY, *manifest["guest_banners"], rootfs.AUTORUN_DONE]
+    result = emulate.check(plan, 900, None, want)
+    console = plan.console_log.read_text(errors="replace")
+    assert result.ok, result.reason + "\n" + console[-4000:]
+    assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
+    assert "xenkit: Dom0 root is /dev/" in console
+
+    rows, r = results(console)
+    # xl list: Domain-0 and both dom0less guests by their configured names.
+    names = {row[0]: row for row in rows}
+    assert {"Domain-0", "linux1", "rtos"} <= set(names), rows
+    assert names["rtos"][3] == "1"
+
+    assert r["create"][0] == "0", r["create"]
+    assert r["banner"][0] == "0", "the run-time guest never printed its banner"
+    assert r["guest-ping"][3:6] == ["ping", "10.99.0.1", "ok"], r["guest-ping"]
+    assert r["dom0-ping"][:2] == ["0", "10.99.0.10"] and r["dom0-ping"][2] == "3"
+    assert (r["vcpus-before"], r["vcpus-after"]) == (["1"], ["2"])
+    assert r["mem-set"] == ["0", str(96 * 1024)]
+    assert int(r["mem-after"][0]) < int(r["mem-before"][0]) == 128
+    assert "p" in r["paused"][0] and "p" not in r["unpaused"][0]
+    assert r["shutdown"] == ["0", "gone"]
+    assert r["recreate"] == ["0"] and r["destroy"] == ["0", "gone"]
+    assert "done" in r
+
+    # The tick guest kept ticking through all of it.
+    run = tickstats.parse(console, "rtos")
+    lines = console.splitlines()
+    dom0 = next(i for i, line in enumerate(lines) if initramfs.READY in line)
+    done = next(i for i, line in enumerate(lines) if rootfs.AUTORUN_DONE in line)
+    assert any(run.banner_line < t.line < dom0 for t in run.ticks)
+    assert any(dom0 < t.line < done for t in run.ticks)
+    gaps = [run.seconds(b.cntvct - a.cntvct) for a, b in run.pairs()]
+    assert max(gaps) < 10, f"the tick guest went {max(gaps):.1f} s without a tick"

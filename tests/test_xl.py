@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from xenkit import xl
+from xenkit.errors import XenkitError
+from xenkit.sizes import MiB
+
+
+def _guest(**t: object) -> xl.Guest:
+    return xl.guest_from_table({"name": "g1", **t}, 0, 4, "10.99.0.1/24", "10.99.0.1")
+
+
+def test_config_for_a_guest_on_the_bridge() -> None:
+    g = _guest(memory="96M", vcpus=1, maxvcpus=2, maxmem="160M")
+    text = xl.config(g)
+    lines = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line)
+    assert lines["name"] == '"g1"'
+    assert lines["type"] == '"pvh"'
+    assert lines["memory"] == "96" and lines["maxmem"] == "160"
+    assert lines["vcpus"] == "1" and lines["maxvcpus"] == "2"
+    assert lines["acpi"] == "0"
+    assert f"mac={xl.mac('g1')},bridge=xenbr0" in lines["vif"]
+    assert "xenkit.ip=10.99.0.10/24" in lines["extra"]
+    assert "xenkit.ping=10.99.0.1" in lines["extra"]
+    assert lines["kernel"] == f'"{xl.DEFAULT_KERNEL}"'
+
+
+def test_addresses_follow_the_guest_index() -> None:
+    g = xl.guest_from_table({"name": "g3"}, 2, 4, "10.99.0.1/24", "10.99.0.1")
+    assert g.ip == "10.99.0.12/24"
+    assert xl.config(xl.Guest("x", bridge="")).count("vif") == 0
+
+
+def test_macs_are_stable_locally_administered_xen_ouis() -> None:
+    assert xl.mac("a") == xl.mac("a") != xl.mac("b")
+    assert xl.mac("a").startswith("00:16:3e:")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"vcpus": 5}, "vcpus = 5, but the board has 4"),
+        ({"vcpus": 2, "maxvcpus": 1}, "maxvcpus = 1 is below"),
+        ({"memory": "16M"}, "too small"),
+        ({"ip": "10.99.0.300/24"}, "not ADDRESS/PREFIX"),
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"name": "9lives"}, "must start with a letter"),
+        ({"name": "a b"}, "must start with a letter"),
+    ],
+)
+def test_bad_guests_are_one_line_errors(table: dict[str, object], message: str) -> None:
+    with pytest.raises(XenkitError, match=message) as exc:
+        _guest(**table)
+    assert "\n" not in str(exc.value)
+
+
+def test_plain_numbers_are_mib() -> None:
+    assert _guest(memory=200).memory == 200 * MiB
