@@ -81,3 +81,22 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: P
     assert any(dom0 < t.line < done for t in run.ticks)
     gaps = [run.seconds(b.cntvct - a.cntvct) for a, b in run.pairs()]
     assert max(gaps) < 10, f"the tick guest went {max(gaps):.1f} s without a tick"
+
+
+def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
+    """No root partition: the whole toolstack tree is Dom0's initramfs."""
+    script = tmp_path / "autorun.sh"
+    script.write_text("#!/bin/sh\nxl list | awk 'NR > 1 { print \"XK list\", $1, $2 }'\n")
+    system = make_spec(
+        board="qemu-virt", toolstack=True, dom0_root="initramfs", dom0_autorun=str(script)
+    )
+    out = tmp_path / "out"
+    manifest = build.build(system, out)
+    assert manifest["dom0_root"] == "initramfs"
+    plan = emulate.prepare(boards.load("qemu-virt"), manifest["ram"], out, tmp_path / "run")
+    result = emulate.check(plan, 600, None, [initramfs.READY, rootfs.AUTORUN_DONE])
+    console = plan.console_log.read_text(errors="replace")
+    assert result.ok, result.reason + "\n" + console[-4000:]
+    assert "Dom0 root is" not in console
+    rows, _ = results(console)
+    assert rows == [["Domain-0", "0"]]

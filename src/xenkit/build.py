@@ -230,6 +230,10 @@ def emulation_dtb(spec: SystemSpec, dtb: bytes) -> bytes:
     tree = dt.DeviceTree(dtb, spec.board.dtb_name)
     disabled = tree.disable_compatible(spec.board.emulate.disable)
     log.info("emulation DTB: disabled %d nodes QEMU does not model", len(disabled))
+    for compatible, prop in spec.board.emulate.drop_properties:
+        for path in tree.find_compatible(compatible):
+            if tree.prop(path, prop) is not None:
+                tree.delete_prop(path, prop)
     return tree.to_bytes()
 
 
