@@ -423,6 +423,12 @@ class _Text:
 UDP_SEGMENT = 103
 GSO_BYTES = 65000  # one send stays below the 64 KiB an IP datagram can carry
 GSO_SEGMENTS = 64  # the kernel's limit per send
+# Lockstep reads the file this much at a time (two such buffers a transfer). Measured at
+# 8192-byte blocks: a read per block ran about 13% slower than tftpd-hpa, 64 KiB reads even,
+# 256 KiB reads about 4% ahead. Each read lands while the client works on a block, but on
+# two CPUs shared with the client every system call still counts.
+LOCKSTEP_READ = 256 * 1024
+LOCKSTEP_BLOCKS = 256  # and at most this many blocks, well inside preadv's IOV_MAX (1024)
 
 
 def _transfer_sockets(client: tuple[str, int], local: str) -> tuple[socket.socket, socket.socket]:
@@ -527,7 +533,7 @@ class Transfer:
                 self.guard.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
 
     def abort(self) -> None:
-        """Stop from another thread: shutdown wakes a recvfrom blocked in the kernel."""
+        """Stop from another thread: shutdown wakes a receive blocked in the kernel."""
         self.stopped = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -683,7 +689,7 @@ class Transfer:
         (a timeout, a duplicate, an error, a failed send) goes to _lockstep_slow, which
         keeps the rules of the general path."""
         seg = 4 + self.blksize
-        batch = max(1, min(GSO_SEGMENTS, GSO_BYTES // seg))
+        batch = max(1, min(LOCKSTEP_BLOCKS, LOCKSTEP_READ // seg))
         header = struct.Struct("!HH")
         unpack = struct.Struct("!I").unpack_from
         last = src.last
