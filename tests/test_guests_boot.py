@@ -4,6 +4,7 @@ xl and prints its results, which this test parses."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from xenkit import boards, build, emulate, initramfs, rootfs, tickstats
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).parent / "data" / "guest_lifecycle.sh"
+# Not the tick guest's default (100 ms): a guest that ignored its bootargs would show it.
+PERIOD_MS = 500
 
 
 def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
@@ -33,15 +36,21 @@ def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
 
 @pytest.mark.parametrize("board", ["qemu-virt", "rpi4"])
 def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: Path) -> None:
+    script = tmp_path / "lifecycle.sh"
+    script.write_text(SCRIPT.read_text().replace("#!/bin/bash\n", "#!/bin/bash\nset -- g1 g2\n", 1))
     system = make_spec(
         board=board,
         toolstack=True,
-        dom0_autorun=str(SCRIPT),
+        dom0_autorun=str(script),
         domain=[
             {"name": "linux1", "memory": "128M"},
-            {"name": "rtos", "kernel": "builtin:tick", "cmdline": "period_ms=500"},
+            {"name": "rtos", "kernel": "builtin:tick", "cmdline": f"period_ms={PERIOD_MS}"},
         ],
-        guest=[{"name": "g1", "memory": "128M", "maxvcpus": 2}],
+        guest=[
+            {"name": "g1", "memory": "128M", "maxvcpus": 2},
+            # The second guest pings the first across the bridge.
+            {"name": "g2", "memory": "64M", "ping": "10.99.0.10"},
+        ],
     )
     out = tmp_path / "out"
     manifest = build.build(system, out)
@@ -64,6 +73,8 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: P
     assert r["banner"][0] == "0", "the run-time guest never printed its banner"
     assert r["guest-ping"][3:6] == ["ping", "10.99.0.1", "ok"], r["guest-ping"]
     assert r["dom0-ping"][:2] == ["0", "10.99.0.10"] and r["dom0-ping"][2] == "3"
+    assert r["peer-ping"][3:6] == ["ping", "10.99.0.10", "ok"], r["peer-ping"]
+    assert r["console"] == ["answered", "0"], "xl console did not carry a command both ways"
     assert (r["vcpus-before"], r["vcpus-after"]) == (["1"], ["2"])
     assert r["mem-set"] == ["0", str(96 * 1024)]
     assert int(r["mem-after"][0]) < int(r["mem-before"][0]) == 128
@@ -72,8 +83,15 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: P
     assert r["recreate"] == ["0"] and r["destroy"] == ["0", "gone"]
     assert "done" in r
 
-    # The tick guest kept ticking through all of it.
+    # The tick guest kept ticking through all of it, on time by its own counter.
     run = tickstats.parse(console, "rtos")
+    assert run.period_ms == PERIOD_MS and run.period == run.cntfrq * PERIOD_MS // 1000
+    for tick, late in zip(run.ticks, run.lateness(), strict=True):
+        assert 0 <= late < run.period, (tick, late)
+    measured = statistics.median(run.periods())
+    assert abs(measured - run.period) < 0.2 * run.period, (measured, run.period)
+    linux = next(i for i, line in enumerate(console.splitlines()) if "guest linux1 ready" in line)
+    assert any(run.banner_line < t.line < linux for t in run.ticks)
     lines = console.splitlines()
     dom0 = next(i for i, line in enumerate(lines) if initramfs.READY in line)
     done = next(i for i, line in enumerate(lines) if rootfs.AUTORUN_DONE in line)

@@ -1,14 +1,17 @@
 #!/bin/bash
 # Run in Dom0 by tests/test_guests_boot.py (as the build's dom0_autorun). Each result is one
 # "XK key value..." line for the test to parse; nothing here decides pass or fail.
-guest=${1:-g1}
+guest=${1:-g1}  # $2: a second guest whose xl.cfg pings the first
 log=/var/log/xen/console/guest-$guest.log
 say() { echo "XK $(cut -d" " -f1 /proc/uptime) $*"; }
 
 wait_for() {  # wait_for SECONDS COMMAND...: poll until COMMAND succeeds
-    local n=$(($1 * 5)); shift
+    # By the clock, not by tries: under emulation one `xl list` can take seconds.
+    local end
+    end=$(awk -v u="$(cut -d' ' -f1 /proc/uptime)" -v s="$1" 'BEGIN { print int(u + s) }')
+    shift
     while ! "$@" >/dev/null 2>&1; do
-        n=$((n - 1)); [ $n -le 0 ] && return 1
+        [ "$(cut -d. -f1 /proc/uptime)" -ge "$end" ] && return 1
         sleep 0.2
     done
 }
@@ -23,7 +26,7 @@ say dom0less-log "$(tr '\n' ' ' </var/log/xen/init-dom0less.log)"
 uptime() { cut -d' ' -f1 /proc/uptime; }
 start=$(uptime)
 xl create "/etc/xen/$guest.cfg" >/tmp/create.out 2>&1
-say create $? "$(tail -n 1 /tmp/create.out)"
+say create $? "$(tr '\n' ' ' </tmp/create.out | tail -c 400)"
 wait_for 180 grep -q "xenkit: guest $guest ready" "$log"
 say banner $? "$(awk -v s="$start" -v t="$(uptime)" 'BEGIN { printf "%.2f", t - s }')"
 
@@ -32,6 +35,35 @@ say guest-ping "$(grep -o "xenkit: guest $guest ping .*" "$log" | head -n 1)"
 ip=$(sed -n 's/.*xenkit\.ip=\([0-9.]*\).*/\1/p' "/etc/xen/$guest.cfg")
 ping -c 3 -W 2 "$ip" >/tmp/ping.out 2>&1
 say dom0-ping $? "$ip" "$(grep -o '[0-9]* packets received' /tmp/ping.out)"
+
+# xl console needs a terminal: drive it through a pty, type a command, read its answer,
+# leave with Ctrl-].
+python3 - "$guest" <<'PY'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("xl", ["xl", "console", sys.argv[1]])
+seen, deadline = b"", time.time() + 60
+os.write(fd, b"\necho XKCON-$((6 * 7))\n")
+while time.time() < deadline and b"XKCON-42" not in seen:
+    if select.select([fd], [], [], 1)[0]:
+        try:
+            seen += os.read(fd, 4096)
+        except OSError:
+            break
+os.write(fd, b"\x1d")
+_, status = os.waitpid(pid, 0)
+print("XK", open("/proc/uptime").read().split()[0], "console",
+      "answered" if b"XKCON-42" in seen else "silent", os.waitstatus_to_exitcode(status))
+PY
+
+if [ -n "$2" ]; then
+    # A second guest on the bridge pings the first.
+    xl create "/etc/xen/$2.cfg" >/dev/null 2>&1
+    wait_for 180 grep -q "xenkit: guest $2 ping" "/var/log/xen/console/guest-$2.log"
+    say peer-ping "$(grep -o "xenkit: guest $2 ping .*" "/var/log/xen/console/guest-$2.log")"
+    xl destroy "$2"
+fi
 
 say vcpus-before "$(field "$guest" 4)"
 xl vcpu-set "$guest" 2
