@@ -30,7 +30,7 @@ def test_guest_add_writes_the_config_and_files(
 ) -> None:
     initrd = tmp_path / "my-initrd.gz"
     initrd.write_bytes(b"not really an initramfs, but bytes to carry")
-    argv = ["guest", "add", str(toolstack_build), "db", "--memory", "64M", "--vcpus", "2"]
+    argv = ["guest", "add", "db", "-d", str(toolstack_build), "--memory", "64M", "--vcpus", "2"]
     assert cli.main([*argv, "--initramfs", str(initrd)]) == 0
     assert "xl create /etc/xen/db.cfg" in capsys.readouterr().out
     card = toolstack_build / "sd.img"
@@ -58,7 +58,7 @@ def test_bad_guest_add_is_refused_and_changes_nothing(
     toolstack_build: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sha256(toolstack_build / "sd.img")
-    assert cli.main(["guest", "add", str(toolstack_build), *args]) == 2
+    assert cli.main(["guest", "add", *args, "--dir", str(toolstack_build)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert sha256(toolstack_build / "sd.img") == before
@@ -68,4 +68,4 @@ def test_bad_guest_add_is_refused_and_changes_nothing(
 def test_guest_add_needs_an_sd_root_with_the_toolstack(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     build.build(make_spec(board="qemu-virt"), plain)
-    assert cli.main(["guest", "add", str(plain), "g"]) == 2
+    assert cli.main(["guest", "add", "g", "-d", str(plain)]) == 2

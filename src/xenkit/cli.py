@@ -338,8 +338,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("guest", help="run-time guests Dom0 starts with xl")
     gsub = p.add_subparsers(dest="guest_command", required=True)
     g = gsub.add_parser("add", help="write a guest's xl.cfg (and files) into a build's card")
-    g.add_argument("dir", help="build directory (built with --toolstack)")
     g.add_argument("name", help="the guest's name (xl create /etc/xen/NAME.cfg in Dom0)")
+    g.add_argument(
+        "-d", "--dir", default=str(_default_out("rpi4")), help="build directory (--toolstack)"
+    )
     g.add_argument("--kernel", help="guest kernel Image (default: Dom0's kernel)")
     g.add_argument("--initramfs", help="guest initramfs (default: xenkit's busybox guest)")
     g.add_argument("--memory", default="128M", help="memory at start (default: 128M)")
