@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,10 @@ def module_tree(rpi4_artifacts: Artifacts) -> object:
     from xenkit.artifacts import modules
 
     return modules(rpi4_artifacts)
+
+
+def run_xenkit(*args: str) -> subprocess.CompletedProcess[str]:
+    """The xenkit command line, as a user runs it, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "xenkit", *args], capture_output=True, text=True, check=False
+    )

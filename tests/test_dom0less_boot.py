@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_spec
+from tests.conftest import make_spec, run_xenkit
 from xenkit import boards, build, emulate, initramfs, scriptgen
 
 pytestmark = pytest.mark.slow
@@ -72,11 +72,7 @@ def test_build_with_domain_tables_boots_every_guest(tmp_path: Path) -> None:
         'cmdline = "console=ttyAMA0 quiet"\n'
     )
     out = tmp_path / "out"
-    built = subprocess.run(
-        [sys.executable, "-m", "xenkit", "build", "-c", str(config), "-o", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    built = run_xenkit("build", "-c", str(config), "-o", str(out))
     assert built.returncode == 0, built.stderr
     script = (out / "boot/boot.source").read_text()
     assert "fdt mknod /chosen domU1" in script and "guest-linux2.cpio.gz" in script

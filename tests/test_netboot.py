@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_spec
+from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
 from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
 from xenkit.errors import XenkitError
@@ -321,11 +321,7 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
     config = tmp_path / "virt.toml"
     config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=warning"\n')
     out = tmp_path / "virt"
-    made = subprocess.run(
-        [sys.executable, "-m", "xenkit", "build", "-c", str(config), "-o", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    made = run_xenkit("build", "-c", str(config), "-o", str(out))
     assert made.returncode == 0, made.stderr
     served_file = out / "tftp" / "default" / "boot2.source"
     old = served_file.read_bytes()
