@@ -36,7 +36,7 @@ unit: deps
 	$(BIN)/pytest -q -m "not slow"
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: deps
 	$(BIN)/python benchmarks/uboot_script.py
