@@ -25,7 +25,7 @@ from xenkit import (
 )
 from xenkit.artifacts import gather
 from xenkit.errors import XenkitError
-from xenkit.sizes import human
+from xenkit.sizes import format_size, human
 
 log = logging.getLogger("xenkit")
 
@@ -207,7 +207,7 @@ def cmd_guest_add(args: argparse.Namespace) -> int:
     g = guest.add(Path(args.dir), table)
     print(f"added {g.name} to {args.dir}: in Dom0, xl create /etc/xen/{g.name}.cfg")
     print(
-        f"  memory {g.memory // (1 << 20)} MiB (up to {max(g.memory, g.maxmem) // (1 << 20)}),"
+        f"  memory {format_size(g.memory)} (up to {format_size(max(g.memory, g.maxmem))}),"
         f" vCPUs {g.vcpus} (up to {max(g.vcpus, g.maxvcpus)}), address {g.ip or 'none'}"
     )
     return 0

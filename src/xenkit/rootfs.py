@@ -22,6 +22,7 @@ from xenkit import deb
 from xenkit.apt import Apt, Package, cache_home
 from xenkit.errors import XenkitError
 from xenkit.kmods import ModuleTree
+from xenkit.proc import run
 
 log = logging.getLogger("xenkit")
 
@@ -299,8 +300,6 @@ def stage(
 ) -> None:
     """Dom0's root for one build in `dest`: the cached tree, hard-linked (it is never
     written through), plus this build's init, modules, settings and `files`."""
-    from xenkit.proc import run
-
     run(["cp", "-al", f"{tree.path}/.", dest])
     (dest / ".complete").unlink()
     for path, src in modules:
