@@ -300,16 +300,7 @@ def _manifest(
         "toolstack": spec.toolstack,
         "dom0_root": spec.dom0_root if spec.toolstack else "initramfs",
         "autorun": spec.dom0_autorun is not None and spec.toolstack,
-        "runtime_guests": [
-            {
-                "name": g.name,
-                "memory": format_size(g.memory),
-                "vcpus": g.vcpus,
-                "maxvcpus": g.maxvcpus,
-                "ip": g.ip,
-            }
-            for g in spec.guests
-        ],
+        "runtime_guests": [xl.record(g) for g in spec.guests],
         "xen_modules": {"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         "files": files,
     }
@@ -397,16 +388,7 @@ def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str
         xl.DEFAULT_RAMDISK.lstrip("/"): guest_ramdisk,
     }
     for g in spec.guests:
-        kernel, ramdisk = g.kernel, g.ramdisk
-        if kernel != xl.DEFAULT_KERNEL:
-            kernel = f"/var/lib/xenkit/guests/{g.name}/{Path(g.kernel).name}"
-            files[kernel.lstrip("/")] = Path(g.kernel).read_bytes()
-        if ramdisk != xl.DEFAULT_RAMDISK:
-            ramdisk = f"/var/lib/xenkit/guests/{g.name}/{Path(g.ramdisk).name}"
-            files[ramdisk.lstrip("/")] = Path(g.ramdisk).read_bytes()
-        files[f"etc/xen/{g.name}.cfg"] = xl.config(
-            replace(g, kernel=kernel, ramdisk=ramdisk)
-        ).encode()
+        files.update(xl.stage(g)[1])
     # Xen numbers dom0less domains from 1 in the order of their /chosen nodes, and U-Boot's
     # `fdt mknode` puts each new node first: the last domain the script makes is domain 1.
     files["etc/xenkit/dom0less"] = "".join(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,18 @@ from xenkit.apt import sha256
 from xenkit.errors import XenkitError
 from xenkit.proc import run
 from xenkit.sizes import MiB, format_size, parse_size
-from xenkit.spec import BRIDGE_ADDR
+from xenkit.spec import BRIDGE_ADDR, guest_room
 
 
 def _free_for_guests(manifest: dict[str, Any]) -> int:
     """Memory left beside Dom0, the dom0less guests and the run-time guests already added,
-    by the same rule `xenkit build` applies."""
-    total: int = sum(size for _, size in manifest["ram_banks"])
-    used = parse_size(manifest["dom0_mem"], "dom0_mem") + 64 * MiB
-    used += sum(parse_size(g["memory"], "memory") for g in manifest.get("guests", []))
-    used += sum(parse_size(g["memory"], "memory") for g in manifest.get("runtime_guests", []))
-    return total - used
+    by the rule `xenkit build` applies."""
+    guests = [*manifest.get("guests", []), *manifest.get("runtime_guests", [])]
+    return guest_room(
+        sum(size for _, size in manifest["ram_banks"]),
+        parse_size(manifest["dom0_mem"], "dom0_mem"),
+        sum(parse_size(g["memory"], "memory") for g in guests),
+    )
 
 
 def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
@@ -57,42 +57,17 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
             f"guest {g.name}: {format_size(max(g.memory, g.maxmem))} does not fit: about "
             f"{format_size(max(free, 0) // MiB * MiB)} is left beside Dom0 and the other guests"
         )
-    files: dict[str, bytes] = {}
-    kernel, ramdisk = g.kernel, g.ramdisk
-    for what, default in (("kernel", xl.DEFAULT_KERNEL), ("ramdisk", xl.DEFAULT_RAMDISK)):
-        path = getattr(g, what)
-        if path == default:
-            continue
-        src = Path(path)
-        if not src.is_file():
-            raise XenkitError(f"guest {g.name}: {what} {path} is not a readable file")
-        inside = f"/var/lib/xenkit/guests/{g.name}/{src.name}"
-        files[inside] = src.read_bytes()
-        if what == "kernel":
-            kernel = inside
-        else:
-            ramdisk = inside
-    g = replace(g, kernel=kernel, ramdisk=ramdisk)
-    files[f"/etc/xen/{g.name}.cfg"] = xl.config(g).encode()
+    g, files = xl.stage(g)
 
     card = build_dir / "sd.img"
     partial = build_dir / ".sd.img.partial"
     try:
         run(["cp", "--sparse=always", card, partial])
-        media.ext4_put(partial, files)
+        media.ext4_put(partial, {f"/{path}": data for path, data in files.items()})
         os.replace(partial, card)
     finally:
         partial.unlink(missing_ok=True)
-    manifest["runtime_guests"] = [
-        *existing,
-        {
-            "name": g.name,
-            "memory": format_size(g.memory),
-            "vcpus": g.vcpus,
-            "maxvcpus": g.maxvcpus,
-            "ip": g.ip,
-        },
-    ]
+    manifest["runtime_guests"] = [*existing, xl.record(g)]
     manifest["files"]["sd.img"] = {"size": card.stat().st_size, "sha256": sha256(card)}
     tmp = build_dir / f".{build.MANIFEST}.partial"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

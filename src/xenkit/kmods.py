@@ -86,7 +86,13 @@ class ModuleTree:
                     f"kernel module {name} is neither built into {self.release} nor shipped "
                     "with it: check the module name in the board file"
                 )
-            deps = modinfo(path.read_bytes()).get("depends", "")
+            try:
+                deps = modinfo(path.read_bytes()).get("depends", "")
+            except (ValueError, struct.error):
+                raise XenkitError(
+                    f"{path} is not a readable arm64 kernel module: delete the cache's copy "
+                    "of the kernel package and rebuild"
+                ) from None
             for dep in filter(None, deps.split(",")):
                 visit(dep, (*chain, name))
             seen.add(name)

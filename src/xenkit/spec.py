@@ -182,9 +182,7 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
         if any(other.name == d.name for other in domains) or d.name == "Domain-0":
             raise XenkitError(f"[[domain]] {d.name}: the name is taken; give each guest its own")
         domains.append(d)
-    total = sum(n for _, n in banks)
-    # Xen, its heap and the frame table need some room of their own.
-    free = total - dom0_mem - 64 * MiB
+    free = guest_room(sum(n for _, n in banks), dom0_mem, 0)
     wanted = sum(d.memory for d in domains)
     if wanted > free:
         raise XenkitError(
@@ -238,6 +236,15 @@ def _builtin(d: Domain, table: dict[str, Any]) -> Domain:
     return replace(d, memory=memory, cmdline=" ".join([f"name={d.name}", *words]))
 
 
+# Xen, its heap and the frame table need some room of their own.
+XEN_OVERHEAD = 64 * MiB
+
+
+def guest_room(total: int, dom0_mem: int, guests: int) -> int:
+    """Memory left for more guests beside Dom0 and `guests` bytes of guests already."""
+    return total - dom0_mem - XEN_OVERHEAD - guests
+
+
 # Dom0's bridge and its address: guests get addresses on this network.
 BRIDGE_ADDR = "10.99.0.1/24"
 
@@ -269,7 +276,7 @@ def _guests(
             if path not in (xl.DEFAULT_KERNEL, xl.DEFAULT_RAMDISK) and not Path(path).is_file():
                 raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
         guests.append(g)
-    free = sum(n for _, n in banks) - dom0_mem - 64 * MiB - sum(d.memory for d in domains)
+    free = guest_room(sum(n for _, n in banks), dom0_mem, sum(d.memory for d in domains))
     wanted = sum(max(g.memory, g.maxmem) for g in guests)
     if wanted > free:
         raise XenkitError(

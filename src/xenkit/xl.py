@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from xenkit.errors import XenkitError
@@ -139,3 +140,34 @@ def guest_from_table(
         ping=str(t.get("ping", dom0_addr if bridge else "")),
         cmdline=str(t.get("cmdline", "")),
     )
+
+
+def stage(g: Guest) -> tuple[Guest, dict[str, bytes]]:
+    """The guest as Dom0 sees it, and the files (path under / -> content) that go into
+    Dom0's root for it: its xl.cfg, and its own kernel and ramdisk if it has them."""
+    files: dict[str, bytes] = {}
+    paths = {}
+    for what, default in (("kernel", DEFAULT_KERNEL), ("ramdisk", DEFAULT_RAMDISK)):
+        path = getattr(g, what)
+        if path == default:
+            continue
+        src = Path(path)
+        if not src.is_file():
+            raise XenkitError(f"guest {g.name}: {what} {path} is not a readable file")
+        inside = f"var/lib/xenkit/guests/{g.name}/{src.name}"
+        files[inside] = src.read_bytes()
+        paths[what] = "/" + inside
+    g = replace(g, kernel=paths.get("kernel", g.kernel), ramdisk=paths.get("ramdisk", g.ramdisk))
+    files[f"etc/xen/{g.name}.cfg"] = config(g).encode()
+    return g, files
+
+
+def record(g: Guest) -> dict[str, Any]:
+    """A guest's entry in a build's manifest."""
+    return {
+        "name": g.name,
+        "memory": format_size(g.memory),
+        "vcpus": g.vcpus,
+        "maxvcpus": g.maxvcpus,
+        "ip": g.ip,
+    }
