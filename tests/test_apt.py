@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,23 @@ def test_files_come_out_of_the_package_by_pattern(apt: Apt, tmp_path: Path) -> N
     assert got["bin/busy*"].read_bytes()[:4] == b"\x7fELF"
     with pytest.raises(XenkitError, match="no file matching boot/nothing"):
         deb.extract(path, ["boot/nothing"], tmp_path)
+
+
+def test_answers_are_remembered_until_the_indexes_change(
+    apt: Apt, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="xenkit")
+    first = apt.resolve("busybox-static")
+    caplog.clear()
+    assert apt.resolve("busybox-static") == first
+    assert not [r for r in caplog.records if "apt-" in r.getMessage()], "apt ran again"
+
+    lists = sorted((apt.root / "state" / "lists").glob("*_Packages*"))[0]
+    st = lists.stat()
+    try:
+        os.utime(lists, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+        caplog.clear()
+        assert apt.resolve("busybox-static") == first
+        assert [r for r in caplog.records if "apt-cache" in r.getMessage()], "a stale answer"
+    finally:
+        os.utime(lists, ns=(st.st_atime_ns, st.st_mtime_ns))

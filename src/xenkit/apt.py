@@ -7,7 +7,9 @@ indexes; xenkit downloads the exact file apt names and checks its SHA256 against
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -15,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +141,37 @@ class Apt:
             log.warning("could not refresh package indexes (%s); using the cached ones", exc)
 
     # -- resolution -------------------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        """What apt's answers depend on: the sources and the indexes (the status is empty)."""
+        h = hashlib.sha256((self.root / "etc" / "sources.list").read_bytes())
+        for f in sorted((self.root / "state" / "lists").glob("*")):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def _remembered(self, key: str, ask: Callable[[], list[Package]]) -> list[Package]:
+        """apt's answer to `key`, from the last time it was asked of the same indexes. Each
+        apt run loads the whole index (about a second), and a build asks a dozen questions."""
+        memo = self.root / "answers.json"
+        fingerprint = self._fingerprint()
+        try:
+            saved = json.loads(memo.read_text())
+            answers = saved["answers"] if saved["fingerprint"] == fingerprint else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            answers = {}
+        if key in answers:
+            try:
+                return [Package(**p) for p in answers[key]]
+            except TypeError:
+                pass
+        packages = ask()
+        answers[key] = [dataclasses.asdict(p) for p in packages]
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "answers": answers}))
+        tmp.replace(memo)
+        return packages
+
     def show(self, name: str) -> dict[str, str]:
         proc = run(
             ["apt-cache", *self._options(), "show", "--no-all-versions", name],
@@ -164,13 +198,17 @@ class Apt:
     def resolve(self, name: str, follow: str | None = None) -> Package:
         """The candidate version of `name`. With `follow`, `name` is a metapackage
         (linux-image-arm64) and the package with the files is its dependency starting so."""
+        key = json.dumps(["resolve", name, follow])
+        return self._remembered(key, lambda: [self._resolve(name, follow)])[0]
+
+    def _resolve(self, name: str, follow: str | None) -> Package:
         fields = self.show(name)
         if follow:
             depends = [d.split()[0] for d in fields.get("Depends", "").split(",") if d.strip()]
             real = [d for d in depends if d.startswith(follow)]
             if len(real) != 1:
                 raise XenkitError(f"{name} does not depend on exactly one {follow}* package")
-            return self.resolve(real[0])
+            return self._resolve(real[0], None)
         proc = run(
             ["apt-get", *self._options(), "--print-uris", "download", name],
             capture=True,
@@ -193,6 +231,9 @@ class Apt:
         """`names` and everything they depend on (Depends and Pre-Depends, no Recommends),
         as apt would install them onto an empty system. Essential packages come only when
         something depends on them: the result is a toolstack, not a whole Debian."""
+        return self._remembered(json.dumps(["closure", names]), lambda: self._closure(names))
+
+    def _closure(self, names: list[str]) -> list[Package]:
         proc = run(
             [
                 "apt-get",
