@@ -34,54 +34,70 @@ def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
     return rows, found
 
 
-@pytest.mark.parametrize("board", ["qemu-virt", "rpi4"])
-def test_toolstack_dom0_runs_guests_beside_dom0less_ones(board: str, tmp_path: Path) -> None:
+# The whole xl lifecycle runs on virt; the Pi 4 (slower to emulate) leaves out what does not
+# depend on the board: xl console, a second guest, pause, shutdown and re-create.
+@pytest.mark.parametrize(("board", "scope"), [("qemu-virt", "full"), ("rpi4", "basic")])
+def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
+    board: str, scope: str, tmp_path: Path
+) -> None:
+    full = scope == "full"
     script = tmp_path / "lifecycle.sh"
-    script.write_text(SCRIPT.read_text().replace("#!/bin/bash\n", "#!/bin/bash\nset -- g1 g2\n", 1))
+    args = "g1 g2" if full else "g1 '' basic"
+    script.write_text(
+        SCRIPT.read_text().replace("#!/bin/bash\n", f"#!/bin/bash\nset -- {args}\n", 1)
+    )
+    guests: list[dict[str, object]] = [{"name": "g1", "memory": "128M", "maxvcpus": 2}]
+    if full:
+        # The second guest pings the first across the bridge.
+        guests.append({"name": "g2", "memory": "64M", "ping": "10.99.0.10"})
     system = make_spec(
         board=board,
         toolstack=True,
         dom0_autorun=str(script),
         domain=[
-            {"name": "linux1", "memory": "128M"},
+            # Two vCPUs keep it out of xenstore (xen.ENHANCED_MAX_VCPUS): on the Pi 4 run,
+            # to show that init-dom0less still sets up the other guest.
+            {"name": "linux1", "memory": "128M", "vcpus": 1 if full else 2},
             {"name": "rtos", "kernel": "builtin:tick", "cmdline": f"period_ms={PERIOD_MS}"},
         ],
-        guest=[
-            {"name": "g1", "memory": "128M", "maxvcpus": 2},
-            # The second guest pings the first across the bridge.
-            {"name": "g2", "memory": "64M", "ping": "10.99.0.10"},
-        ],
+        guest=guests,
     )
     out = tmp_path / "out"
     manifest = build.build(system, out)
     assert manifest["toolstack"] and manifest["dom0_root"] == "sd"
     plan = emulate.prepare(boards.load(board), manifest["ram"], out, tmp_path / "run")
-    want = [initramfs.READY, *manifest["guest_banners"], rootfs.AUTORUN_DONE]
-    result = emulate.check(plan, 900, None, want)
+    result = emulate.check(plan, 900, None, emulate.banners(manifest))
     console = plan.console_log.read_text(errors="replace")
     assert result.ok, result.reason + "\n" + console[-4000:]
     assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
     assert "xenkit: Dom0 root is /dev/" in console
 
     rows, r = results(console)
-    # xl list: Domain-0 and both dom0less guests by their configured names.
+    # xl list: Domain-0 and the dom0less guests by their configured names.
     names = {row[0]: row for row in rows}
-    assert {"Domain-0", "linux1", "rtos"} <= set(names), rows
+    assert {"Domain-0", "rtos"} <= set(names), rows
     assert names["rtos"][3] == "1"
+    assert "writing to xenstore" not in " ".join(r["dom0less-log"])
+    if full:
+        assert names["linux1"][3] == "1"
+    else:
+        assert "2 vCPUs" in result.banners["xenkit: guest linux1 ready"][1]
+        assert ["(null)", "2", "128", "2"] in rows
 
     assert r["create"][0] == "0", r["create"]
     assert r["banner"][0] == "0", "the run-time guest never printed its banner"
     assert r["guest-ping"][3:6] == ["ping", "10.99.0.1", "ok"], r["guest-ping"]
     assert r["dom0-ping"][:2] == ["0", "10.99.0.10"] and r["dom0-ping"][2] == "3"
-    assert r["peer-ping"][3:6] == ["ping", "10.99.0.10", "ok"], r["peer-ping"]
-    assert r["console"] == ["answered", "0"], "xl console did not carry a command both ways"
     assert (r["vcpus-before"], r["vcpus-after"]) == (["1"], ["2"])
     assert r["mem-set"] == ["0", str(96 * 1024)]
     assert int(r["mem-after"][0]) < int(r["mem-before"][0]) == 128
-    assert "p" in r["paused"][0] and "p" not in r["unpaused"][0]
-    assert r["shutdown"] == ["0", "gone"]
-    assert r["recreate"] == ["0"] and r["destroy"] == ["0", "gone"]
-    assert "done" in r
+    assert r["destroy"] == ["0", "gone"] and "done" in r
+    if full:
+        assert r["peer-ping"][3:6] == ["ping", "10.99.0.10", "ok"], r["peer-ping"]
+        assert r["console"] == ["answered", "0"], "xl console did not carry a command both ways"
+        assert "p" in r["paused"][0] and "p" not in r["unpaused"][0]
+        assert r["shutdown"] == ["0", "gone"]
+        assert r["recreate"] == ["0"]
 
     # The tick guest kept ticking through all of it, on time by its own counter.
     run = tickstats.parse(console, "rtos")
@@ -112,7 +128,7 @@ def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
     manifest = build.build(system, out)
     assert manifest["dom0_root"] == "initramfs"
     plan = emulate.prepare(boards.load("qemu-virt"), manifest["ram"], out, tmp_path / "run")
-    result = emulate.check(plan, 600, None, [initramfs.READY, rootfs.AUTORUN_DONE])
+    result = emulate.check(plan, 600, None, emulate.banners(manifest))
     console = plan.console_log.read_text(errors="replace")
     assert result.ok, result.reason + "\n" + console[-4000:]
     assert "Dom0 root is" not in console

@@ -78,6 +78,23 @@ def test_toolstack_makes_dom0less_guests_enhanced_unless_told() -> None:
     )
 
 
+def test_multi_vcpu_dom0less_guests_stay_out_of_xenstore(caplog: pytest.LogCaptureFixture) -> None:
+    # Xen 4.17's init-dom0less fails on enhanced domains with more than one vCPU.
+    spec = make_spec(
+        board="qemu-virt",
+        toolstack=True,
+        domain=[{"name": "a", "memory": "64M", "vcpus": 2}, {"name": "b", "memory": "64M"}],
+    )
+    assert [d.enhanced for d in spec.domains] == ["", "enabled"]
+    assert "domain a has 2 vCPUs, so it stays out of xenstore" in caplog.text
+    with pytest.raises(XenkitError, match=r"domain a: enhanced with 2 vCPUs: Xen 4\.17"):
+        make_spec(
+            board="qemu-virt",
+            toolstack=True,
+            domain=[{"name": "a", "memory": "64M", "vcpus": 2, "enhanced": "enabled"}],
+        )
+
+
 def test_dom0_root_is_sd_or_initramfs() -> None:
     assert make_spec(toolstack=True, dom0_root="initramfs").dom0_root == "initramfs"
     with pytest.raises(XenkitError, match="choose one of sd, initramfs"):

@@ -391,8 +391,11 @@ def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str
         files.update(xl.stage(g)[1])
     # Xen numbers dom0less domains from 1 in the order of their /chosen nodes, and U-Boot's
     # `fdt mknode` puts each new node first: the last domain the script makes is domain 1.
+    # Only those in xenstore have a dom0less-ID name to replace.
     files["etc/xenkit/dom0less"] = "".join(
-        f"{i} {d.name}\n" for i, d in enumerate(reversed(spec.domains), start=1)
+        f"{i} {d.name}\n"
+        for i, d in enumerate(reversed(spec.domains), start=1)
+        if d.enhanced == "enabled"
     ).encode()
     return files
 

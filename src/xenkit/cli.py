@@ -17,7 +17,6 @@ from xenkit import (
     build,
     check,
     emulate,
-    initramfs,
     memmap,
     rootfs,
     settings,
@@ -61,10 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
-    want = [initramfs.READY, *manifest.get("guest_banners", [])]
-    if manifest.get("autorun"):
-        want.append(rootfs.AUTORUN_DONE)
-    result = emulate.check(plan, args.timeout, echo, want)
+    result = emulate.check(plan, args.timeout, echo, emulate.banners(manifest))
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
     if result.banner:

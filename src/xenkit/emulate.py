@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 
-from xenkit import media
+from xenkit import media, rootfs
 from xenkit.boards import Board
 from xenkit.errors import XenkitError
 from xenkit.initramfs import READY
@@ -217,6 +217,15 @@ class CheckResult:
         return "\n".join(
             f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}".rstrip() for r in rows
         )
+
+
+def banners(manifest: dict[str, Any]) -> list[str]:
+    """What a boot of this build prints once it is fully up: Dom0's banner, each boot-time
+    guest's, and the end of Dom0's autorun script if it has one."""
+    want = [READY, *manifest.get("guest_banners", [])]
+    if manifest.get("autorun"):
+        want.append(rootfs.AUTORUN_DONE)
+    return want
 
 
 def watch(

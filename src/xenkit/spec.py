@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,8 @@ from xenkit.boards import Bank, Board
 from xenkit.bootconfig import Domain, domain_from_table
 from xenkit.errors import XenkitError
 from xenkit.sizes import MiB, format_size, parse_size
+
+log = logging.getLogger("xenkit")
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
     domains = _domains(values["domain"], board, banks, dom0_mem)
     if values["toolstack"]:
-        # With xenstored in Dom0 the guests join xenstore, so `xl list` shows them by name
-        # (ImageBuilder's default too when there is a Dom0).
-        domains = tuple(
-            replace(d, enhanced="enabled")
-            if "enhanced" not in (values["domain"][i] or {}) and not d.enhanced
-            else d
-            for i, d in enumerate(domains)
-        )
+        domains = _join_xenstore(domains, values["domain"])
     guests = _guests(values, board, banks, dom0_mem, domains)
     return SystemSpec(
         board=board,
@@ -247,6 +243,33 @@ def guest_room(total: int, dom0_mem: int, guests: int) -> int:
 
 # Dom0's bridge and its address: guests get addresses on this network.
 BRIDGE_ADDR = "10.99.0.1/24"
+
+
+def _join_xenstore(domains: tuple[Domain, ...], tables: list[Any]) -> tuple[Domain, ...]:
+    """With xenstored in Dom0 the dom0less guests join xenstore, so `xl list` shows them by
+    name (ImageBuilder's default too when there is a Dom0), unless Xen's init-dom0less
+    cannot set them up."""
+    joined = []
+    for d, table in zip(domains, tables, strict=True):
+        asked = "enhanced" in (table or {}) or d.enhanced
+        if d.vcpus > xen.ENHANCED_MAX_VCPUS and d.enhanced == "enabled":
+            raise XenkitError(
+                f"domain {d.name}: enhanced with {d.vcpus} vCPUs: Xen 4.17's init-dom0less "
+                f"fails on it (and on every later domain); give vcpus = 1, or drop enhanced"
+            )
+        if asked:
+            joined.append(d)
+        elif d.vcpus > xen.ENHANCED_MAX_VCPUS:
+            log.warning(
+                "domain %s has %d vCPUs, so it stays out of xenstore (Xen 4.17's "
+                "init-dom0less fails on such domains): xl lists it without a name",
+                d.name,
+                d.vcpus,
+            )
+            joined.append(d)
+        else:
+            joined.append(replace(d, enhanced="enabled"))
+    return tuple(joined)
 
 
 def _guests(
