@@ -13,20 +13,16 @@ network namespace of its own (root needed), so dnsmasq can have port 69 there (i
 port is fixed) without touching the host's. A cell's runs take the servers in turn, run by
 run, so load from elsewhere on the host falls on all of them alike.
 
-Where the windowed rates stop: the client. Measured on a 2-CPU VM (Linux 6.18, atftp 0.8.0),
-a minimal windowed sender in C (one send per block, nothing else; a throwaway, not kept
-here) and xenkit gave atftp the same rate, run by run in turn, median of 7: 194 and 194
-MiB/s at 1468 x 16, 499 and 493 MiB/s at 8192 x 8. At 512 x 16 xenkit was ahead (101 vs 77:
-it hands the kernel a window in one GSO send). With either sender atftp was busy only about
-half the time (50-60% of the wall clock in user plus system time): per window it works
-through the blocks at 4 system calls each (pselect, recvmsg, a write every few blocks),
-then sends its ACK and sleeps until the next window wakes it; two wakeups per window on a
-virtual machine's idle CPUs cost about as much as the blocks. No sender can shorten either
-part, so with atftp as the client three times tftpd-hpa's best lockstep rate (about 900
-MiB/s, its 8192 x 1 rate) is out of reach on such a host, whatever the server does. What
-windows do reach is about three times tftpd-hpa at the same block size for 512 and 1468
-byte blocks, where the client's per-block work is small next to the round trips saved, and
-less at 8192.
+What sets the rates: wakeups. Every lockstep round trip wakes the server and the client
+once each, every window wakes them once each, and on a virtual machine's idle CPUs a wakeup
+can cost as much as the work around it. xenkit polls for the ACK for a moment before it
+sleeps (see xenkit.tftp.SPIN), which takes its own wakeup out of each round trip; the
+client's stays. How much that is worth depends on the host: on one 2-CPU VM (Linux 6.18,
+atftp 0.8.0), before the server polled, tftpd-hpa did 306 MiB/s at 8192 x 1 and xenkit's
+best windowed rate was 1.86 times that, atftp being the limit there (a minimal C sender,
+a throwaway, got no more from it: 194 vs 194 MiB/s at 1468 x 16, 499 vs 493 at 8192 x 8);
+on another, where wakeups cost more, tftpd-hpa did 122 MiB/s and xenkit's best was 4.95
+times that. Compare ratios from one run, never figures across hosts.
 """
 
 from __future__ import annotations
@@ -387,8 +383,8 @@ def report(res: Results, args: argparse.Namespace, servers: list[Server], work: 
     )
     if ours_w8 < 3 * best_peer:
         print(
-            "  with atftp as the client the 3x aim is out of reach: a minimal C sender gets no "
-            "more from it than xenkit does (see this script's docstring)"
+            "  not met in this run: where wakeups are cheap the client (atftp) is the limit "
+            "(see this script's docstring)"
         )
 
 

@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -373,3 +374,40 @@ def test_negotiation_keeps_values_in_range(options: dict[str, str]) -> None:
     assert 8 <= out.get("blksize", 8) <= 65464
     assert 1 <= out.get("windowsize", 1) <= 65535 and 1 <= out.get("timeout", 1) <= 255
     assert out.get("tsize", 77) == 77
+
+
+def _slow_lockstep(addr: tuple[str, int], name: str, delay: float, seen: list[int]) -> bytes:
+    """Read `name` at blksize 512, answering each block `delay` seconds late; `seen` gets
+    the number of polling transfers as each block arrives."""
+    data = b""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(rrq(name), addr)
+        while True:
+            packet, server = s.recvfrom(1024)
+            assert struct.unpack("!H", packet[:2])[0] == 3, packet
+            seen.append(tftp.polling.used)
+            data += packet[4:]
+            time.sleep(delay)
+            s.sendto(struct.pack("!HH", 4, struct.unpack("!H", packet[2:4])[0]), server)
+            if len(packet) - 4 < 512:
+                return data
+
+
+@pytest.mark.skipif(tftp.polling.size < 1, reason="one CPU: no transfer polls")
+def test_a_near_client_is_polled_for_and_a_far_one_is_not(server: Running, root: Path) -> None:
+    seen: list[int] = []
+    assert _slow_lockstep(server.addr, "f60000", 0, seen) == (root / "f60000").read_bytes()
+    assert seen[-1] == 1, "a prompt client's transfer should poll"
+    deadline = time.monotonic() + 5
+    while tftp.polling.used and time.monotonic() < deadline:  # its thread is finishing
+        time.sleep(0.01)
+    seen.clear()
+    # Each ACK later than the poll: after SPIN_MISSES of them the transfer sleeps instead,
+    # and its slot is free for another.
+    assert (
+        _slow_lockstep(server.addr, "f60000", 5 * tftp.SPIN, seen) == (root / "f60000").read_bytes()
+    )
+    assert seen[0] == 1 and seen[-1] == 0, seen
+    assert seen.index(0) <= tftp.SPIN_MISSES + 2, seen
+    assert tftp.polling.used == 0
