@@ -395,6 +395,14 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
         # Replaced by rename: the old inode is intact, nothing was rewritten in place.
         assert held.read() == old
         assert os.fstat(held.fileno()).st_ino != served_file.stat().st_ino
+        # The server logs a transfer once its thread has seen the final ACK, which can be
+        # after the client is done: wait for every one before stopping the server.
+        fetched = 3 + sum(isinstance(s, bytes) for s in seen)  # and the first, new, slow
+        done = re.compile(r"tftp: 127\.0\.0\.1 boot2\.source \d+ bytes in")
+        deadline = time.monotonic() + 10
+        while len(done.findall(log_path.read_text())) < fetched:
+            assert time.monotonic() < deadline, log_path.read_text()[-500:]
+            time.sleep(0.05)
     finally:
         held.close()
         proc.terminate()
