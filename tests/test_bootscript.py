@@ -90,6 +90,31 @@ def test_dom0_plus_two_domus_lands_where_imagebuilder_puts_it(tmp_path: Path) ->
     assert dry.boot == ("booti", 0x47600000, 0x47800000)
 
 
+def test_a_file_used_twice_is_read_once_and_copied(tmp_path: Path) -> None:
+    plan, dry = run(tmp_path, HEAD + DOM0 + TWO_DOMUS)
+    lines = plan.script.splitlines()
+    assert [ln for ln in lines if ln.endswith(" Image")] == ["tftpb 0x40400000 Image"]
+    size = (tmp_path / "Image").stat().st_size
+    copies = [ln.split() for ln in lines if ln.startswith("cp.b ")]
+    # Image for both domUs, and Dom0's ramdisk for domU1.
+    assert [(int(a, 16), int(b, 16), int(n, 16)) for _, a, b, n in copies] == [
+        (0x40400000, 0x42A00000, size),
+        (0x40400000, 0x45000000, size),
+        (0x42600000, 0x47200000, (tmp_path / "dom0-rootfs.cpio.gz").stat().st_size),
+    ]
+    # The dry run follows the copies: each lands as the file it copies.
+    assert (0x45000000, "Image", size) in dry.loads
+
+    ram = [(0x40000000, 0x80000000)]
+    line = " ".join(copies[1])
+    short = plan.script.replace(line, " ".join([*copies[1][:3], "0x10"]))
+    problems = bootscript.dry_run(short, tmp_path, ram).problems
+    assert any("cp.b copies 0x10 bytes of Image" in p for p in problems), problems
+    nowhere = plan.script.replace(line, " ".join(["cp.b", "0x50000000", *copies[1][2:]]))
+    problems = bootscript.dry_run(nowhere, tmp_path, ram).problems
+    assert any("where nothing is loaded" in p for p in problems), problems
+
+
 def test_dom0_only(tmp_path: Path) -> None:
     plan, dry = run(tmp_path, HEAD + DOM0)
     assert addresses(plan) == [

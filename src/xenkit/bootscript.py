@@ -150,7 +150,16 @@ def generate(
     at = {ld.role: ld for ld in loads}
     prefix = load_cmd if load_cmd is not None else cfg.load_cmd
     s = _Script(list(preamble))
+    first: dict[str, Load] = {}
     for ld in loads:
+        earlier = first.setdefault(ld.path, ld)
+        if earlier is not ld:
+            # The same file again (a dom0less guest on Dom0's kernel): a copy in memory
+            # takes no time, a second read from the card or the network does.
+            if echo:
+                s.lines.append(f"echo 'xenkit: copying {ld.path} to {_x(ld.addr)}'")
+            s.lines.append(f"cp.b {_x(earlier.addr)} {_x(ld.addr)} {_x(ld.file_size)}")
+            continue
         if echo:
             s.lines.append(f"echo 'xenkit: loading {ld.path} at {_x(ld.addr)}'")
         s.lines.append(f"{prefix} {_x(ld.addr)} {ld.path}" + (" || exit" if echo else ""))
@@ -328,6 +337,16 @@ def dry_run(
                 continue
             loads.append((addr, path, file.stat().st_size))
             by_addr[addr] = file
+        elif words[0] == "cp.b" and len(words) == 4:
+            src, dst, count = (int(w, 16) for w in words[1:])
+            if src not in by_addr:
+                problems.append(f"line {lineno}: cp.b from {words[1]}, where nothing is loaded")
+                continue
+            copied = next((p, n) for a, p, n in reversed(loads) if a == src)
+            if count != copied[1]:
+                problems.append(f"line {lineno}: cp.b copies {count:#x} bytes of {copied[0]}")
+            loads.append((dst, copied[0], count))
+            by_addr[dst] = by_addr[src]
         elif words[:2] == ["fdt", "addr"]:
             addr = int(words[2], 16)
             if addr not in by_addr:
