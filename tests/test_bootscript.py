@@ -3,6 +3,7 @@ script's own fdt edits on the DTB with libfdt."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from tests import bootfiles
 from xenkit import bootscript, scriptgen, uboot
+from xenkit.artifacts import Artifacts
 from xenkit.errors import XenkitError
 
 HEAD = """MEMORY_START="0x40000000"
@@ -436,3 +438,22 @@ def test_overlays_policy_and_extra_commands(tmp_path: Path) -> None:
     # UBOOT_SOURCE names the outputs when -o is not given
     assert (tmp_path / "xen-boot.source").read_text() == plan.script
     assert uboot.script_text((tmp_path / "xen-boot.scr").read_bytes()) == plan.script
+
+
+@pytest.mark.slow
+def test_xen_417_with_a_multi_vcpu_enhanced_domain_is_warned_about(
+    tmp_path: Path, rpi4_artifacts: Artifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = bootfiles.populate(tmp_path)
+    shutil.copy(rpi4_artifacts.files["xen"], root / "xen")  # Debian's Xen 4.17
+    # With a Dom0, ImageBuilder's default makes both domUs enhanced; domU0 has 2 vCPUs.
+    (root / "config").write_text(HEAD + DOM0 + TWO_DOMUS)
+    scriptgen.generate(root / "config", root, "tftp", None)
+    warned = [r.getMessage() for r in caplog.records if "init-dom0less" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("warning: domain 0 (Image): enhanced with 2")
+    assert "DOMU_ENHANCED[0]=0" in warned[0]
+
+    caplog.clear()
+    (root / "config").write_text(HEAD + DOM0 + TWO_DOMUS + 'DOMU_ENHANCED[0]="0"\n')
+    scriptgen.generate(root / "config", root, "tftp", None)
+    assert not [r for r in caplog.records if "init-dom0less" in r.getMessage()]

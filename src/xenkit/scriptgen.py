@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from xenkit import bootconfig, bootscript, dt, imagebuilder, uboot
+from xenkit import binaries, bootconfig, bootscript, dt, imagebuilder, uboot, xen
 from xenkit.bootconfig import BootConfig
 from xenkit.errors import XenkitError
 from xenkit.proc import need
@@ -84,6 +84,8 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     bootconfig.validate(cfg, root)
     tree = dt.DeviceTree.load(root / cfg.device_tree)
     bootconfig.validate(cfg, root, _cpu_count(tree) or None)
+    for warning in init_dom0less_warnings(cfg, root):
+        log.warning("warning: %s", warning)
     reserved = [(a, n) for a, n, _ in dt.AddressMap(tree).reserved()]
     resize = bootscript.resize_for(cfg)
     blob = tree.to_bytes()
@@ -99,6 +101,26 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     files[root / script] = uboot.script_image(text, load=addr, entry=addr)
     _write_atomically(files)
     return Plan(cfg, loads, text, addr, tree, reserved)
+
+
+def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
+    """Domains Xen 4.17's init-dom0less would fail on (xen.ENHANCED_MAX_VCPUS), if this Xen
+    is 4.17 or older and a Dom0 is there to run it."""
+    if not cfg.dom0 or not cfg.xen:
+        return []
+    try:
+        version = binaries.xen_version(root / cfg.xen)
+    except XenkitError:
+        return []  # not a Xen we can read: no grounds to warn
+    if (version.major, version.minor) > (4, 17):
+        return []
+    return [
+        f"domain {i} ({d.kernel}): enhanced with {d.vcpus} vCPUs: Xen {version.text}'s "
+        f"init-dom0less fails on it and every later domain; give it 1 vCPU or "
+        f"DOMU_ENHANCED[{i}]=0"
+        for i, d in enumerate(cfg.domains)
+        if d.enhanced == "enabled" and d.vcpus > xen.ENHANCED_MAX_VCPUS
+    ]
 
 
 def _extra(cfg: BootConfig, root: Path) -> str:
