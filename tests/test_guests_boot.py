@@ -55,7 +55,7 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
         toolstack=True,
         dom0_autorun=str(script),
         domain=[
-            # Two vCPUs keep it out of xenstore (xen.ENHANCED_MAX_VCPUS): on the Pi 4 run,
+            # Two vCPUs keep it out of xenstore (xen.init_dom0less_fails): on the Pi 4 run,
             # to show that init-dom0less still sets up the other guest.
             {"name": "linux1", "memory": "128M", "vcpus": 1 if full else 2},
             {"name": "rtos", "kernel": "builtin:tick", "cmdline": f"period_ms={PERIOD_MS}"},

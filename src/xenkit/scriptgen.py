@@ -104,7 +104,7 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
 
 
 def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
-    """Domains Xen 4.17's init-dom0less would fail on (xen.ENHANCED_MAX_VCPUS), if this Xen
+    """Domains Xen 4.17's init-dom0less would fail on (xen.init_dom0less_fails), if this Xen
     is 4.17 or older and a Dom0 is there to run it."""
     if not cfg.dom0 or not cfg.xen:
         return []
@@ -119,7 +119,7 @@ def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
         f"init-dom0less fails on it and every later domain; give it 1 vCPU or "
         f"DOMU_ENHANCED[{i}]=0"
         for i, d in enumerate(cfg.domains)
-        if d.enhanced == "enabled" and d.vcpus > xen.ENHANCED_MAX_VCPUS
+        if d.enhanced == "enabled" and xen.init_dom0less_fails(d.vcpus)
     ]
 
 

@@ -251,15 +251,15 @@ def _join_xenstore(domains: tuple[Domain, ...], tables: list[Any]) -> tuple[Doma
     cannot set them up."""
     joined = []
     for d, table in zip(domains, tables, strict=True):
-        asked = "enhanced" in (table or {}) or d.enhanced
-        if d.vcpus > xen.ENHANCED_MAX_VCPUS and d.enhanced == "enabled":
+        fails = xen.init_dom0less_fails(d.vcpus)
+        if fails and d.enhanced == "enabled":
             raise XenkitError(
                 f"domain {d.name}: enhanced with {d.vcpus} vCPUs: Xen 4.17's init-dom0less "
                 f"fails on it (and on every later domain); give vcpus = 1, or drop enhanced"
             )
-        if asked:
+        if "enhanced" in (table or {}) or d.enhanced:  # the config's own choice
             joined.append(d)
-        elif d.vcpus > xen.ENHANCED_MAX_VCPUS:
+        elif fails:
             log.warning(
                 "domain %s has %d vCPUs, so it stays out of xenstore (Xen 4.17's "
                 "init-dom0less fails on such domains): xl lists it without a name",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from xenkit.sizes import format_size
 
-# The most vCPUs a dom0less domain joined to xenstore (xen,enhanced) can have. Xen 4.17's
-# init-dom0less (Debian bookworm's 4.17.7+13) writes "cpu/N/availability/" for vCPUs 0..N-1;
-# xenstored refuses the trailing slash, init-dom0less exits, and that domain and every one
-# after it are left out of xenstore (`xl list` shows "(null)"). Measured; fixed upstream later.
-ENHANCED_MAX_VCPUS = 1
+
+def init_dom0less_fails(vcpus: int) -> bool:
+    """Whether Xen 4.17's init-dom0less fails on an enhanced dom0less domain with `vcpus`.
+    It (Debian bookworm's 4.17.7+13) writes "cpu/N/availability/" for vCPUs 0..N-1;
+    xenstored refuses the trailing slash, init-dom0less exits, and that domain and every one
+    after it are left out of xenstore (`xl list` shows "(null)"). Measured; fixed upstream
+    later."""
+    return vcpus > 1
 
 
 def xen_cmdline(
