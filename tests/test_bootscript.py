@@ -115,6 +115,9 @@ def test_a_file_used_twice_is_read_once_and_copied(tmp_path: Path) -> None:
     nowhere = plan.script.replace(line, " ".join(["cp.b", "0x50000000", *copies[1][2:]]))
     problems = bootscript.dry_run(nowhere, tmp_path, ram).problems
     assert any("where nothing is loaded" in p for p in problems), problems
+    # A user's own cp.b (APPEND_EXTRA_CMDS) with variables is left alone, not misread.
+    own = plan.script + "cp.b ${kernel_addr_r} 0x50000000 ${filesize}\n"
+    assert bootscript.dry_run(own, tmp_path, ram).problems == []
 
 
 def test_dom0_only(tmp_path: Path) -> None:

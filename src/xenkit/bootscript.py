@@ -338,7 +338,10 @@ def dry_run(
             loads.append((addr, path, file.stat().st_size))
             by_addr[addr] = file
         elif words[0] == "cp.b" and len(words) == 4:
-            src, dst, count = (int(w, 16) for w in words[1:])
+            try:
+                src, dst, count = (int(w, 16) for w in words[1:])
+            except ValueError:
+                continue  # not plain addresses (variables, say): nothing to follow
             if src not in by_addr:
                 problems.append(f"line {lineno}: cp.b from {words[1]}, where nothing is loaded")
                 continue
