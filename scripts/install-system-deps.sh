@@ -17,11 +17,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# QEMU >= 9 is needed for the raspi4b machine: only bookworm-backports has it.
-$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-arm qemu-utils
-$SUDO apt-get install -y -q --no-install-recommends \
-    python3-venv python3-dev swig gcc make \
-    u-boot-tools device-tree-compiler mtools dosfstools e2fsprogs fdisk cpio \
-    tftp-hpa atftp busybox curl \
-    gpgv debian-archive-keyring \
-    binutils-aarch64-linux-gnu
+# The package list is src/xenkit/hostdeps.py's table, which tests/test_hostdeps.py checks against
+# what the code and tests really use.
+deps="python3 $here/../src/xenkit/hostdeps.py"
+$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports $($deps --backports)
+$SUDO apt-get install -y -q --no-install-recommends $($deps)

@@ -9,7 +9,6 @@ checks its loads, which is what `--explain` shows and what the tests compare.
 from __future__ import annotations
 
 import shlex
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from xenkit import dt, layout
 from xenkit.boards import Reserved
 from xenkit.bootconfig import BootConfig
 from xenkit.errors import XenkitError
-from xenkit.proc import need
+from xenkit.proc import run
 from xenkit.sizes import MiB, human
 
 SLOT = 2 * MiB
@@ -378,11 +377,7 @@ def _apply_overlay(tree: dt.DeviceTree, overlay: Path) -> dt.DeviceTree:
     with tempfile.TemporaryDirectory() as tmp:
         base, out = Path(tmp) / "base.dtb", Path(tmp) / "out.dtb"
         base.write_bytes(tree.to_bytes())
-        proc = subprocess.run(
-            [need("fdtoverlay"), "-i", str(base), "-o", str(out), str(overlay)],
-            capture_output=True,
-            text=True,
-        )
+        proc = run(["fdtoverlay", "-i", base, "-o", out, overlay], check=False)
         if proc.returncode != 0:
             raise XenkitError(f"overlay {overlay.name} does not apply: {proc.stderr.strip()}")
         return dt.DeviceTree.load(out)

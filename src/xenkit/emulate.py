@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import select
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from xenkit import media, rootfs
 from xenkit.boards import Board
 from xenkit.errors import XenkitError
 from xenkit.initramfs import READY
-from xenkit.proc import need, run
+from xenkit.proc import need, run, spawn
 
 log = logging.getLogger("xenkit")
 QEMU = "qemu-system-aarch64"
@@ -157,9 +156,8 @@ def interactive(plan: RunPlan) -> int:
         "-mon",
         "chardev=con,mode=readline",
     ]
-    log.debug("$ %s", shlex.join(argv))
     print("xenkit: console follows; Ctrl-C or Ctrl-A X stops the emulator", file=sys.stderr)
-    proc = subprocess.Popen(argv)
+    proc = spawn(argv)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return proc.wait()
@@ -287,11 +285,8 @@ def watch_qemu(
 ) -> CheckResult:
     """Start QEMU with the console on its stdout, follow it to the banners, stop it;
     after `linger` more seconds if the banners came, to see what runs once all are up."""
-    log.debug("$ %s", shlex.join(argv))
     start = time.monotonic()
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     try:
         result = watch(timed_lines(proc.stdout, start, start + timeout), echo, want)

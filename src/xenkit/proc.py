@@ -8,39 +8,30 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from xenkit import hostdeps
 from xenkit.errors import XenkitError
 
 log = logging.getLogger("xenkit")
-
-# Which Debian package provides each tool, for the "how to fix it" half of the error.
-_PROVIDERS = {
-    "qemu-system-aarch64": "qemu-system-arm (from bookworm-backports)",
-    "mkimage": "u-boot-tools",
-    "mkfs.fat": "dosfstools",
-    "mcopy": "mtools",
-    "mdir": "mtools",
-    "mkfs.ext4": "e2fsprogs",
-    "debugfs": "e2fsprogs",
-    "e2fsck": "e2fsprogs",
-    "apt-get": "apt",
-    "dtc": "device-tree-compiler",
-    # The bare-metal guests (xenkit.baremetal) need only the cross assembler and linker.
-    "aarch64-linux-gnu-as": "binutils-aarch64-linux-gnu",
-    "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
-    "aarch64-linux-gnu-objcopy": "binutils-aarch64-linux-gnu",
-}
 
 
 def need(tool: str) -> str:
     """Path of `tool`, or an error naming the package that provides it."""
     path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
     if path is None:
-        pkg = _PROVIDERS.get(tool, tool)
         raise XenkitError(
-            f"{tool} not found: install {pkg} (scripts/install-system-deps.sh does it)"
+            f"{tool} not found: install {hostdeps.provider(tool)}"
+            " (scripts/install-system-deps.sh does it)"
         )
     return path
+
+
+def _argv(cmd: Sequence[str | Path]) -> list[str]:
+    argv = [str(c) for c in cmd]
+    argv[0] = need(argv[0])
+    log.debug("$ %s", shlex.join(argv))
+    return argv
 
 
 def run(
@@ -50,22 +41,29 @@ def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     check: bool = True,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, logging it; a failure becomes a XenkitError carrying its last output."""
-    argv = [str(c) for c in cmd]
-    argv[0] = need(argv[0])
-    log.debug("$ %s", shlex.join(argv))
+    """Run a command, logging it; a failure becomes a XenkitError carrying its last output.
+    `stdin` is fed as bytes; the output is text either way (undecodable bytes replaced)."""
     proc = subprocess.run(
-        argv,
+        _argv(cmd),
         cwd=cwd,
         env=env,
-        text=True,
+        input=stdin,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
     )
+    out = (proc.stdout or b"").decode(errors="replace")
+    err = (proc.stderr or b"").decode(errors="replace")
     if check and proc.returncode != 0:
-        last = (proc.stderr or "").strip().splitlines()
+        last = err.strip().splitlines()
         detail = last[-1] if last else f"exit status {proc.returncode}"
-        raise XenkitError(f"{Path(argv[0]).name} failed: {detail}")
-    return proc
+        raise XenkitError(f"{Path(proc.args[0]).name} failed: {detail}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def spawn(cmd: Sequence[str | Path], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a long-running command (an emulator, a server), logged like `run`'s; the caller
+    owns it and reads its exit status."""
+    return subprocess.Popen(_argv(cmd), **popen)

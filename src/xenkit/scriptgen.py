@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from xenkit import binaries, bootconfig, bootscript, dt, imagebuilder, uboot, xen
 from xenkit.bootconfig import BootConfig
 from xenkit.errors import XenkitError
-from xenkit.proc import need
+from xenkit.proc import run
 
 log = logging.getLogger("xenkit")
 
@@ -177,13 +176,9 @@ def first_stage(
 
 def chosen_dts(tree: dt.DeviceTree) -> str:
     """/chosen of a tree, as dtc prints it."""
-    proc = subprocess.run(
-        [need("dtc"), "-q", "-I", "dtb", "-O", "dts", "-"],
-        input=tree.to_bytes(),
-        capture_output=True,
-        check=False,
-    )
-    text = proc.stdout.decode()
+    text = run(
+        ["dtc", "-q", "-I", "dtb", "-O", "dts", "-"], stdin=tree.to_bytes(), capture=True
+    ).stdout
     start = text.find("\tchosen {")
     if start < 0:
         return "(no /chosen)"
