@@ -34,10 +34,11 @@ def _target(
     dom0_cmd: str = "console=hvc0",
     config: Path | None = None,
 ) -> check.Target:
+    board = boards.load("rpi4")
     t = check.from_parts(
-        boards.load("rpi4"),
+        board,
         art.files["dtb"],
-        ram,
+        check.ram_banks(board, ram),
         xen_cmd,
         dom0_cmd,
         art.files["xen"],
@@ -125,7 +126,11 @@ def test_module_on_the_emulator_dtb_slot_fails(rpi4_artifacts: Artifacts) -> Non
 def test_xen_size_reads_like_xen() -> None:
     assert check.xen_size("512M") == 512 << 20
     assert check.xen_size("1g") == 1 << 30
-    assert check.xen_size("524288") == 512 << 20  # no suffix: KiB
+    assert check.xen_size("524288k") == 512 << 20
+    with pytest.raises(
+        XenkitError, match=r"dom0_mem=524288 has no unit, which Xen reads as KiB \(512M\)"
+    ):
+        check.xen_size("524288")
     with pytest.raises(XenkitError, match="not a size Xen reads"):
         check.xen_size("lots")
 
@@ -166,3 +171,33 @@ def test_truncated_dtb_is_a_one_line_error(rpi4_artifacts: Artifacts, tmp_path: 
     cut.write_bytes(rpi4_artifacts.files["dtb"].read_bytes()[:5000])
     proc = _xenkit("check", "--dtb", str(cut))
     assert proc.returncode == 2 and "not a valid device tree blob" in proc.stderr
+
+
+def test_any_ram_size_and_the_emulated_board_from_parts() -> None:
+    # The emulated Pi 4's 960 MiB as one bank from 0, and the emulator's own copy of the
+    # board (its RAM, DTB and Dom0 command line) without a build directory.
+    sized = _xenkit("check", "--json", "--ram", "960M")
+    emulated = _xenkit("check", "--json", "--emulated")
+    for proc in (sized, emulated):
+        assert proc.returncode in (0, 1), proc.stderr
+    for data in (json.loads(sized.stdout), json.loads(emulated.stdout)):
+        bank0 = data["dom0_bank_lines"][0]
+        assert bank0.startswith("BANK[0] 0x"), bank0
+        start, end = (int(x, 16) for x in bank0.split()[1].split("-"))
+        assert end <= 0x3C000000, bank0  # inside the 960 MiB
+    assert "emulator" in json.loads(emulated.stdout)["target"]
+    assert "clk_ignore_unused" in json.loads(emulated.stdout)["dom0_cmdline"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ram", "lots"], "--ram: cannot read 'lots' as a size"),
+        (["--ram", "1M"], "--ram 1M: give a board model (1G, 2G, 4G, 8G) or a size"),
+        (["--xen-cmd", "console=dtuart dtuart=serial1 dom0_mem=512"], "has no unit"),
+    ],
+)
+def test_bad_ram_and_sizes_are_one_line_errors(args: list[str], message: str) -> None:
+    proc = _xenkit("check", *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr.strip().splitlines()[-1], proc.stderr

@@ -43,3 +43,22 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message
     with pytest.raises(XenkitError, match=message) as err:
         settings.load_file(cfg)
     assert "\n" not in str(err.value)
+
+
+def test_every_path_in_a_config_file_is_relative_to_it(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    cfg = conf / "x.toml"
+    cfg.write_text(
+        'board = "myboard.toml"\ndom0_autorun = "autorun.sh"\nxen_image = "xen"\n'
+        'kernel_image = "/abs/Image"\n[[domain]]\nkernel = "k"\n'
+    )
+    values = settings.load_file(cfg)
+    assert values["board"] == str(conf / "myboard.toml")
+    assert values["dom0_autorun"] == str(conf / "autorun.sh")
+    assert values["xen_image"] == str(conf / "xen")
+    assert values["kernel_image"] == "/abs/Image"
+    assert values["domain"][0]["kernel"] == str(conf / "k")
+    # A board by name is no file.
+    cfg.write_text('board = "rpi4"\n')
+    assert settings.load_file(cfg)["board"] == "rpi4"

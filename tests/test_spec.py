@@ -99,3 +99,36 @@ def test_dom0_root_is_sd_or_initramfs() -> None:
     assert make_spec(toolstack=True, dom0_root="initramfs").dom0_root == "initramfs"
     with pytest.raises(XenkitError, match="choose one of sd, initramfs"):
         make_spec(toolstack=True, dom0_root="nfs")
+
+
+def test_a_bare_number_is_mib_everywhere() -> None:
+    s = make_spec(
+        board="qemu-virt",
+        dom0_mem="512",
+        toolstack=True,
+        domain=[{"name": "a", "memory": 128}, {"name": "b", "memory": "96"}],
+        guest=[{"name": "g", "memory": 64, "maxmem": "80"}],
+    )
+    assert s.dom0_mem == 512 * MiB
+    assert [d.memory for d in s.domains] == [128 * MiB, 96 * MiB]
+    assert (s.guests[0].memory, s.guests[0].maxmem) == (64 * MiB, 80 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dom0_mem": "16M"}, "dom0_mem: 16M is too small for Linux to boot in: give at least 64M"),
+        (
+            {"domain": [{"name": "tiny", "memory": "32M"}]},
+            r"\[\[domain\]\] tiny: 32M is too small for Linux",
+        ),
+        (
+            {"toolstack": True, "guest": [{"name": "g", "memory": "100B"}]},
+            r"\[\[guest\]\] g: 100B is too small for Linux",
+        ),
+        ({"domain": [{"name": "x", "memory": True}]}, "is not a size"),
+    ],
+)
+def test_domains_too_small_to_boot_are_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(XenkitError, match=message):
+        make_spec(board="qemu-virt", **overrides)

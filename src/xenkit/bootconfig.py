@@ -190,7 +190,7 @@ def _int(value: Any, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return parse_size(value, what)
+        return parse_size(value, what, bare=1)  # an address or byte count
     raise XenkitError(f"{what}: {value!r} is not a number or size")
 
 
@@ -218,7 +218,7 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
         ramdisk=str(t.get("ramdisk", "")),
         # As ImageBuilder: a guest with a virtual PL011 gets it as its console.
         cmdline=str(t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else "")),
-        memory=_int(t.get("memory", "512M"), f"{where} memory"),
+        memory=parse_size(t.get("memory", "512M"), f"{where} memory"),
         vcpus=int(t.get("vcpus", 1)),
         vpl011=bool(t.get("vpl011", True)),
         passthrough_dtb=str(t.get("passthrough_dtb", "")),
@@ -249,7 +249,7 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
                 kernel=str(dom0["kernel"]),
                 ramdisk=str(dom0.get("ramdisk", "")),
                 cmdline=str(dom0.get("cmdline", "")),
-                memory=_int(dom0.get("memory", 0), "dom0.memory"),
+                memory=parse_size(dom0.get("memory", 0), "dom0.memory"),
                 vcpus=int(dom0.get("vcpus", 0)),
             )
             if dom0

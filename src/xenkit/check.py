@@ -19,6 +19,7 @@ from xenkit import binaries, boards, build, dt
 from xenkit.binaries import Version
 from xenkit.boards import Board
 from xenkit.errors import XenkitError
+from xenkit.sizes import format_size, parse_size
 from xenkit.xen import memory
 
 
@@ -48,11 +49,17 @@ class Finding:
 
 
 def xen_size(text: str) -> int:
-    """Xen's parse_size_and_unit(): T/G/M/K/B suffixes, and no suffix means KiB."""
+    """Xen's parse_size_and_unit(): T/G/M/K/B suffixes. With no suffix Xen counts KiB, where
+    everything else a user writes for xenkit counts MiB: refused rather than guessed."""
     m = re.fullmatch(r"(\d+)([TtGgMmKkBb]?)", text)
     if not m:
         raise XenkitError(f"dom0_mem={text} is not a size Xen reads: write e.g. 512M")
-    shift = {"t": 40, "g": 30, "m": 20, "k": 10, "b": 0, "": 10}[m.group(2).lower()]
+    if not m.group(2):
+        raise XenkitError(
+            f"dom0_mem={text} has no unit, which Xen reads as KiB "
+            f"({format_size(int(text) << 10)}): write the unit, e.g. {text}K or 512M"
+        )
+    shift = {"t": 40, "g": 30, "m": 20, "k": 10, "b": 0}[m.group(2).lower()]
     return int(m.group(1)) << shift
 
 
@@ -137,20 +144,29 @@ def from_build(build_dir: Path, emulated: bool = False) -> Target:
     )
 
 
+def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Bank, ...]:
+    """RAM for `ram`: one of the board's models (its banks; the emulator's if `emulated`), or
+    any size, as one bank from where the board's RAM starts, as an emulator describes it."""
+    model = ram or board.default_ram
+    if model in board.ram:
+        return board.emulated_ram(model) if emulated else board.ram[model]
+    size = parse_size(model, "--ram")
+    if size < 64 << 20:
+        raise XenkitError(f"--ram {ram}: give a board model ({', '.join(board.ram)}) or a size")
+    return ((board.ram[board.default_ram][0][0], size),)
+
+
 def from_parts(
     board: Board,
     dtb: Path,
-    ram: str,
+    ram: tuple[boards.Bank, ...],
     xen_cmdline: str,
     dom0_cmdline: str,
     xen_image: Path | None = None,
     kernel_image: Path | None = None,
     config_txt: Path | None = None,
+    label: str = "",
 ) -> Target:
-    if ram not in board.ram:
-        raise XenkitError(
-            f"{board.name} has no {ram} model: choose --ram from {', '.join(board.ram)}"
-        )
     try:
         config = tuple(config_txt.read_text().splitlines()) if config_txt else None
     except OSError as exc:
@@ -161,14 +177,14 @@ def from_parts(
     return Target(
         board=board,
         tree=dt.DeviceTree.load(dtb),
-        ram=board.ram[ram],
+        ram=ram,
         xen_cmdline=xen_cmdline,
         dom0_cmdline=dom0_cmdline,
         config_txt=config,
         xen_version=xen_version,
         linux_version=linux_version,
         kernel_isize=isize,
-        description=f"{board.name} {ram} with {dtb.name}",
+        description=f"{board.name} {label or format_size(sum(n for _, n in ram))} with {dtb.name}",
     )
 
 
@@ -468,6 +484,8 @@ def as_json(t: Target, findings: Sequence[Finding]) -> dict[str, Any]:
     return {
         "target": t.description,
         "worst": str(worst(findings)),
+        "xen_cmdline": t.xen_cmdline,
+        "dom0_cmdline": t.dom0_cmdline,
         "findings": [f.as_dict() for f in findings],
         "dom0_banks": [{"start": s, "size": n} for s, n in d.banks],
         "dom0_bank_lines": d.bank_lines(),

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +111,30 @@ def _target(args: argparse.Namespace) -> check.Target:
     (defaulting to the board's packaged DTB, Xen and kernel)."""
     if args.dir:
         return check.from_build(Path(args.dir), args.emulated)
-    values = settings.resolve({}, {"board": args.board, "ram": args.ram})
-    system = spec.resolve(values)
-    files = {}
-    if not (args.dtb and args.xen and args.kernel):
-        files = gather(system).files
+    board = boards.load(args.board)
+    banks = check.ram_banks(board, args.ram, args.emulated)
+    # Command lines and packaged files are the board's whatever the RAM: a size that is no
+    # model of the board takes its default model's.
+    model = args.ram if args.ram in board.ram else ""
+    system = spec.resolve(settings.resolve({}, {"board": args.board, "ram": model}))
+    art = None if args.dtb and args.xen and args.kernel else gather(system)
+    files = art.files if art else {}
     dtb = Path(args.dtb) if args.dtb else files["dtb"]
+    if args.emulated and art and not args.dtb:
+        # The emulator's copy, with the blocks QEMU does not model disabled, as a build has it.
+        dtb = Path(tempfile.mkdtemp(prefix="xenkit-check-")) / board.dtb_name
+        dtb.write_bytes(build.emulation_dtb(system, build.hardware_dtb(system, art)))
+    dom0_default = system.emu_dom0_cmdline if args.emulated else system.dom0_cmdline
     return check.from_parts(
-        system.board,
+        board,
         dtb,
-        system.ram,
+        banks,
         args.xen_cmd if args.xen_cmd is not None else system.xen_cmdline,
-        args.dom0_cmd if args.dom0_cmd is not None else system.dom0_cmdline,
+        args.dom0_cmd if args.dom0_cmd is not None else dom0_default,
         Path(args.xen) if args.xen else files.get("xen"),
         Path(args.kernel) if args.kernel else files.get("kernel"),
         Path(args.config_txt) if args.config_txt else None,
+        label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
     )
 
 
@@ -247,10 +257,14 @@ def _target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--emulated",
         action="store_true",
-        help="with a build directory: the emulator's copy (its RAM and DTB)",
+        help="the emulator's copy: its RAM, DTB and Dom0 command line",
     )
     p.add_argument("--board", default="rpi4", help="board (without a build directory)")
-    p.add_argument("--ram", default="", help="RAM model, e.g. 4G (default: the board's)")
+    p.add_argument(
+        "--ram",
+        default="",
+        help="a RAM model of the board (e.g. 4G) or any size, as one bank (default: the board's)",
+    )
     p.add_argument("--dtb", help="device tree blob (default: the board's, from Debian)")
     p.add_argument("--xen-cmd", help="Xen command line (default: what xenkit would use)")
     p.add_argument("--dom0-cmd", help="Dom0 command line (default: what xenkit would use)")

@@ -22,6 +22,8 @@ class Setting:
     type: type
     default: Any
     help: str
+    # A file's path: in a config file, relative to that file.
+    path: bool = False
 
     @property
     def flag(self) -> str:
@@ -29,7 +31,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)"),
+    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)", True),
     Setting("ram", str, "", "RAM model of the board, e.g. 1G/2G/4G/8G (default: the board's)"),
     Setting("dom0_mem", str, "", "memory for Dom0, e.g. 512M (default: the board's)"),
     Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)"),
@@ -37,8 +39,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("xen_extra", str, "", "words appended to the Xen command line"),
     Setting("dom0_cmdline", str, "", "Dom0 Linux command line, replacing the generated one"),
     Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
-    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one"),
-    Setting("kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one"),
+    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one", True),
+    Setting(
+        "kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one", True
+    ),
     Setting("root_size", str, "", "size of the ext4 root partition (default: fits its content)"),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
     Setting(
@@ -69,7 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
         "sd",
         "with --toolstack: Dom0's root on the card's ext4 partition (sd) or in its initramfs",
     ),
-    Setting("dom0_autorun", str, "", "with --toolstack: a shell script Dom0 runs once it is up"),
+    Setting(
+        "dom0_autorun", str, "", "with --toolstack: a shell script Dom0 runs once it is up", True
+    ),
     # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
     # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool). kernel may be
     # "builtin:tick", the bare-metal guest xenkit builds from its own source.
@@ -117,6 +123,8 @@ def load_file(path: Path) -> dict[str, Any]:
             known = ", ".join(BY_NAME)
             raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
         values[name] = _coerce(BY_NAME[name], value, f"config {path}")
+        if BY_NAME[name].path and values[name] and _is_file_path(name, values[name]):
+            values[name] = str((path.parent / Path(values[name]).expanduser()).resolve())
     for table in [*values.get("domain", []), *values.get("guest", [])]:
         # Guest files are named relative to the config file; builtin:NAME is no file.
         for key in ("kernel", "ramdisk", "passthrough_dtb"):
@@ -124,6 +132,11 @@ def load_file(path: Path) -> dict[str, Any]:
             if value and not baremetal.is_builtin(str(value)):
                 table[key] = str((path.parent / value).resolve())
     return values
+
+
+def _is_file_path(name: str, value: str) -> bool:
+    # A board is a name unless it names a .toml file.
+    return name != "board" or value.endswith(".toml")
 
 
 def resolve(file_values: dict[str, Any], cli_values: dict[str, Any]) -> dict[str, Any]:

@@ -10,16 +10,22 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 _UNITS = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
 
 
-def parse_size(text: str | int, what: str = "size") -> int:
+def parse_size(text: str | int, what: str = "size", bare: int = MiB) -> int:
+    """A size in bytes: "512M", "2G", "0x8000000" (bytes), or a bare number counted in `bare`
+    units. xenkit's one rule for sizes a user writes: a bare number means MiB, as in xl.cfg,
+    in the config file, on the command line and in guest tables alike."""
+    if isinstance(text, bool):
+        raise XenkitError(f"{what}: {text!r} is not a size; write e.g. 512M or 2G")
     if isinstance(text, int):
-        return text
+        return text * bare
     s = text.strip()
     if re.fullmatch(r"0[xX][0-9a-fA-F]+", s):
         return int(s, 16)
     m = re.fullmatch(r"(\d+)\s*([KMGT]?)(?:i?B)?", s, re.I)
     if not m:
         raise XenkitError(f"{what}: cannot read {text!r} as a size; write e.g. 512M or 2G")
-    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+    unit = m.group(2).upper()
+    return int(m.group(1)) * (_UNITS[unit] if unit or s[-1:].isalpha() else bare)
 
 
 def format_size(n: int) -> str:
@@ -27,7 +33,8 @@ def format_size(n: int) -> str:
     for unit, scale in (("T", 1 << 40), ("G", GiB), ("M", MiB), ("K", KiB)):
         if n and n % scale == 0:
             return f"{n // scale}{unit}"
-    return str(n)
+    # A bare number would read back as MiB (parse_size) and as KiB in Xen's own syntax.
+    return f"{n}B"
 
 
 def human(n: int) -> str:

@@ -67,8 +67,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     banks = board.ram[ram]
     dom0_mem = parse_size(values["dom0_mem"] or board.dom0_mem, "dom0_mem")
     total = sum(size for _, size in banks)
-    if dom0_mem < 32 * MiB:
-        raise XenkitError(f"dom0_mem={format_size(dom0_mem)} is too small: give at least 32M")
+    xl.too_small(dom0_mem, "dom0_mem")
     if dom0_mem >= total:
         raise XenkitError(
             f"dom0_mem={format_size(dom0_mem)} does not fit in the {ram} {board.name}: "
@@ -167,6 +166,8 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
         xl.check_name(d.name, f"[[domain]] #{i + 1}")
         if baremetal.is_builtin(d.kernel):
             d = _builtin(d, table)
+        else:
+            xl.too_small(d.memory, f"[[domain]] {d.name}")
         for what in ("kernel", "ramdisk", "passthrough_dtb"):
             path = getattr(d, what)
             if path and not baremetal.is_builtin(path) and not Path(path).is_file():
