@@ -184,6 +184,7 @@ def test_any_ram_size_and_the_emulated_board_from_parts() -> None:
         bank0 = data["dom0_bank_lines"][0]
         assert bank0.startswith("BANK[0] 0x"), bank0
         start, end = (int(x, 16) for x in bank0.split()[1].split("-"))
+        assert 0 <= start < end
         assert end <= 0x3C000000, bank0  # inside the 960 MiB
     assert "emulator" in json.loads(emulated.stdout)["target"]
     assert "clk_ignore_unused" in json.loads(emulated.stdout)["dom0_cmdline"]
