@@ -98,3 +98,26 @@ def test_a_broken_boot_fails_the_check(tmp_path: Path) -> None:
     code, out, _ = _boot("qemu-virt", tmp_path, dom0_extra=extra)
     assert code == 1
     assert "Dom0 is up" not in out and "Kernel panic" in out
+
+
+def test_a_dom0_line_cut_by_xen_is_whole_again() -> None:
+    # As seen in a run: Xen's line landed in the middle of one of Dom0's.
+    console = [
+        (1.0, "XK 41.2 mem-set 0 98304(XEN) d1v0: vGICD: unhandled word write"),
+        (1.1, "(XEN) another Xen line"),
+        (1.2, ""),
+        (2.0, f"{READY[:9]}(XEN) DOM1: xenkit: tick rtos 3"),
+        (2.1, f"{READY[9:]}: Xen 4.17.7"),
+    ]
+    lines = [line for _, line in emulate.untangle(console)]
+    assert lines == [
+        "(XEN) d1v0: vGICD: unhandled word write",
+        "(XEN) another Xen line",
+        "XK 41.2 mem-set 0 98304",
+        "(XEN) DOM1: xenkit: tick rtos 3",
+        f"{READY}: Xen 4.17.7",
+    ]
+    result = emulate.watch(console)
+    assert result.ok and result.ready_at == 2.1
+    text = emulate.untangled("\n".join(line for _, line in console))
+    assert "XK 41.2 mem-set 0 98304\n" in text

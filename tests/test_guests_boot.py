@@ -23,7 +23,7 @@ def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
     """The script's `XK` lines: the `xl list` rows, and the other results by key (the
     uptime each was printed at dropped)."""
     rows, found = [], {}
-    for line in console.splitlines():
+    for line in emulate.untangled(console).splitlines():
         words = line.split()
         if len(words) < 2 or words[0] != "XK":
             continue

@@ -394,7 +394,6 @@ def _slow_lockstep(addr: tuple[str, int], name: str, delay: float, seen: list[in
                 return data
 
 
-@pytest.mark.skipif(tftp.polling.size < 1, reason="one CPU: no transfer polls")
 def _no_transfer_polls() -> None:
     """Wait for other transfers (a finishing thread, or one an earlier test left retrying
     for a client that has gone) to give up their polling slots."""
@@ -404,11 +403,59 @@ def _no_transfer_polls() -> None:
     assert tftp.polling.used == 0
 
 
+class _Spinner:
+    """What Transfer._recv_spun uses of a transfer, around a real socket."""
+
+    _stop_spinning = tftp.Transfer._stop_spinning
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.inbox, self.misses, self.spin = sock, bytearray(64), 0, 0.0
+        if tftp.polling.take():
+            self.spin = tftp.SPIN
+
+
+def test_an_answer_already_there_keeps_polling_and_late_ones_stop_it() -> None:
+    # The policy without the clock: an ACK waiting when the transfer looks is a hit, however
+    # loaded the host; one that never comes within the poll is a miss, and SPIN_MISSES of
+    # them in a row give the polling slot back.
+    _no_transfer_polls()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    # As the transfer waits (SO_RCVTIMEO): a blocking receive with nothing sent gives up at once.
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 1000))
+    t = _Spinner(a)
+
+    def hit() -> None:
+        b.send(b"ack!")
+        assert tftp.Transfer._recv_spun(t) == 4  # type: ignore[arg-type]
+
+    def miss() -> None:
+        with pytest.raises(OSError):
+            tftp.Transfer._recv_spun(t)  # type: ignore[arg-type]
+
+    try:
+        with a, b:
+            assert t.spin == tftp.SPIN and tftp.polling.used == 1
+            for _ in range(3 * tftp.SPIN_MISSES):
+                hit()
+            for _ in range(2):  # a hit starts the count of misses again
+                for _ in range(tftp.SPIN_MISSES - 1):
+                    miss()
+                assert t.spin == tftp.SPIN
+                hit()
+            for _ in range(tftp.SPIN_MISSES):
+                miss()
+            assert t.spin == 0 and tftp.polling.used == 0
+    finally:
+        t._stop_spinning()
+
+
 def test_a_near_client_is_polled_for_and_a_far_one_is_not(server: Running, root: Path) -> None:
     _no_transfer_polls()
     seen: list[int] = []
     assert _slow_lockstep(server.addr, "f60000", 0, seen) == (root / "f60000").read_bytes()
-    assert seen[-1] == 1, "a prompt client's transfer should poll"
+    # Whether a prompt client stays polled for to the end depends on the host's load (a busy
+    # CPU answers later than SPIN): the policy itself is tested without the clock above.
+    assert seen[0] == 1, "a transfer should start polling"
     _no_transfer_polls()
     seen.clear()
     # Each ACK later than the poll: after SPIN_MISSES of them the transfer sleeps instead,

@@ -226,6 +226,31 @@ def banners(manifest: dict[str, Any]) -> list[str]:
     return want
 
 
+def untangle(lines: Iterable[tuple[float, str]]) -> Iterator[tuple[float, str]]:
+    """Dom0's lines whole again. Dom0 and Xen share one serial console, and Xen prints its
+    own lines whole (under its console lock) wherever Dom0's output has got to: a Dom0 line
+    arrived as "XK 1.2 mem-set 0 98304(XEN) d1v0 ...", its end on the next line. A Xen line
+    that starts mid-line is split off, and the fragment before it joins Dom0's next line."""
+    held = ""
+    for t, line in lines:
+        cut = line.find("(XEN)")
+        if cut > 0:
+            held += line[:cut]
+            yield t, line[cut:]
+        elif cut == 0:
+            yield t, line
+        else:
+            yield t, held + line
+            held = ""
+    if held:
+        yield 0.0, held
+
+
+def untangled(console: str) -> str:
+    """A whole console log with Dom0's lines put back together (see untangle)."""
+    return "\n".join(line for _, line in untangle((0.0, x) for x in console.splitlines()))
+
+
 def watch(
     lines: Iterable[tuple[float, str]],
     echo: TextIO | None = None,
@@ -235,7 +260,7 @@ def watch(
     `want` (Dom0's, and those of guests) has appeared."""
     marks: dict[str, float] = {PHASES[0][0]: 0.0}
     seen: dict[str, tuple[float, str]] = {}
-    for t, line in lines:
+    for t, line in untangle(lines):
         if echo is not None:
             echo.write(line + "\n")
             echo.flush()
