@@ -28,8 +28,8 @@ demo: deps
 	$(BIN)/xenkit run --check out/$(BOARD)
 
 lint: deps
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 unit: deps

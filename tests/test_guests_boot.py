@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import scenarios
 from tests.conftest import make_spec
 from xenkit import boards, build, emulate, initramfs, rootfs, tickstats
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).parent / "data" / "guest_lifecycle.sh"
-# Not the tick guest's default (100 ms): a guest that ignored its bootargs would show it.
-PERIOD_MS = 500
+PERIOD_MS = scenarios.TICK_PERIOD_MS
 
 
 def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
@@ -41,27 +40,7 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     board: str, scope: str, tmp_path: Path
 ) -> None:
     full = scope == "full"
-    script = tmp_path / "lifecycle.sh"
-    args = "g1 g2" if full else "g1 '' basic"
-    script.write_text(
-        SCRIPT.read_text().replace("#!/bin/bash\n", f"#!/bin/bash\nset -- {args}\n", 1)
-    )
-    guests: list[dict[str, object]] = [{"name": "g1", "memory": "128M", "maxvcpus": 2}]
-    if full:
-        # The second guest pings the first across the bridge.
-        guests.append({"name": "g2", "memory": "64M", "ping": "10.99.0.10"})
-    system = make_spec(
-        board=board,
-        toolstack=True,
-        dom0_autorun=str(script),
-        domain=[
-            # Two vCPUs keep it out of xenstore (xen.init_dom0less_fails): on the Pi 4 run,
-            # to show that init-dom0less still sets up the other guest.
-            {"name": "linux1", "memory": "128M", "vcpus": 1 if full else 2},
-            {"name": "rtos", "kernel": "builtin:tick", "cmdline": f"period_ms={PERIOD_MS}"},
-        ],
-        guest=guests,
-    )
+    system = scenarios.toolstack_guests(board, full, tmp_path)
     out = tmp_path / "out"
     manifest = build.build(system, out)
     assert manifest["toolstack"] and manifest["dom0_root"] == "sd"

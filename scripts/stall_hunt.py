@@ -1,0 +1,181 @@
+"""Boot a scenario again and again and count how often one of Dom0's vCPUs stalls.
+
+    .venv/bin/python scripts/stall_hunt.py [--board qemu-virt] [--boots 30] [--jobs 1]
+        [--xen-extra "vwfi=native"] [--qemu "-accel tcg,thread=single"] [--churn 0]
+
+The scenario is the toolstack guest test's (tests/scenarios.py): Dom0 with Xen's tools, a
+Linux dom0less guest, the tick guest, and tests/data/guest_lifecycle.sh driving run-time
+guests through xl. `--churn N` runs N `xl create`/`xl destroy` cycles instead, for more
+chances per boot. A boot counts as stalled when Dom0's Linux reports an RCU stall (the
+symptom: an idle vCPU whose timer wakeup never comes); it is stopped there, since such a
+boot only crawls on. One line per boot and a summary go to stdout and to OUT/stalls.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+
+from tests import scenarios  # noqa: E402
+
+from xenkit import boards, build, emulate, rootfs  # noqa: E402
+from xenkit.errors import XenkitError  # noqa: E402
+from xenkit.proc import spawn  # noqa: E402
+
+# The stall hunted: Dom0's Linux 6.1 finds an idle CPU that has stopped taking part in RCU
+# grace periods, its timer wakeup never having come ("detected stalls on CPUs/tasks: 1-...!:
+# (0 ticks this GP) idle ...", "timer wakeup didn't happen").
+STALL = re.compile(
+    r"rcu: INFO: rcu_sched detected stalls on CPUs|rcu_sched kthread timer wakeup didn't happen"
+)
+# A different thing, counted apart: a CPU busy in the kernel for RCU's whole timeout
+# ("self-detected stall"), seen when the host was so overloaded that QEMU's threads starved
+# (load 8 on 2 cores: `xl destroy` unmapping a guest took over 21 s).
+BUSY = re.compile(r"rcu: INFO: rcu_sched self-detected stall")
+UPTIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+CHURN = """#!/bin/bash
+# xl create / destroy, over and over: each start puts event channels, grant maps, vCPU
+# wakeups and the bridge through their paces in Dom0.
+log=/var/log/xen/console/guest-g1.log
+for i in $(seq 1 {cycles}); do
+    xl create /etc/xen/g1.cfg >/dev/null 2>&1
+    end=$(( $(cut -d. -f1 /proc/uptime) + 180 ))
+    until [ "$(grep -c 'xenkit: guest g1 ready' "$log" 2>/dev/null)" -ge "$i" ]; do
+        [ "$(cut -d. -f1 /proc/uptime)" -ge "$end" ] && break
+        sleep 1
+    done
+    echo "XK $(cut -d' ' -f1 /proc/uptime) cycle $i $(grep -c 'xenkit: guest g1 ready' "$log")"
+    xl destroy g1
+done
+"""
+
+
+@dataclasses.dataclass
+class Boot:
+    index: int
+    outcome: str  # "done", "stall", "failed", "timeout"
+    seconds: float
+    stall_at: float | None = None  # Dom0's uptime at the first stall report
+    stall_line: str = ""
+    cycles: int = 0
+    busy_stalls: int = 0
+    tail: str = ""
+
+
+def build_once(args: argparse.Namespace, work: Path) -> Path:
+    system = scenarios.toolstack_guests(
+        args.board,
+        args.board == "qemu-virt",
+        work,
+        xen_extra=args.xen_extra,
+        dom0_extra=args.dom0_extra,
+    )
+    if args.churn:
+        script = work / "churn.sh"
+        script.write_text(CHURN.format(cycles=args.churn))
+        system = dataclasses.replace(system, dom0_autorun=script)
+    out = work / "out"
+    build.build(system, out)
+    return out
+
+
+def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Boot:
+    manifest = build.read_manifest(out)
+    board = boards.load(args.board)
+    plan = emulate.prepare(board, manifest["ram"], out, work / f"run{index}")
+    con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
+    argv = [*plan.argv, *shlex.split(args.qemu), "-chardev", con]
+    start = time.monotonic()
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    result = Boot(index, "timeout", 0.0)
+    try:
+        lines = emulate.untangle(emulate.timed_lines(proc.stdout, start, start + args.timeout))
+        for _, line in lines:
+            if line.startswith("XK ") and " cycle " in line:
+                result.cycles += 1
+            if BUSY.search(line):
+                result.busy_stalls += 1
+            if STALL.search(line):
+                up = UPTIME.match(line)
+                result.outcome, result.stall_line = "stall", line.strip()
+                result.stall_at = float(up.group(1)) if up else None
+                break
+            if rootfs.AUTORUN_DONE in line:
+                result.outcome = "done"
+                break
+            if emulate.FAILURES.search(line):
+                result.outcome, result.stall_line = "failed", line.strip()
+                break
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    result.seconds = round(time.monotonic() - start, 1)
+    console = plan.console_log.read_text(errors="replace")
+    result.tail = console[-3000:] if result.outcome != "done" else ""
+    plan.image.unlink(missing_ok=True)  # a card copy per boot adds up
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--board", default="qemu-virt", choices=boards.available())
+    ap.add_argument("--boots", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=1, help="boots at once")
+    ap.add_argument("--xen-extra", default="", help="words added to Xen's command line")
+    ap.add_argument("--dom0-extra", default="", help="words added to Dom0's command line")
+    ap.add_argument("--qemu", default="", help="options added to QEMU's, e.g. -accel ...")
+    ap.add_argument("--churn", type=int, default=0, help="xl create/destroy cycles instead")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds each boot may take")
+    ap.add_argument("-o", "--out", type=Path, help="where to keep the results")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="xenkit-stalls-"))
+    results_dir = args.out or work
+    results_dir.mkdir(parents=True, exist_ok=True)
+    log = (results_dir / "stalls.jsonl").open("a")
+    label = {k: v for k, v in vars(args).items() if k not in ("out",)}
+    try:
+        out = build_once(args, work)
+    except XenkitError as exc:
+        print(f"stall_hunt: {exc}", file=sys.stderr)
+        return 2
+    print(f"stall_hunt: {json.dumps(label)} in {work}", flush=True)
+    boots: list[Boot] = []
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(boot_once, i, out, args, work) for i in range(args.boots)]
+        for f in concurrent.futures.as_completed(futures):
+            b = f.result()
+            boots.append(b)
+            print(
+                f"boot {b.index:2d}: {b.outcome:7s} {b.seconds:6.1f} s cycles {b.cycles}"
+                f" busy-stalls {b.busy_stalls}"
+                + (f" stall at {b.stall_at} s: {b.stall_line}" if b.stall_line else ""),
+                flush=True,
+            )
+            log.write(json.dumps({"settings": label, **dataclasses.asdict(b)}) + "\n")
+            log.flush()
+    stalls = sum(b.outcome == "stall" for b in boots)
+    other = sum(b.outcome in ("failed", "timeout") for b in boots)
+    print(f"stall_hunt: {stalls} of {len(boots)} boots stalled; {other} failed otherwise")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
