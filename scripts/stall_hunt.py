@@ -19,7 +19,6 @@ import dataclasses
 import json
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,6 @@ from tests import scenarios  # noqa: E402
 
 from xenkit import boards, build, emulate, rootfs  # noqa: E402
 from xenkit.errors import XenkitError  # noqa: E402
-from xenkit.proc import spawn  # noqa: E402
 
 # The stall hunted: Dom0's Linux 6.1 finds an idle CPU that has stopped taking part in RCU
 # grace periods, its timer wakeup never having come ("detected stalls on CPUs/tasks: 1-...!:
@@ -98,13 +96,9 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
     plan = emulate.prepare(board, manifest["ram"], out, work / f"run{index}")
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     argv = [*plan.argv, *shlex.split(args.qemu), "-chardev", con]
-    start = time.monotonic()
-    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
     result = Boot(index, "timeout", 0.0)
-    try:
-        lines = emulate.untangle(emulate.timed_lines(proc.stdout, start, start + args.timeout))
-        for _, line in lines:
+    with emulate.console(argv) as (out, start):
+        for _, line in emulate.untangle(emulate.timed_lines(out, start, start + args.timeout)):
             if line.startswith("XK ") and " cycle " in line:
                 result.cycles += 1
             if BUSY.search(line):
@@ -120,13 +114,6 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
             if emulate.FAILURES.search(line):
                 result.outcome, result.stall_line = "failed", line.strip()
                 break
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     result.seconds = round(time.monotonic() - start, 1)
     console = plan.console_log.read_text(errors="replace")
     result.tail = console[-3000:] if result.outcome != "done" else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -301,6 +302,24 @@ def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tu
         yield time.monotonic() - start, buf
 
 
+@contextlib.contextmanager
+def console(argv: list[str]) -> Iterator[tuple[IO[bytes], float]]:
+    """QEMU started with its console on stdout: that pipe and the time it started at; QEMU
+    is stopped on the way out, however the caller leaves."""
+    start = time.monotonic()
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout, start
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def watch_qemu(
     argv: list[str],
     timeout: float,
@@ -310,26 +329,16 @@ def watch_qemu(
 ) -> CheckResult:
     """Start QEMU with the console on its stdout, follow it to the banners, stop it;
     after `linger` more seconds if the banners came, to see what runs once all are up."""
-    start = time.monotonic()
-    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    try:
-        result = watch(timed_lines(proc.stdout, start, start + timeout), echo, want)
+    with console(argv) as (out, start):
+        result = watch(timed_lines(out, start, start + timeout), echo, want)
         if result.ok and linger > 0:
-            for _, line in timed_lines(proc.stdout, start, time.monotonic() + linger):
+            for _, line in timed_lines(out, start, time.monotonic() + linger):
                 if echo is not None:
                     echo.write(line + "\n")
         if not result.ok and time.monotonic() - start >= timeout:
             missing = ", ".join(m for m in want if m not in result.banners)
             result.reason = f"no {missing} within {timeout:.0f} s"
         return result
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def check(
