@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import os
 import re
 import socket
@@ -24,7 +23,7 @@ from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
 from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
 from xenkit.errors import XenkitError
-from xenkit.proc import run
+from xenkit.proc import run, spawn
 
 
 def _tree(tmp: Path) -> Path:
@@ -190,7 +189,6 @@ TRANSFER = re.compile(
     r"tftp: (?P<client>\S+) (?P<file>\S+) (?P<bytes>\d+) bytes in [\d.]+ s "
     r"\([\d.]+ MiB/s\)(?P<options>(?: \w+=\d+)*)$"
 )
-_namespaces = itertools.count()
 
 
 def transfers(log_text: str) -> list[tuple[str, str, int, dict[str, int]]]:
@@ -213,31 +211,42 @@ def test_transfer_lines_parse() -> None:
 
 
 @pytest.fixture
-def netns() -> Iterator[str]:
-    """A network namespace holding a tap device at SERVER/24: QEMU's card is the other end,
-    so xenkit's server is on a wire of its own (QEMU's user network answers TFTP itself and
-    rewrites reply ports, which breaks TFTP's transfer IDs)."""
+def netns() -> Iterator[list[str]]:
+    """A network namespace holding a tap device at SERVER/24, as the command prefix that runs
+    a program inside it: QEMU's card is the other end, so xenkit's server is on a wire of
+    its own (QEMU's user network answers TFTP itself and rewrites reply ports, which breaks
+    TFTP's transfer IDs). The namespace is held by a sleeping process rather than named
+    with `ip netns add`, which needs / to be a mount point (it is not in a chroot, such as
+    ../shared/tools/fresh-ci's) and leaves a mount behind on /run/netns."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces and tap devices need root")
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("no /dev/net/tun: tap devices unavailable")
-    name = f"xenkit-test-{os.getpid()}-{next(_namespaces)}"
-    run(["ip", "netns", "add", name])
+    holder = spawn(["unshare", "--net", "sleep", "infinity"])
+    inside = ["nsenter", f"--target={holder.pid}", "--net"]
     try:
-        run(["ip", "-n", name, "tuntap", "add", "dev", "tap0", "mode", "tap"])
-        run(["ip", "-n", name, "addr", "add", f"{SERVER}/24", "dev", "tap0"])
+        deadline = time.monotonic() + 10
+        # unshare enters the new namespace before it runs sleep: wait until it has.
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline and holder.poll() is None, "unshare failed"
+            time.sleep(0.01)
+        run([*inside, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])
+        run([*inside, "ip", "addr", "add", f"{SERVER}/24", "dev", "tap0"])
         for dev in ("lo", "tap0"):
-            run(["ip", "-n", name, "link", "set", dev, "up"])
-        yield name
+            run([*inside, "ip", "link", "set", dev, "up"])
+        yield inside
     finally:
-        # The tap device goes with its namespace.
-        run(["ip", "netns", "delete", name], check=False)
+        # The namespace, and the tap device with it, goes with its last process.
+        holder.kill()
+        holder.wait()
 
 
 @contextlib.contextmanager
-def serving(netns: str, build_dir: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    inside: list[str], build_dir: Path, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """`xenkit serve --emulated` on SERVER inside the namespace, until the block ends."""
-    argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "xenkit", "serve"]
+    argv = [*inside, sys.executable, "-m", "xenkit", "serve"]
     argv += [str(build_dir), "--bind", SERVER, "--emulated"]
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
@@ -266,7 +275,7 @@ def serving(netns: str, build_dir: Path, log_path: Path) -> Iterator[subprocess.
     ids=["defaults", "window8"],
 )
 def test_uboot_netboots_dom0_from_xenkit_serve(
-    tmp_path: Path, netns: str, options: dict[str, int], expect: dict[str, int]
+    tmp_path: Path, netns: list[str], options: dict[str, int], expect: dict[str, int]
 ) -> None:
     out = tmp_path / "virt"
     spec = make_spec(
@@ -282,7 +291,7 @@ def test_uboot_netboots_dom0_from_xenkit_serve(
         board, spec.ram, out, tmp_path / "run", netdev="tap,ifname=tap0,script=no,downscript=no"
     )
     # QEMU opens the tap device by name, so it runs inside the namespace too.
-    plan = dataclasses.replace(plan, argv=["ip", "netns", "exec", netns, *plan.argv])
+    plan = dataclasses.replace(plan, argv=[*netns, *plan.argv])
     serve_log = tmp_path / "serve.log"
     with serving(netns, out, serve_log):
         result = emulate.check(plan, 300)

@@ -52,6 +52,8 @@ PROGRAMS: dict[str, str] = {
     "curl": "curl",
     # Network namespaces and tap devices for the netboot tests and the TFTP benchmark.
     "ip": "iproute2",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
     "pgrep": "procps",
     "gpgv": "gpgv",
     # Building pylibfdt into .venv.
