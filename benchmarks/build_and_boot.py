@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Time xenkit's build and its emulated boot, each against a peer measured in the same run.
 
-    python benchmarks/build_and_boot.py [--board rpi4|qemu-virt] [--runs N]
+    python benchmarks/build_and_boot.py [--board rpi4|qemu-virt] [--runs N] [--quick]
+
+--quick (what CI runs) is one run of each measurement on qemu-virt, faster to emulate than
+the Pi 4; options given with it still win.
 
 1. cold build: package files and apt indexes cached, extracted files and derived images not.
 2. warm rebuild after a Xen command line change (peer: the cold build).
 3. QEMU start -> "xenkit: Dom0 ready" through xenkit's own path (U-Boot boots the SD image)
    against a direct QEMU boot of the same Xen, kernel and initramfs (-kernel xen, the modules
-   as loader devices, /chosen written into a copy of the emulation DTB here).
+   as loader devices where the build's emulator script puts them, as its manifest's
+   xen_modules records, /chosen written into a copy of the emulation DTB here).
 
 The user's cache is never modified except by an ordinary `xenkit build` that primes it when
 it lacks this board's packages: every measured build runs on a private copy (XENKIT_CACHE).
@@ -51,6 +55,11 @@ MONITOR_WORDS = re.compile(r"^([0-9a-f]{16}): 0x([0-9a-f]{8}) 0x([0-9a-f]{8})", 
 XEN_CHANGE = "loglvl=all"
 # Kept in the private cache: what a cold build may reuse (the downloads and apt's indexes).
 KEPT = ("apt", "debs")
+# What the direct boot loads, by the kind the manifest's xen_modules gives each module.
+DOM0_FILES = {"kernel": KERNEL, "ramdisk": RAMDISK}
+# --quick: virt boots faster than the emulated Pi 4, and one run is the least that still
+# gives every figure and ratio.
+QUICK = {"board": "qemu-virt", "runs": 1}
 
 
 def log(msg: str) -> None:
@@ -235,25 +244,37 @@ def qemu_dtb_span(board: Board) -> Span:
     return Span("QEMU's DTB", at, at + 2 * MiB)
 
 
-def place_modules(
-    board: Board, build: dict[str, Any], files: dict[str, Path], xen: Path
-) -> tuple[list[Span], list[str]]:
-    """The build's own load addresses for the Dom0 kernel and initramfs, each moved up past
-    whatever QEMU occupies itself. Returns the placements and what had to move."""
-    wanted = {p["name"]: int(p["address"], 16) for p in build["layout"]}
+def dom0_modules(build: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(kind, address, size) of Dom0's kernel and initramfs as xenkit's emulator script
+    describes them to Xen, read from the manifest: the direct boot gives Xen the same."""
+    mods = [
+        (m["kind"], int(m["start"]), int(m["size"]))
+        for m in build["xen_modules"]["emulator"]
+        if m["kind"] in DOM0_FILES
+    ]
+    if sorted(kind for kind, _, _ in mods) != sorted(DOM0_FILES):
+        raise SystemExit(
+            "bench: the build's emulator script does not describe exactly one Dom0 kernel "
+            f"and initramfs: {mods}"
+        )
+    return mods
+
+
+def place_modules(board: Board, build: dict[str, Any], xen: Path) -> tuple[list[Span], list[str]]:
+    """Dom0's kernel and initramfs where the build's emulator script puts them, each moved
+    up past whatever QEMU occupies itself. Returns the placements and what had to move."""
     busy = [qemu_kernel_span(board, xen), qemu_dtb_span(board)]
     bank_start, bank_size = board.emulated_ram(board.default_ram)[0]
     placed: list[Span] = []
     notes: list[str] = []
-    for name, path in files.items():
-        addr = wanted[name]
-        size = path.stat().st_size
+    for name, wanted, size in dom0_modules(build):
+        addr = wanted
         span = Span(name, addr, addr + size)
         while clash := next((b for b in busy if b.overlaps(span)), None):
             addr = align_up(clash.end)
             span = Span(name, addr, addr + size)
             notes.append(
-                f"{name}: {wanted[name]:#x} collides with {clash.name} "
+                f"{name}: {wanted:#x} collides with {clash.name} "
                 f"({clash.start:#x}-{clash.end:#x}); moved to {addr:#x}"
             )
         if span.start < bank_start or span.end > bank_start + bank_size:
@@ -331,8 +352,8 @@ def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
     build = manifest(build_dir)
     boot = build_dir / "boot"
     xen = boot / XEN
-    files = {"kernel": boot / KERNEL, "ramdisk": boot / RAMDISK}
-    placed, notes = place_modules(board, build, files, xen)
+    files = {kind: boot / name for kind, name in DOM0_FILES.items()}
+    placed, notes = place_modules(board, build, xen)
     work.mkdir(parents=True, exist_ok=True)
     dtb = work / board.dtb_name
     compat = {
@@ -465,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--board", default="rpi4", choices=boards.available())
     ap.add_argument("--runs", type=int, default=1, help="repetitions of each measurement")
+    ap.add_argument("--quick", action="store_true", help="one run on qemu-virt (for CI)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds each boot may take")
     ap.add_argument("--echo", action="store_true", help="show the emulated consoles")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -474,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         help="boot comparison only (still builds once, untimed)",
     )
     args = ap.parse_args(argv)
+    if args.quick:
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     board = boards.load(args.board)

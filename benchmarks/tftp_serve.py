@@ -2,7 +2,10 @@
 """Throughput of xenkit's TFTP server next to tftpd-hpa and dnsmasq, measured in one run.
 
     python benchmarks/tftp_serve.py [--runs N] [--clients N] [--size MiB]
-                                    [--blksize 512,1468,8192] [--windowsize 1,8,16]
+                                    [--blksize 512,1468,8192] [--windowsize 1,8,16] [--quick]
+
+--quick (what CI runs): one run of a 4 MiB file at blksize 1468, lockstep and windowsize 8,
+and 4 concurrent clients; options given with it still win.
 
 Every server serves the same random file from the same directory on loopback; the client is
 always atftp (it speaks RFC 2348 blksize and RFC 7440 windowsize), writing to /dev/shm.
@@ -50,6 +53,9 @@ except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets h
 
 BLKSIZES = (512, 1468, 8192)
 WINDOWS = (1, 8, 16)
+# Lockstep and one windowed size (the aim line needs windowsize >= 8), and a small crowd;
+# 4 MiB, so starting atftp is not most of what a transfer's time measures.
+QUICK = {"runs": 1, "size": 4, "blksize": (1468,), "windowsize": (1, 8), "clients": 4}
 FILE = "big.bin"
 # The peers and the shared libraries Debian 12's builds of them load that a minimal host
 # may lack (dnsmasq-base links netfilter and nftables; in.tftpd tcp wrappers).
@@ -247,7 +253,10 @@ def table(rows: list[list[str]]) -> str:
 
 
 def _numbers(text: str) -> tuple[int, ...]:
-    return tuple(int(w) for w in text.split(","))
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers like 512,1468") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,7 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=32, help="file size in MiB")
     ap.add_argument("--blksize", type=_numbers, default=BLKSIZES, help="comma-separated")
     ap.add_argument("--windowsize", type=_numbers, default=WINDOWS, help="comma-separated")
+    ap.add_argument("--quick", action="store_true", help="one small run of two cells (for CI)")
     args = ap.parse_args(argv)
+    if args.quick:
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
+    if args.runs < 1 or args.size < 1 or args.clients < 0:
+        ap.error("--runs and --size must be at least 1, --clients at least 0")
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (a network namespace, port 69 for dnsmasq)")
     need("atftp")

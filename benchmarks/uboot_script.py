@@ -2,10 +2,19 @@
 uboot-script-gen on the same configs and files, when a checkout of it is given.
 
     python benchmarks/uboot_script.py [--imagebuilder PATH/TO/imagebuilder] [--runs N]
+                                      [--guests 1,8,32] [--quick]
 
 ImageBuilder is not part of xenkit: point --imagebuilder (or $IMAGEBUILDER) at a checkout to
-measure it in the same run. Besides the times, the load addresses both tools chose are
-compared, so the figures are for equivalent scripts.
+measure it in the same run. Besides the times, what both scripts leave in memory is compared,
+so the figures are for equivalent scripts: each script is dry-run (its loads, copies and fdt
+edits followed on the host), and for every module /chosen describes (and for Xen and the DTB
+the boot command takes) the node, its kind, address, size and the file that lands there must
+agree. Load commands themselves may differ: xenkit reads a file named twice once and copies
+it with cp.b, where ImageBuilder reads it again. What differs is printed, lowest address
+first: an ImageBuilder that sizes an arm64 Image by its file rather than by its header's
+image_size (as Xilinx's xlnx_rel_v2023.2 branch does) gives the kernels a smaller reg and
+moves every later module, and that is a difference in meaning too. --quick (what CI runs)
+is one run of the 1-guest config; options given with it still win.
 """
 
 from __future__ import annotations
@@ -19,12 +28,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from xenkit import cpio, scriptgen
+try:
+    from xenkit import bootscript, cpio, dt, scriptgen
+    from xenkit.errors import XenkitError
+except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
+    sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
 GUESTS = (1, 8, 32)
+# --quick: the smallest config still has a guest on Dom0's files, where the tools differ.
+QUICK = {"runs": 1, "guests": GUESTS[:1]}
+MEMORY_START, MEMORY_END = 0x40000000, 0x240000000
 
 
 def _image(path: Path, file_size: int, image_size: int) -> None:
@@ -58,8 +75,8 @@ def files(root: Path) -> None:
 
 def config(guests: int) -> str:
     lines = [
-        'MEMORY_START="0x40000000"',
-        'MEMORY_END="0x240000000"',
+        f'MEMORY_START="{MEMORY_START:#x}"',
+        f'MEMORY_END="{MEMORY_END:#x}"',
         'DEVICE_TREE="board.dtb"',
         'XEN="xen"',
         'XEN_CMD="console=dtuart dom0_mem=512M"',
@@ -77,17 +94,82 @@ def config(guests: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loads(source: Path) -> list[tuple[int, str]]:
-    out = []
-    for line in source.read_text().splitlines():
-        m = re.match(r"tftpb (0x[0-9A-Fa-f]+) (\S+)$", line)
-        if m:
-            out.append((int(m.group(1), 16), m.group(2)))
+# Node names carry addresses, each tool's its own way (dom0@40400000 or dom0, module@42A00000
+# or module0x42800000): a module is known by its parent (unit address dropped) and compatible.
+UNIT = re.compile(r"@[^/]*")
+
+
+@dataclass(frozen=True)
+class Module:
+    addr: int
+    size: int  # what reg says; for Xen and the DTB, what was loaded there
+    file: str  # what the script's loads and copies put at addr
+
+    def __str__(self) -> str:
+        return f"{self.file} at {self.addr:#x}+{self.size:#x}"
+
+
+# (owner, kind): owner is the node that holds the module (/chosen for Xen's and Dom0's,
+# /chosen/domU0, ...) or "boot", kind its first compatible string, or xen or dtb for what
+# the boot command takes.
+Layout = dict[tuple[str, str], Module]
+
+
+def layout(source: Path, root: Path) -> Layout:
+    """What a script leaves in memory and tells Xen, whatever commands got it there."""
+    ram = [(MEMORY_START, MEMORY_END - MEMORY_START)]
+    dry = bootscript.dry_run(source.read_text(), root, ram)
+    if dry.problems:
+        raise XenkitError(f"{source.name}: " + "; ".join(dry.problems))
+    at: dict[int, tuple[str, int]] = {}
+    for addr, path, size in dry.loads:
+        at[addr] = (path, size)  # a later load or copy to the same place wins, as in memory
+    out: Layout = {}
+    if dry.boot is not None:
+        _, kernel, fdt = dry.boot
+        for kind, addr in (("xen", kernel), ("dtb", fdt)):
+            path, size = at.get(addr, ("nothing", 0))
+            out[("boot", kind)] = Module(addr, size, path)
+    regs = dt.AddressMap(dry.tree)
+    for path, _ in dry.tree.nodes():
+        compatible = dry.tree.compatible(path)
+        if not path.startswith("/chosen/") or "multiboot,module" not in compatible:
+            continue
+        key = (UNIT.sub("", path.rsplit("/", 1)[0]), compatible[0])
+        if key in out:
+            raise XenkitError(f"{source.name}: two modules are {' '.join(key)}")
+        reg = regs.reg(path)
+        addr, size = reg[0] if reg else (0, 0)
+        out[key] = Module(addr, size, at.get(addr, ("nothing", 0))[0])
     return out
 
 
-def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
+def differences(ours: Layout, theirs: Layout) -> list[str]:
+    """Each module the two describe differently, lowest address first: where layouts part,
+    everything above moves too, so the first names the cause."""
+
+    def lowest(key: tuple[str, str]) -> int:
+        return min(m.addr for m in (ours.get(key), theirs.get(key)) if m is not None)
+
+    return [
+        f"{' '.join(key)}: xenkit {ours.get(key, 'none')}, ImageBuilder {theirs.get(key, 'none')}"
+        for key in sorted(ours.keys() | theirs.keys(), key=lowest)
+        if ours.get(key) != theirs.get(key)
+    ]
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers like 1,8,32") from None
+
+
+def _run(what: str, argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        said = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise SystemExit(f"bench: {what} failed (exit {proc.returncode}): {said[0]}")
 
 
 def _time(fn: Callable[[], object], runs: int) -> float:
@@ -99,6 +181,59 @@ def _time(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def same_layout(root: Path, n: int) -> bool:
+    """Whether both scripts for n guests mean the same; says what differs if not."""
+    try:
+        ours = layout(root / f"xk{n}.source", root)
+        theirs = layout(root / f"ib{n}.source", root)
+    except XenkitError as exc:
+        print(f"bench: {n} guests: {exc}", file=sys.stderr)
+        return False
+    diff = differences(ours, theirs)
+    if diff:
+        more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
+        print(f"bench: {n} guests: layouts differ at {diff[0]}{more}", file=sys.stderr)
+    return not diff
+
+
+@dataclass(frozen=True)
+class Row:
+    guests: int
+    inproc: float
+    cli: float
+    peer: float | None  # ImageBuilder, when given
+    same: bool | None
+
+
+def measure(root: Path, n: int, runs: int, ib: Path | None) -> Row:
+    cfg = root / f"config-{n}"
+    cfg.write_text(config(n))
+    inproc = _time(partial(scriptgen.generate, cfg, root, "tftp", f"xk{n}"), runs)
+    xk = [sys.executable, "-m", "xenkit", "uboot-script", "-o", f"xk{n}"]
+    xk += ["-c", str(cfg), "-d", str(root), "-t", "tftp"]
+    cli = _time(partial(_run, "xenkit uboot-script", xk), runs)
+    if ib is None:
+        return Row(n, inproc, cli, None, None)
+    argv = ["bash", str(ib), "-c", str(cfg), "-d", str(root), "-t", "tftp", "-o", f"ib{n}"]
+    peer = _time(partial(_run, "uboot-script-gen", argv), runs)
+    return Row(n, inproc, cli, peer, same_layout(root, n))
+
+
+def report(rows: list[Row]) -> None:
+    print(
+        f"{'guests':>6}  {'xenkit (in-process)':>19}  {'xenkit (CLI)':>12}  "
+        f"{'ImageBuilder':>12}  {'ratio CLI/IB':>12}  same layout"
+    )
+    for r in rows:
+        ratio = f"{r.cli / r.peer:.2f}" if r.peer else "-"
+        peer = f"{r.peer * 1000:.1f} ms" if r.peer else "not given"
+        same = "-" if r.same is None else ("yes" if r.same else "NO")
+        print(
+            f"{r.guests:>6}  {r.inproc * 1000:>16.1f} ms  {r.cli * 1000:>9.1f} ms  "
+            f"{peer:>12}  {ratio:>12}  {same}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -107,52 +242,25 @@ def main(argv: list[str] | None = None) -> int:
         help="an ImageBuilder checkout (its scripts/uboot-script-gen is run)",
     )
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--guests", type=_numbers, default=GUESTS, help="comma-separated")
+    p.add_argument("--quick", action="store_true", help="one run of the 1-guest config (for CI)")
     args = p.parse_args(argv)
+    if args.quick:
+        # Options given on the command line still win.
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
+    if args.runs < 1 or min(args.guests) < 1:
+        p.error("--runs and --guests must be at least 1")
     ib = Path(args.imagebuilder) / "scripts" / "uboot-script-gen" if args.imagebuilder else None
     if ib is not None and not ib.is_file():
         print(f"bench: {ib} not found: give an ImageBuilder checkout", file=sys.stderr)
         return 2
-    rows = []
     with tempfile.TemporaryDirectory(prefix="xenkit-bench-") as tmp:
         root = Path(tmp)
         files(root)
-        for n in GUESTS:
-            cfg = root / f"config-{n}"
-            cfg.write_text(config(n))
-            inproc = _time(partial(scriptgen.generate, cfg, root, "tftp", f"xk{n}"), args.runs)
-            xk = [sys.executable, "-m", "xenkit", "uboot-script", "-o", f"xk{n}"]
-            cli = _time(
-                partial(_run, [*xk, "-c", str(cfg), "-d", str(root), "-t", "tftp"]), args.runs
-            )
-            peer = same = None
-            if ib is not None:
-                argv = [
-                    "bash",
-                    str(ib),
-                    "-c",
-                    str(cfg),
-                    "-d",
-                    str(root),
-                    "-t",
-                    "tftp",
-                    "-o",
-                    f"ib{n}",
-                ]
-                peer = _time(partial(_run, argv), args.runs)
-                same = _loads(root / f"ib{n}.source") == _loads(root / f"xk{n}.source")
-            rows.append((n, inproc, cli, peer, same))
-    print(
-        f"{'guests':>6}  {'xenkit (in-process)':>19}  {'xenkit (CLI)':>12}  "
-        f"{'ImageBuilder':>12}  {'ratio CLI/IB':>12}  same layout"
-    )
-    for n, inproc, cli, peer, same in rows:
-        ratio = f"{cli / peer:.2f}" if peer else "-"
-        print(
-            f"{n:>6}  {inproc * 1000:>16.1f} ms  {cli * 1000:>9.1f} ms  "
-            f"{(f'{peer * 1000:.1f} ms' if peer else 'not given'):>12}  {ratio:>12}  "
-            f"{'-' if same is None else ('yes' if same else 'NO')}"
-        )
-    return 0 if all(r[4] is not False for r in rows) else 1
+        rows = [measure(root, n, args.runs, ib) for n in args.guests]
+    report(rows)
+    return 0 if all(r.same is not False for r in rows) else 1
 
 
 if __name__ == "__main__":
