@@ -42,3 +42,10 @@ def toolstack_guests(board: str, full: bool, work: Path, **settings: object) -> 
         guest=guests,
         **settings,
     )
+
+
+def tail(console: str, lines: int = 80) -> str:
+    """The end of a console log for a failure message, without the tick guest's lines, which
+    fill any fixed-size tail of a long boot and hide what went wrong."""
+    kept = [line for line in console.splitlines() if "xenkit: tick " not in line]
+    return "\n".join(kept[-lines:])

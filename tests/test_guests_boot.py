@@ -47,7 +47,7 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     plan = emulate.prepare(boards.load(board), manifest["ram"], out, tmp_path / "run")
     result = emulate.check(plan, 900, None, emulate.banners(manifest))
     console = plan.console_log.read_text(errors="replace")
-    assert result.ok, result.reason + "\n" + console[-4000:]
+    assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
     assert "xenkit: Dom0 root is /dev/" in console
 
@@ -109,7 +109,7 @@ def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
     plan = emulate.prepare(boards.load("qemu-virt"), manifest["ram"], out, tmp_path / "run")
     result = emulate.check(plan, 600, None, emulate.banners(manifest))
     console = plan.console_log.read_text(errors="replace")
-    assert result.ok, result.reason + "\n" + console[-4000:]
+    assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert "Dom0 root is" not in console
     rows, _ = results(console)
     assert rows == [["Domain-0", "0"]]
