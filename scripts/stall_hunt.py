@@ -19,10 +19,12 @@ import dataclasses
 import json
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP))
@@ -90,6 +92,22 @@ def build_once(args: argparse.Namespace, work: Path) -> Path:
     return out
 
 
+# Xen's debug keys, after three Ctrl-A to move the console's input from Dom0 to Xen: each
+# physical CPU's run queue and what runs there (r), every domain's vCPUs with their pause
+# flags, pending events and interrupts (q), and the timers queued on each CPU (a): whether
+# the stalled vCPU is runnable, blocked, and whether a wakeup for it is queued anywhere.
+DEBUG_KEYS = b"\x01\x01\x01rqa"
+
+
+def _xen_state(keys_in: IO[bytes], out: IO[bytes], start: float) -> None:
+    """Ask Xen for its scheduling state and let it print into the console log."""
+    for key in DEBUG_KEYS:
+        keys_in.write(bytes([key]))
+        keys_in.flush()
+        for _ in emulate.timed_lines(out, start, time.monotonic() + 3):
+            pass
+
+
 def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Boot:
     manifest = build.read_manifest(out)
     board = boards.load(args.board)
@@ -97,7 +115,9 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     argv = [*plan.argv, *shlex.split(args.qemu), "-chardev", con]
     result = Boot(index, "timeout", 0.0)
-    with emulate.console(argv) as (out, start):
+    with emulate.console(argv, subprocess.PIPE) as (proc, start):
+        assert proc.stdin is not None and proc.stdout is not None
+        out = proc.stdout
         for _, line in emulate.untangle(emulate.timed_lines(out, start, start + args.timeout)):
             if line.startswith("XK ") and " cycle " in line:
                 result.cycles += 1
@@ -107,6 +127,7 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
                 up = UPTIME.match(line)
                 result.outcome, result.stall_line = "stall", line.strip()
                 result.stall_at = float(up.group(1)) if up else None
+                _xen_state(proc.stdin, out, start)
                 break
             if rootfs.AUTORUN_DONE in line:
                 result.outcome = "done"

@@ -303,14 +303,16 @@ def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tu
 
 
 @contextlib.contextmanager
-def console(argv: list[str]) -> Iterator[tuple[IO[bytes], float]]:
-    """QEMU started with its console on stdout: that pipe and the time it started at; QEMU
-    is stopped on the way out, however the caller leaves."""
+def console(
+    argv: list[str], stdin: int = subprocess.DEVNULL
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """QEMU started with its console on stdout (and its input on stdin, given PIPE): the
+    process and the time it started at; QEMU is stopped on the way out, however the caller
+    leaves."""
     start = time.monotonic()
-    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
+    proc = spawn(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        yield proc.stdout, start
+        yield proc, start
     finally:
         proc.terminate()
         try:
@@ -329,7 +331,9 @@ def watch_qemu(
 ) -> CheckResult:
     """Start QEMU with the console on its stdout, follow it to the banners, stop it;
     after `linger` more seconds if the banners came, to see what runs once all are up."""
-    with console(argv) as (out, start):
+    with console(argv) as (proc, start):
+        assert proc.stdout is not None
+        out = proc.stdout
         result = watch(timed_lines(out, start, start + timeout), echo, want)
         if result.ok and linger > 0:
             for _, line in timed_lines(out, start, time.monotonic() + linger):
