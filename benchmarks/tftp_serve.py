@@ -47,7 +47,7 @@ from pathlib import Path
 try:
     from xenkit.apt import cache_home
     from xenkit.errors import XenkitError
-    from xenkit.proc import need, run
+    from xenkit.proc import need, run, spawn
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
@@ -103,19 +103,33 @@ def peer_env(root: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def namespace() -> Iterator[list[str]]:
     """A network namespace of loopback and a dummy device; yields the prefix that runs a
-    command in it."""
-    name = f"xenkit-bench-{os.getpid()}"
-    run(["ip", "netns", "add", name])
+    command in it. A sleeping process holds it rather than `ip netns add`, which needs / to
+    be a mount point (it is not in a chroot, such as a fresh-CI one) and leaves a mount on
+    /run/netns behind."""
+    holder = spawn([need("unshare"), "--net", "sleep", "infinity"])
+    inside = [need("nsenter"), f"--target={holder.pid}", "--net"]
     try:
-        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        _entered(holder)
+        run([*inside, "ip", "link", "set", "lo", "up"])
         # An IPv4 address beyond loopback: tftpd-hpa resolves its -a address with
         # AI_ADDRCONFIG, which finds nothing in a namespace that has only lo.
-        run(["ip", "-n", name, "tuntap", "add", "dev", "bench0", "mode", "tap"])
-        run(["ip", "-n", name, "addr", "add", "192.0.2.1/24", "dev", "bench0"])
-        run(["ip", "-n", name, "link", "set", "bench0", "up"])
-        yield [need("ip"), "netns", "exec", name]
+        run([*inside, "ip", "tuntap", "add", "dev", "bench0", "mode", "tap"])
+        run([*inside, "ip", "addr", "add", "192.0.2.1/24", "dev", "bench0"])
+        run([*inside, "ip", "link", "set", "bench0", "up"])
+        yield inside
     finally:
-        run(["ip", "netns", "delete", name], check=False)
+        # The namespace, and the tap device with it, goes with its last process.
+        holder.kill()
+        holder.wait()
+
+
+def _entered(holder: subprocess.Popen[bytes]) -> None:
+    """Until unshare has moved into its new namespace (it does so before it runs sleep)."""
+    deadline = time.monotonic() + 10
+    while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        if holder.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("bench: unshare --net could not make a network namespace")
+        time.sleep(0.01)
 
 
 @dataclass
