@@ -35,6 +35,8 @@ def machine_args(board: Board, ram: str) -> list[str]:
         args += ["-cpu", emu.cpu]
     if emu.smp:
         args += ["-smp", str(emu.smp)]
+    if emu.accel:
+        args += ["-accel", emu.accel]
     return args
 
 

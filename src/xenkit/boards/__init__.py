@@ -44,6 +44,7 @@ class Emulation:
     disable: tuple[str, ...]  # compatibles of blocks QEMU does not model
     cpu: str | None = None
     smp: int | None = None
+    accel: str | None = None  # QEMU -accel, e.g. "tcg,thread=single"
     # (compatible, property) pairs deleted on the emulator's copy of the DTB: hardware
     # hooks whose firmware side QEMU does not implement.
     drop_properties: tuple[tuple[str, str], ...] = ()
@@ -149,6 +150,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 disable=tuple(emu["disable"]),
                 cpu=emu.get("cpu"),
                 smp=emu.get("smp"),
+                accel=emu.get("accel"),
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
             ),
             root_modules=tuple(data.get("dom0", {}).get("root_modules", ())),
