@@ -58,11 +58,12 @@ WINDOWS = (1, 8, 16)
 QUICK = {"runs": 1, "size": 4, "blksize": (1468,), "windowsize": (1, 8), "clients": 4}
 FILE = "big.bin"
 # The peers and the shared libraries Debian 12's builds of them load that a minimal host
-# may lack (dnsmasq-base links netfilter and nftables; in.tftpd tcp wrappers).
+# may lack (dnsmasq-base links D-Bus, netfilter and nftables; in.tftpd tcp wrappers).
 PEER_PACKAGES = (
     "tftpd-hpa",
     "libwrap0",
     "dnsmasq-base",
+    "libdbus-1-3",
     "libnetfilter-conntrack3",
     "libnfnetlink0",
     "libnftables1",
