@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import quick
+
 try:
     import libfdt
 
@@ -486,7 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--board", default="rpi4", choices=boards.available())
     ap.add_argument("--runs", type=int, default=1, help="repetitions of each measurement")
-    ap.add_argument("--quick", action="store_true", help="one run on qemu-virt (for CI)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds each boot may take")
     ap.add_argument("--echo", action="store_true", help="show the emulated consoles")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -495,10 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="boot comparison only (still builds once, untimed)",
     )
-    args = ap.parse_args(argv)
-    if args.quick:
-        ap.set_defaults(**QUICK)
-        args = ap.parse_args(argv)
+    args = quick.parse_args(ap, argv, QUICK, "one run on qemu-virt")
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     board = boards.load(args.board)

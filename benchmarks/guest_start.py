@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import quick
+
 try:
     from xenkit import boards, build, emulate, initramfs, rootfs, settings, spec
     from xenkit.errors import XenkitError
@@ -56,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default="qemu-virt", choices=boards.available())
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1200)
-    parser.add_argument("--quick", action="store_true", help="one xl create, on qemu-virt")
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = quick.parse_args(parser, argv, QUICK, "one xl create, on qemu-virt")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     with tempfile.TemporaryDirectory(prefix="xenkit-bench-") as tmp:

@@ -44,6 +44,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import quick
+
 try:
     from xenkit.apt import cache_home
     from xenkit.errors import XenkitError
@@ -281,11 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=32, help="file size in MiB")
     ap.add_argument("--blksize", type=_numbers, default=BLKSIZES, help="comma-separated")
     ap.add_argument("--windowsize", type=_numbers, default=WINDOWS, help="comma-separated")
-    ap.add_argument("--quick", action="store_true", help="one small run of two cells (for CI)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        ap.set_defaults(**QUICK)
-        args = ap.parse_args(argv)
+    args = quick.parse_args(ap, argv, QUICK, "one small run of two cells")
     if args.runs < 1 or args.size < 1 or args.clients < 0:
         ap.error("--runs and --size must be at least 1, --clients at least 0")
     if os.geteuid() != 0:

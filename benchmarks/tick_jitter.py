@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import quick
+
 try:
     from xenkit import boards, build, emulate, initramfs, settings, spec, tickstats
     from xenkit.errors import XenkitError
@@ -105,13 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--linux-guests", type=int, default=1, help="Linux dom0less guests")
     ap.add_argument("--timeout", type=float, default=600, help="seconds each boot may take")
     ap.add_argument("--echo", action="store_true", help="show the emulated consoles")
-    ap.add_argument(
-        "--quick", action="store_true", help="3 s after each boot, on qemu-virt, no Linux guest"
-    )
-    args = ap.parse_args(argv)
-    if args.quick:
-        ap.set_defaults(**QUICK)
-        args = ap.parse_args(argv)
+    args = quick.parse_args(ap, argv, QUICK, "3 s after each boot, on qemu-virt, no Linux guest")
     if args.period_ms < 1 or args.seconds <= 0 or args.busy < 1 or args.linux_guests < 0:
         ap.error(
             "--period-ms and --busy must be at least 1, --linux-guests at least 0, "

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import quick
+
 try:
     from xenkit import bootscript, cpio, dt, scriptgen
     from xenkit.errors import XenkitError
@@ -243,12 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--guests", type=_numbers, default=GUESTS, help="comma-separated")
-    p.add_argument("--quick", action="store_true", help="one run of the 1-guest config (for CI)")
-    args = p.parse_args(argv)
-    if args.quick:
-        # Options given on the command line still win.
-        p.set_defaults(**QUICK)
-        args = p.parse_args(argv)
+    args = quick.parse_args(p, argv, QUICK, "one run of the 1-guest config")
     if args.runs < 1 or min(args.guests) < 1:
         p.error("--runs and --guests must be at least 1")
     ib = Path(args.imagebuilder) / "scripts" / "uboot-script-gen" if args.imagebuilder else None
