@@ -31,7 +31,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)", True),
+    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)", path=True),
     Setting("ram", str, "", "RAM model of the board, e.g. 1G/2G/4G/8G (default: the board's)"),
     Setting("dom0_mem", str, "", "memory for Dom0, e.g. 512M (default: the board's)"),
     Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)"),
@@ -39,9 +39,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("xen_extra", str, "", "words appended to the Xen command line"),
     Setting("dom0_cmdline", str, "", "Dom0 Linux command line, replacing the generated one"),
     Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
-    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one", True),
+    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one", path=True),
     Setting(
-        "kernel_image", str, "", "use this Dom0 kernel Image instead of the packaged one", True
+        "kernel_image",
+        str,
+        "",
+        "use this Dom0 kernel Image instead of the packaged one",
+        path=True,
     ),
     Setting("root_size", str, "", "size of the ext4 root partition (default: fits its content)"),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
@@ -74,7 +78,11 @@ SETTINGS: tuple[Setting, ...] = (
         "with --toolstack: Dom0's root on the card's ext4 partition (sd) or in its initramfs",
     ),
     Setting(
-        "dom0_autorun", str, "", "with --toolstack: a shell script Dom0 runs once it is up", True
+        "dom0_autorun",
+        str,
+        "",
+        "with --toolstack: a shell script Dom0 runs once it is up",
+        path=True,
     ),
     # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
     # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool). kernel may be
