@@ -119,23 +119,25 @@ def _target(args: argparse.Namespace) -> check.Target:
     system = spec.resolve(settings.resolve({}, {"board": args.board, "ram": model}))
     art = None if args.dtb and args.xen and args.kernel else gather(system)
     files = art.files if art else {}
-    dtb = Path(args.dtb) if args.dtb else files["dtb"]
-    if args.emulated and art and not args.dtb:
-        # The emulator's copy, with the blocks QEMU does not model disabled, as a build has it.
-        dtb = Path(tempfile.mkdtemp(prefix="xenkit-check-")) / board.dtb_name
-        dtb.write_bytes(build.emulation_dtb(system, build.hardware_dtb(system, art)))
     dom0_default = system.emu_dom0_cmdline if args.emulated else system.dom0_cmdline
-    return check.from_parts(
-        board,
-        dtb,
-        banks,
-        args.xen_cmd if args.xen_cmd is not None else system.xen_cmdline,
-        args.dom0_cmd if args.dom0_cmd is not None else dom0_default,
-        Path(args.xen) if args.xen else files.get("xen"),
-        Path(args.kernel) if args.kernel else files.get("kernel"),
-        Path(args.config_txt) if args.config_txt else None,
-        label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
-    )
+    with tempfile.TemporaryDirectory(prefix="xenkit-check-") as tmp:
+        dtb = Path(args.dtb) if args.dtb else files["dtb"]
+        if args.emulated and art and not args.dtb:
+            # The emulator's copy, with the blocks QEMU does not model disabled, as a build
+            # has it; from_parts reads it at once.
+            dtb = Path(tmp) / board.dtb_name
+            dtb.write_bytes(build.emulation_dtb(system, build.hardware_dtb(system, art)))
+        return check.from_parts(
+            board,
+            dtb,
+            banks,
+            args.xen_cmd if args.xen_cmd is not None else system.xen_cmdline,
+            args.dom0_cmd if args.dom0_cmd is not None else dom0_default,
+            Path(args.xen) if args.xen else files.get("xen"),
+            Path(args.kernel) if args.kernel else files.get("kernel"),
+            Path(args.config_txt) if args.config_txt else None,
+            label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

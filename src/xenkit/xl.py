@@ -88,7 +88,7 @@ def config(g: Guest) -> str:
 
 # The smallest Linux guest xenkit lets through: Debian's arm64 Image inflates to 32 MiB and
 # shares the guest's first bank with its initramfs and device tree; 64M is the smallest the
-# tests boot (g2 in tests/test_guests_boot.py, through xl; below it was never seen to boot).
+# tests boot (g2 in tests/scenarios.py, through xl; below it was never seen to boot).
 LINUX_MIN_MEMORY = 64 * MiB
 
 
