@@ -40,16 +40,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import quick
 
 try:
+    from xenkit import netns
     from xenkit.apt import cache_home
     from xenkit.errors import XenkitError
-    from xenkit.proc import need, run, spawn
+    from xenkit.proc import need, run
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
@@ -103,36 +104,11 @@ def peer_env(root: Path) -> dict[str, str]:
 
 
 # -- a private network namespace ----------------------------------------------------------------
-@contextlib.contextmanager
-def namespace() -> Iterator[list[str]]:
-    """A network namespace of loopback and a dummy device; yields the prefix that runs a
-    command in it. A sleeping process holds it rather than `ip netns add`, which needs / to
-    be a mount point (it is not in a chroot, such as a fresh-CI one) and leaves a mount on
-    /run/netns behind."""
-    holder = spawn([need("unshare"), "--net", "sleep", "infinity"])
-    inside = [need("nsenter"), f"--target={holder.pid}", "--net"]
-    try:
-        _entered(holder)
-        run([*inside, "ip", "link", "set", "lo", "up"])
-        # An IPv4 address beyond loopback: tftpd-hpa resolves its -a address with
-        # AI_ADDRCONFIG, which finds nothing in a namespace that has only lo.
-        run([*inside, "ip", "tuntap", "add", "dev", "bench0", "mode", "tap"])
-        run([*inside, "ip", "addr", "add", "192.0.2.1/24", "dev", "bench0"])
-        run([*inside, "ip", "link", "set", "bench0", "up"])
-        yield inside
-    finally:
-        # The namespace, and the tap device with it, goes with its last process.
-        holder.kill()
-        holder.wait()
-
-
-def _entered(holder: subprocess.Popen[bytes]) -> None:
-    """Until unshare has moved into its new namespace (it does so before it runs sleep)."""
-    deadline = time.monotonic() + 10
-    while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
-        if holder.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("bench: unshare --net could not make a network namespace")
-        time.sleep(0.01)
+def namespace() -> contextlib.AbstractContextManager[list[str]]:
+    """A network namespace of its own; yields the prefix that runs a command in it. It has an
+    IPv4 address beyond loopback: tftpd-hpa resolves its -a address with AI_ADDRCONFIG, which
+    finds nothing in a namespace that has only lo."""
+    return netns.with_tap("bench0", "192.0.2.1/24")
 
 
 @dataclass

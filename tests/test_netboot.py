@@ -23,7 +23,7 @@ from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
 from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
 from xenkit.errors import XenkitError
-from xenkit.proc import run, spawn
+from xenkit.netns import with_tap
 
 
 def _tree(tmp: Path) -> Path:
@@ -215,30 +215,13 @@ def netns() -> Iterator[list[str]]:
     """A network namespace holding a tap device at SERVER/24, as the command prefix that runs
     a program inside it: QEMU's card is the other end, so xenkit's server is on a wire of
     its own (QEMU's user network answers TFTP itself and rewrites reply ports, which breaks
-    TFTP's transfer IDs). The namespace is held by a sleeping process rather than named
-    with `ip netns add`, which needs / to be a mount point (it is not in a chroot, such as
-    ../shared/tools/fresh-ci's) and leaves a mount behind on /run/netns."""
+    TFTP's transfer IDs)."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces and tap devices need root")
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("no /dev/net/tun: tap devices unavailable")
-    holder = spawn(["unshare", "--net", "sleep", "infinity"])
-    inside = ["nsenter", f"--target={holder.pid}", "--net"]
-    try:
-        deadline = time.monotonic() + 10
-        # unshare enters the new namespace before it runs sleep: wait until it has.
-        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
-            assert time.monotonic() < deadline and holder.poll() is None, "unshare failed"
-            time.sleep(0.01)
-        run([*inside, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])
-        run([*inside, "ip", "addr", "add", f"{SERVER}/24", "dev", "tap0"])
-        for dev in ("lo", "tap0"):
-            run([*inside, "ip", "link", "set", dev, "up"])
+    with with_tap("tap0", f"{SERVER}/24") as inside:
         yield inside
-    finally:
-        # The namespace, and the tap device with it, goes with its last process.
-        holder.kill()
-        holder.wait()
 
 
 @contextlib.contextmanager
