@@ -41,11 +41,13 @@ import quick
 try:
     import libfdt
 
-    from xenkit import apt, boards, emulate
-    from xenkit.boards import Board
-    from xenkit.build import KERNEL, MANIFEST, RAMDISK, XEN
+    from xenkit.config import boards
+    from xenkit.config.boards import Board
+    from xenkit.core.sizes import MiB, parse_size
+    from xenkit.debian import apt
     from xenkit.errors import XenkitError
-    from xenkit.sizes import MiB, parse_size
+    from xenkit.pipeline.build import KERNEL, MANIFEST, RAMDISK, XEN
+    from xenkit.run import emulate
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 

@@ -25,8 +25,11 @@ from pathlib import Path
 import quick
 
 try:
-    from xenkit import boards, build, emulate, initramfs, rootfs, settings, spec
+    from xenkit.config import boards, settings, spec
     from xenkit.errors import XenkitError
+    from xenkit.pipeline import build
+    from xenkit.run import emulate
+    from xenkit.system import initramfs, rootfs
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 

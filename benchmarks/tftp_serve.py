@@ -47,10 +47,10 @@ from pathlib import Path
 import quick
 
 try:
-    from xenkit import netns
-    from xenkit.apt import cache_home
+    from xenkit.core import netns
+    from xenkit.core.proc import need, run
+    from xenkit.debian.apt import cache_home
     from xenkit.errors import XenkitError
-    from xenkit.proc import need, run
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 

@@ -29,8 +29,12 @@ from pathlib import Path
 import quick
 
 try:
-    from xenkit import boards, build, emulate, initramfs, settings, spec, tickstats
+    from xenkit.analysis import tickstats
+    from xenkit.config import boards, settings, spec
     from xenkit.errors import XenkitError
+    from xenkit.pipeline import build
+    from xenkit.run import emulate
+    from xenkit.system import initramfs
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 

@@ -35,8 +35,9 @@ from pathlib import Path
 import quick
 
 try:
-    from xenkit import bootscript, cpio, dt, scriptgen
+    from xenkit.bootscripts import bootscript, scriptgen
     from xenkit.errors import XenkitError
+    from xenkit.formats import cpio, dt
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 

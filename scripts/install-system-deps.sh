@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 here=$(cd "$(dirname "$0")" && pwd)
-mirror=$(python3 "$here/../src/xenkit/aptsources.py") || exit 1
+mirror=$(python3 "$here/../src/xenkit/debian/aptsources.py") || exit 1
 
 list=/etc/apt/sources.list.d/xenkit-backports.list
 want="deb $mirror bookworm-backports main"
@@ -17,8 +17,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# The package list is src/xenkit/hostdeps.py's table, which tests/test_hostdeps.py checks against
+# The package list is src/xenkit/core/hostdeps.py's table, which tests/test_hostdeps.py checks against
 # what the code and tests really use.
-deps="python3 $here/../src/xenkit/hostdeps.py"
+deps="python3 $here/../src/xenkit/core/hostdeps.py"
 $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports $($deps --backports)
 $SUDO apt-get install -y -q --no-install-recommends $($deps)

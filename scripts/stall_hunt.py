@@ -31,8 +31,11 @@ sys.path.insert(0, str(TOP))
 
 from tests import scenarios  # noqa: E402
 
-from xenkit import boards, build, emulate, rootfs  # noqa: E402
+from xenkit.config import boards  # noqa: E402
 from xenkit.errors import XenkitError  # noqa: E402
+from xenkit.pipeline import build  # noqa: E402
+from xenkit.run import emulate  # noqa: E402
+from xenkit.system import rootfs  # noqa: E402
 
 # The stall hunted: Dom0's Linux 6.1 finds an idle CPU that has stopped taking part in RCU
 # grace periods, its timer wakeup never having come ("detected stalls on CPUs/tasks: 1-...!:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import settings, spec
-from xenkit.artifacts import Artifacts, gather
+from xenkit.config import settings, spec
+from xenkit.system.artifacts import Artifacts, gather
 
 
 def make_spec(**overrides: object) -> spec.SystemSpec:
@@ -33,8 +33,8 @@ def busybox(rpi4_artifacts: Artifacts) -> bytes:
 @pytest.fixture(scope="session")
 def kernel_dtbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Device trees shipped by Debian's arm64 kernel package, by name (vendor/board)."""
-    from xenkit import deb
-    from xenkit.apt import Apt
+    from xenkit.debian import deb
+    from xenkit.debian.apt import Apt
 
     apt = Apt("arm64")
     apt.update()
@@ -56,7 +56,7 @@ def kernel_dtbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def module_tree(rpi4_artifacts: Artifacts) -> object:
     """Debian's arm64 kernel modules, unpacked from the real package into the cache."""
-    from xenkit.artifacts import modules
+    from xenkit.system.artifacts import modules
 
     return modules(rpi4_artifacts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import make_spec
-from xenkit import spec
+from xenkit.config import spec
 
 LIFECYCLE = Path(__file__).parent / "data" / "guest_lifecycle.sh"
 # Not the tick guest's default (100 ms): a guest that ignored its bootargs would show it.

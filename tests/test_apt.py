@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import deb
-from xenkit.apt import Apt, sha256
+from xenkit.debian import deb
+from xenkit.debian.apt import Apt, sha256
 from xenkit.errors import XenkitError
 
 pytestmark = pytest.mark.slow  # talks to the mirror the host's apt sources name

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from xenkit.aptsources import Source, debian_sources, parse_sources
+from xenkit.debian.aptsources import Source, debian_sources, parse_sources
 
 DEB822 = """Types: deb
 URIs: http://mirror.example/debian

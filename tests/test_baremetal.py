@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import baremetal, bootconfig, build, settings, tickstats
+from xenkit.analysis import tickstats
+from xenkit.config import bootconfig, settings
+from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
-from xenkit.sizes import MiB
+from xenkit.pipeline import build
+from xenkit.system import baremetal
 
 GUEST_RAM0_BASE = 0x40000000  # xen/include/public/arch-arm.h
 EM_AARCH64 = 183

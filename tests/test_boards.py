@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from xenkit import boards
+from xenkit.config import boards
 from xenkit.errors import XenkitError
 
 

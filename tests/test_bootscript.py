@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests import bootfiles
-from xenkit import bootscript, scriptgen, uboot
-from xenkit.artifacts import Artifacts
+from xenkit.bootscripts import bootscript, scriptgen, uimage
 from xenkit.errors import XenkitError
+from xenkit.system.artifacts import Artifacts
 
 HEAD = """MEMORY_START="0x40000000"
 MEMORY_END="0xC0000000"
@@ -264,7 +264,7 @@ def test_bootm_wraps_xen_in_a_uimage_at_its_address(tmp_path: Path) -> None:
         0x27051956,
         xen.addr,
         xen.addr,
-        uboot.IH_TYPE_KERNEL,
+        uimage.IH_TYPE_KERNEL,
     )
     assert size == (tmp_path / "xen").stat().st_size
     assert dry.boot == ("bootm", xen.addr, plan.loads[-1].addr)
@@ -280,7 +280,7 @@ def test_not_enough_memory_names_memory_end(tmp_path: Path) -> None:
 def test_script_image_wraps_the_source(tmp_path: Path) -> None:
     plan, _ = run(tmp_path, HEAD + DOM0)
     image = (tmp_path / "boot.scr").read_bytes()
-    assert uboot.script_text(image) == (tmp_path / "boot.source").read_text()
+    assert uimage.script_text(image) == (tmp_path / "boot.source").read_text()
     assert struct.unpack(">I", image[16:20])[0] == plan.address  # load address
 
 
@@ -341,7 +341,7 @@ def test_cli_first_stage(tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
-    text = uboot.script_text((tmp_path / "boot.scr").read_bytes())
+    text = uimage.script_text((tmp_path / "boot.scr").read_bytes())
     assert text.splitlines() == [
         "setenv serverip 192.168.1.10",
         "setenv ipaddr 192.168.1.20",
@@ -440,7 +440,7 @@ def test_overlays_policy_and_extra_commands(tmp_path: Path) -> None:
     )
     # UBOOT_SOURCE names the outputs when -o is not given
     assert (tmp_path / "xen-boot.source").read_text() == plan.script
-    assert uboot.script_text((tmp_path / "xen-boot.scr").read_bytes()) == plan.script
+    assert uimage.script_text((tmp_path / "xen-boot.scr").read_bytes()) == plan.script
 
 
 @pytest.mark.slow

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import build, dt, media, uboot
+from xenkit.bootscripts import uimage
 from xenkit.errors import XenkitError
+from xenkit.formats import dt
+from xenkit.images import media
+from xenkit.pipeline import build
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +54,8 @@ def test_hardware_and_emulator_copies_differ_only_where_they_must(rpi4_build: Pa
     hw = dt.DeviceTree.load(rpi4_build / "boot/bcm2711-rpi-4-b.dtb")
     emu = dt.DeviceTree.load(rpi4_build / "emulate/bcm2711-rpi-4-b.dtb")
     assert hw.enabled("/scb/ethernet@7d580000") and not emu.enabled("/scb/ethernet@7d580000")
-    hw_script = uboot.script_text((rpi4_build / "boot/boot.scr").read_bytes())
-    emu_script = uboot.script_text((rpi4_build / "emulate/boot.scr").read_bytes())
+    hw_script = uimage.script_text((rpi4_build / "boot/boot.scr").read_bytes())
+    emu_script = uimage.script_text((rpi4_build / "emulate/boot.scr").read_bytes())
     assert hw_script == (rpi4_build / "boot/boot.source").read_text()
     assert "clk_ignore_unused" not in hw_script and "clk_ignore_unused" in emu_script
 

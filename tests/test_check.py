@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import boards, check
-from xenkit.artifacts import Artifacts
-from xenkit.binaries import Version
+from xenkit.analysis import check
+from xenkit.config import boards
 from xenkit.errors import XenkitError
+from xenkit.formats.binaries import Version
+from xenkit.system.artifacts import Artifacts
 from xenkit.xen import memory
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from xenkit.cpio import Archive
+from xenkit.formats.cpio import Archive
 
 
 def _sample() -> Archive:

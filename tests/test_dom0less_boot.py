@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec, run_xenkit
-from xenkit import boards, build, emulate, initramfs, scriptgen
+from xenkit.bootscripts import scriptgen
+from xenkit.config import boards
+from xenkit.pipeline import build
+from xenkit.run import emulate
+from xenkit.system import initramfs
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import boards, dt
+from xenkit.config import boards
 from xenkit.errors import XenkitError
+from xenkit.formats import dt
 
 pytestmark = pytest.mark.slow  # the DTBs come from Debian's kernel package
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import dt
 from xenkit.errors import XenkitError
+from xenkit.formats import dt
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import build, emulate
-from xenkit.initramfs import READY
+from xenkit.pipeline import build
+from xenkit.run import emulate
+from xenkit.system.initramfs import READY
 
 RECORDED = [
     (0.5, "U-Boot 2023.01+dfsg-2+deb12u3"),

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import build, cli, media
-from xenkit.apt import sha256
+from xenkit import cli
+from xenkit.debian.apt import sha256
+from xenkit.images import media
+from xenkit.pipeline import build
 
 pytestmark = pytest.mark.slow
 

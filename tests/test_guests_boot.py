@@ -11,7 +11,11 @@ import pytest
 
 from tests import scenarios
 from tests.conftest import make_spec
-from xenkit import boards, build, emulate, initramfs, rootfs, tickstats
+from xenkit.analysis import tickstats
+from xenkit.config import boards
+from xenkit.pipeline import build
+from xenkit.run import emulate
+from xenkit.system import initramfs, rootfs
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import hostdeps
+from xenkit.core import hostdeps
 
 TOP = Path(__file__).resolve().parent.parent
 PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -157,7 +157,7 @@ def test_every_program_the_code_runs_is_in_the_table() -> None:
 
 def test_the_install_script_takes_its_list_from_the_table() -> None:
     script = (TOP / "scripts" / "install-system-deps.sh").read_text()
-    assert "src/xenkit/hostdeps.py" in script
+    assert "src/xenkit/core/hostdeps.py" in script
     installs = [
         line.split("apt-get install", 1)[1]
         for line in script.splitlines()

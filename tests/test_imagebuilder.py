@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xenkit import imagebuilder as ib
+from xenkit.bootscripts import imagebuilder as ib
+from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
-from xenkit.sizes import MiB
 
 
 def cfg(text: str, load: str | None = "tftp"):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import bootfiles
-from xenkit import bootscript, imagebuilder, scriptgen
+from xenkit.bootscripts import bootscript, imagebuilder, scriptgen
 from xenkit.errors import XenkitError
 
 # automation/scripts/qemu-smoke-dom0-arm64.sh (Xen master)

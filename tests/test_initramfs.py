@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import initramfs
+from xenkit.system import initramfs
 
 
 @pytest.mark.slow

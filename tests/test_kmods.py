@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from xenkit.debian.kmods import ModuleTree, canonical, modinfo
 from xenkit.errors import XenkitError
-from xenkit.kmods import ModuleTree, canonical, modinfo
 
 
 def _elf_with_modinfo(fields: bytes) -> bytes:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xenkit import layout
-from xenkit.boards import Reserved
+from xenkit.bootscripts import layout
+from xenkit.config.boards import Reserved
+from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
-from xenkit.sizes import MiB
 
 RPI_RESERVED = (
     Reserved(0, 2 * MiB, "firmware"),

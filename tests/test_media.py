@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import media
-from xenkit.sizes import MiB
+from xenkit.core.sizes import MiB
+from xenkit.images import media
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_check import _target
-from xenkit import memmap
-from xenkit.artifacts import Artifacts
-from xenkit.sizes import human
+from xenkit.analysis import memmap
+from xenkit.core.sizes import human
+from xenkit.system.artifacts import Artifacts
 
 pytestmark = pytest.mark.slow
 

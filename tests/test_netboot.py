@@ -21,9 +21,12 @@ import pytest
 
 from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
-from xenkit import boards, build, emulate, netboot, proxydhcp, tftp
+from xenkit.config import boards
+from xenkit.core.netns import with_tap
 from xenkit.errors import XenkitError
-from xenkit.netns import with_tap
+from xenkit.pipeline import build
+from xenkit.run import emulate
+from xenkit.serve import netboot, proxydhcp, tftp
 
 
 def _tree(tmp: Path) -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import build
-from xenkit.initramfs import READY
+from xenkit.pipeline import build
+from xenkit.system.initramfs import READY
 
 pytestmark = pytest.mark.slow
 

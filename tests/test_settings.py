@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from xenkit import settings
+from xenkit.config import settings
 from xenkit.errors import XenkitError
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import make_spec
+from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
-from xenkit.sizes import MiB
 
 
 def test_rpi4_defaults_follow_the_port_write_up() -> None:

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.tftpclient import Relay, fetch, rrq
-from xenkit import tftp
+from xenkit.serve import tftp
 
 SIZES = [0, 511, 512, 513, 1 << 20, (32 << 20) + 12345]
 

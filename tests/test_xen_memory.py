@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_spec
-from xenkit import boards, build, check, emulate
-from xenkit.sizes import MiB
+from xenkit.analysis import check
+from xenkit.config import boards
+from xenkit.core.sizes import MiB
+from xenkit.pipeline import build
+from xenkit.run import emulate
 from xenkit.xen import memory
 from xenkit.xen.heap import Heap, order_for
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from xenkit import xl
+from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
-from xenkit.sizes import MiB
+from xenkit.xen import xl
 
 
 def _guest(**t: object) -> xl.Guest:

@@ -11,21 +11,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xenkit import (
-    __version__,
-    baremetal,
-    boards,
-    build,
-    check,
-    emulate,
-    memmap,
-    rootfs,
-    settings,
-    spec,
-)
-from xenkit.artifacts import gather
+from xenkit import __version__
+from xenkit.analysis import check, memmap
+from xenkit.config import boards, settings, spec
+from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
-from xenkit.sizes import format_size, human
+from xenkit.pipeline import build
+from xenkit.run import emulate
+from xenkit.system import baremetal, rootfs
+from xenkit.system.artifacts import gather
 
 log = logging.getLogger("xenkit")
 
@@ -160,7 +154,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_uboot_script(args: argparse.Namespace) -> int:
-    from xenkit import bootscript, scriptgen
+    from xenkit.bootscripts import bootscript, scriptgen
 
     root = Path(args.dir)
     if args.first_stage:
@@ -194,7 +188,7 @@ def cmd_uboot_script(args: argparse.Namespace) -> int:
 
 
 def cmd_guest_add(args: argparse.Namespace) -> int:
-    from xenkit import guest
+    from xenkit.pipeline import guest
 
     table = {
         "name": args.name,
@@ -224,7 +218,7 @@ def cmd_guest_add(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from xenkit import netboot
+    from xenkit.serve import netboot
 
     build_dir = Path(args.dir)
     build.read_manifest(build_dir)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenkit.sizes import format_size
+from xenkit.core.sizes import format_size
 
 
 def init_dom0less_fails(vcpus: int) -> bool:

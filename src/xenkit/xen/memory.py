@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from xenkit.sizes import MiB
+from xenkit.core.sizes import MiB
 from xenkit.xen.heap import PAGE_SHIFT, Heap, order_for
 
 PAGE = 1 << PAGE_SHIFT

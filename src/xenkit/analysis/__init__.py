@@ -1,0 +1,1 @@
+"""Reading a build without running it: checks, address maps, tick statistics."""

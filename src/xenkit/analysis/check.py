@@ -1,0 +1,495 @@
+"""`xenkit check`: the Pi 4's memory, DMA, console and boot-layout pitfalls, before boot.
+
+A Target gathers what is known about a system (board, DTB, RAM, command lines, the binaries,
+the boot modules); each check is a small function from a Target to a Finding with a verdict
+and, when something is wrong, the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from xenkit.config import boards
+from xenkit.config.boards import Board
+from xenkit.core.sizes import format_size, parse_size
+from xenkit.errors import XenkitError
+from xenkit.formats import binaries, dt
+from xenkit.formats.binaries import Version
+from xenkit.pipeline import build
+from xenkit.xen import memory
+
+
+class Verdict(IntEnum):
+    OK = 0
+    WARN = 1
+    FAIL = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "verdict": str(self.verdict),
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+def xen_size(text: str) -> int:
+    """Xen's parse_size_and_unit(): T/G/M/K/B suffixes. With no suffix Xen counts KiB, where
+    everything else a user writes for xenkit counts MiB: refused rather than guessed."""
+    m = re.fullmatch(r"(\d+)([TtGgMmKkBb]?)", text)
+    if not m:
+        raise XenkitError(f"dom0_mem={text} is not a size Xen reads: write e.g. 512M")
+    if not m.group(2):
+        raise XenkitError(
+            f"dom0_mem={text} has no unit, which Xen reads as KiB "
+            f"({format_size(int(text) << 10)}): write the unit, e.g. {text}K or 512M"
+        )
+    shift = {"t": 40, "g": 30, "m": 20, "k": 10, "b": 0}[m.group(2).lower()]
+    return int(m.group(1)) << shift
+
+
+def cmdline_value(cmdline: str, key: str) -> str | None:
+    found = None
+    for word in cmdline.split():
+        if word.startswith(key + "="):
+            found = word.split("=", 1)[1]
+    return found
+
+
+@dataclass(frozen=True)
+class Target:
+    board: Board
+    tree: dt.DeviceTree
+    ram: tuple[tuple[int, int], ...]
+    xen_cmdline: str
+    dom0_cmdline: str
+    config_txt: tuple[str, ...] | None  # None: not known
+    modules: tuple[memory.Module, ...] = ()
+    xen_version: Version | None = None
+    linux_version: Version | None = None
+    kernel_isize: int | None = None
+    description: str = ""
+
+    @cached_property
+    def addresses(self) -> dt.AddressMap:
+        return dt.AddressMap(self.tree)
+
+    @property
+    def dom0_mem(self) -> int | None:
+        value = cmdline_value(self.xen_cmdline, "dom0_mem")
+        return xen_size(value) if value else None
+
+    @property
+    def lowmem_bits(self) -> int:
+        platform = self.board.dma_bitsize
+        if self.board.platform_compatible not in self.tree.compatible("/"):
+            platform = 0
+        version = self.xen_version or Version(*self.board.min_xen, "")
+        return memory.lowmem_bits(platform, version.major, version.minor)
+
+    @cached_property
+    def reserved(self) -> list[tuple[int, int]]:
+        return [(a, s) for a, s, _ in self.addresses.reserved()]
+
+    @cached_property
+    def dom0(self) -> memory.Dom0Memory:
+        # Without dom0_mem Xen on Arm takes 512M (and warns).
+        return memory.predict(
+            self.ram,
+            self.modules,
+            self.reserved,
+            self.dom0_mem or 512 << 20,
+            self.lowmem_bits,
+            self.kernel_isize,
+        )
+
+
+# -- building a Target ------------------------------------------------------------------------
+def from_build(build_dir: Path, emulated: bool = False) -> Target:
+    """The system in a build directory: for hardware, or as the emulator boots it."""
+    m = build.read_manifest(build_dir)
+    board = boards.load(m["board"])
+    which = "emulator" if emulated else "hardware"
+    dtb_dir = build_dir / ("emulate" if emulated else "boot")
+    config = build_dir / "boot" / "config.txt"
+    return Target(
+        board=board,
+        tree=dt.DeviceTree.load(dtb_dir / board.dtb_name),
+        ram=tuple(tuple(b) for b in m["emulated_ram_banks" if emulated else "ram_banks"]),
+        xen_cmdline=m["xen_cmdline"],
+        dom0_cmdline=m["emulator_dom0_cmdline" if emulated else "dom0_cmdline"],
+        config_txt=tuple(config.read_text().splitlines()) if config.exists() else None,
+        modules=tuple(
+            memory.Module(x["kind"], x["start"], x["size"]) for x in m["xen_modules"][which]
+        ),
+        xen_version=binaries.xen_version(build_dir / "boot" / build.XEN),
+        linux_version=binaries.linux_version(build_dir / "boot" / build.KERNEL),
+        kernel_isize=m.get("kernel_isize"),
+        description=f"{build_dir} ({which})",
+    )
+
+
+def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Bank, ...]:
+    """RAM for `ram`: one of the board's models (its banks; the emulator's if `emulated`), or
+    any size, as one bank from where the board's RAM starts, as an emulator describes it."""
+    model = ram or board.default_ram
+    if model in board.ram:
+        return board.emulated_ram(model) if emulated else board.ram[model]
+    size = parse_size(model, "--ram")
+    if size < 64 << 20:
+        raise XenkitError(f"--ram {ram}: give a board model ({', '.join(board.ram)}) or a size")
+    return ((board.ram[board.default_ram][0][0], size),)
+
+
+def from_parts(
+    board: Board,
+    dtb: Path,
+    ram: tuple[boards.Bank, ...],
+    xen_cmdline: str,
+    dom0_cmdline: str,
+    xen_image: Path | None = None,
+    kernel_image: Path | None = None,
+    config_txt: Path | None = None,
+    label: str = "",
+) -> Target:
+    try:
+        config = tuple(config_txt.read_text().splitlines()) if config_txt else None
+    except OSError as exc:
+        raise XenkitError(f"cannot read {config_txt}: {exc.strerror}") from None
+    xen_version = binaries.xen_version(xen_image) if xen_image else None
+    linux_version = binaries.linux_version(kernel_image) if kernel_image else None
+    isize = build.gzip_isize(kernel_image) if kernel_image else None
+    return Target(
+        board=board,
+        tree=dt.DeviceTree.load(dtb),
+        ram=ram,
+        xen_cmdline=xen_cmdline,
+        dom0_cmdline=dom0_cmdline,
+        config_txt=config,
+        xen_version=xen_version,
+        linux_version=linux_version,
+        kernel_isize=isize,
+        description=f"{board.name} {label or format_size(sum(n for _, n in ram))} with {dtb.name}",
+    )
+
+
+# -- the checks -------------------------------------------------------------------------------
+def _mb(n: int) -> str:
+    return f"{n >> 20} MiB"
+
+
+def check_dom0_memory(t: Target) -> Finding:
+    d = t.dom0
+    banks = ", ".join(f"{s:#x}-{s + n:#x}" for s, n in d.banks) or "none"
+    if t.dom0_mem is None:
+        return Finding(
+            "dom0 memory",
+            Verdict.WARN,
+            f"no dom0_mem on Xen's command line: Xen takes 512M and warns; predicted banks {banks}",
+            "add dom0_mem=512M (or what Dom0 needs)",
+        )
+    total = sum(n for _, n in t.ram)
+    if t.dom0_mem >= total:
+        return Finding(
+            "dom0 memory",
+            Verdict.FAIL,
+            f"dom0_mem={_mb(t.dom0_mem)} but the board has {_mb(total)} of RAM",
+            f"give dom0_mem less than {_mb(total)}",
+        )
+    if not d.complete:
+        return Finding(
+            "dom0 memory",
+            Verdict.FAIL,
+            f"Xen can map only {_mb(d.allocated)} of {_mb(t.dom0_mem)} 1:1 ({banks}) and panics",
+            "lower dom0_mem",
+        )
+    detail = f"{_mb(t.dom0_mem)} in {len(d.banks)} bank(s): {banks}"
+    if d.alternatives:
+        detail += " (idle scrubbing may change this)"
+    return Finding("dom0 memory", Verdict.OK, detail)
+
+
+def _overlap(windows: Sequence[dt.Mapping], banks: Sequence[tuple[int, int]]) -> int:
+    total = 0
+    for w in windows:
+        for s, n in banks:
+            total += max(0, min(w.parent + w.size, s + n) - max(w.parent, s))
+    return total
+
+
+def check_dma_reach(t: Target) -> Finding:
+    """Every DMA-limited device must reach Dom0 memory; its first bank (where Linux puts
+    swiotlb-xen's bounce buffer and CMA) should sit inside the window entirely."""
+    d = t.dom0
+    groups: dict[tuple[dt.Mapping, ...], list[str]] = {}
+    for dev in t.addresses.devices():
+        if dev.enabled and dev.dma is not None and dev.regs:
+            groups.setdefault(dev.dma, []).append(dev.path)
+    if not groups:
+        return Finding("dma reach", Verdict.OK, "no device has a DMA limit")
+    worst, parts = Verdict.OK, []
+    for windows, paths in groups.items():
+        reach = _overlap(windows, d.banks)
+        span = ", ".join(
+            f"CPU {w.parent:#x}-{w.parent + w.size:#x} at bus {w.child:#x}" for w in windows
+        )
+        parts.append(f"{len(paths)} devices ({span}) reach {_mb(reach)} of Dom0")
+        if reach == 0:
+            worst = Verdict.FAIL
+        elif d.banks and _overlap(windows, d.banks[:1]) < d.banks[0][1]:
+            worst = max(worst, Verdict.WARN)
+    fix = ""
+    if worst == Verdict.FAIL:
+        fix = "use Xen >= 4.14 (30-bit lowmem) or a smaller dom0_mem so bank 0 lands low"
+    elif worst == Verdict.WARN:
+        fix = "Dom0's first bank is partly out of DMA reach: lower dom0_mem"
+    return Finding("dma reach", worst, "; ".join(parts), fix)
+
+
+def _version_check(
+    name: str, found: Version | None, need: tuple[int, int], what: str, flag: str, why: str
+) -> Finding:
+    wanted = ".".join(map(str, need))
+    if found is None:
+        return Finding(
+            name,
+            Verdict.WARN,
+            f"no {what} given: version unknown",
+            f"pass {flag} FILE or check a build directory",
+        )
+    if not found.at_least(*need):
+        return Finding(
+            name,
+            Verdict.FAIL,
+            f"{what} {found} is older than {wanted}: {why}",
+            f"use {what} >= {wanted}",
+        )
+    return Finding(name, Verdict.OK, f"{what} {found} (>= {wanted})")
+
+
+def check_xen_version(t: Target) -> Finding:
+    return _version_check(
+        "xen version",
+        t.xen_version,
+        t.board.min_xen,
+        "Xen",
+        "--xen",
+        f"the first release that boots Dom0 correctly on {t.board.name}",
+    )
+
+
+def check_linux_version(t: Target) -> Finding:
+    return _version_check(
+        "dom0 linux version",
+        t.linux_version,
+        t.board.min_dom0_linux,
+        "Linux",
+        "--kernel",
+        "it lacks the swiotlb-xen fixes Dom0 needs",
+    )
+
+
+def _xen_console(t: Target) -> str | None:
+    if cmdline_value(t.xen_cmdline, "console") not in (None, "dtuart"):
+        return None
+    return cmdline_value(t.xen_cmdline, "dtuart") or t.tree.string("/chosen", "stdout-path")
+
+
+def check_console(t: Target) -> Finding:
+    ref = _xen_console(t)
+    if ref is None:
+        return Finding(
+            "xen console",
+            Verdict.WARN,
+            "Xen's console is not a dtuart",
+            "use console=dtuart dtuart=ALIAS",
+        )
+    try:
+        path, driver = dt.console_uart(t.tree, ref)
+    except XenkitError as exc:
+        return Finding("xen console", Verdict.FAIL, str(exc), "point dtuart= at a UART")
+    if any(p.startswith(path + "/") for p, _ in t.tree.nodes()):
+        child = next(p for p, _ in t.tree.nodes() if p.startswith(path + "/"))
+        return Finding(
+            "xen console",
+            Verdict.FAIL,
+            f"dtuart={ref} is {path}, wired to {child.rsplit('/', 1)[1]}: "
+            "nothing reaches the pin header",
+            "use dtuart=serial1 (the mini-UART on the header), or disable Bluetooth",
+        )
+    return Finding("xen console", Verdict.OK, f"dtuart={ref} is {path} ({driver} driver)")
+
+
+def check_dom0_console(t: Target) -> Finding:
+    consoles = [w.split("=", 1)[1] for w in t.dom0_cmdline.split() if w.startswith("console=")]
+    uart = [c for c in consoles if re.match(r"tty(S|AMA|PS|SAC)\d", c)]
+    if uart:
+        return Finding(
+            "dom0 console",
+            Verdict.FAIL,
+            f"Dom0 is given console={uart[0]}, a UART Xen owns or hides",
+            "give Dom0 console=hvc0",
+        )
+    if "hvc0" not in consoles:
+        return Finding(
+            "dom0 console",
+            Verdict.WARN,
+            "Dom0 has no console=hvc0: its messages will not reach Xen's console",
+            "add console=hvc0",
+        )
+    return Finding("dom0 console", Verdict.OK, "Dom0 writes to hvc0 (through Xen)")
+
+
+def check_enable_uart(t: Target) -> Finding:
+    ref = _xen_console(t)
+    try:
+        path = t.tree.resolve_path(ref) if ref else None
+    except XenkitError:
+        path = None
+    if path is None or "brcm,bcm2835-aux-uart" not in t.tree.compatible(path):
+        return Finding("config.txt enable_uart", Verdict.OK, "console is not the mini-UART")
+    if t.config_txt is None:
+        return Finding(
+            "config.txt enable_uart",
+            Verdict.WARN,
+            "config.txt not given",
+            "make sure it has enable_uart=1 (pass --config-txt to check)",
+        )
+    lines = [line.split("#", 1)[0].strip() for line in t.config_txt]
+    if "enable_uart=1" not in lines:
+        return Finding(
+            "config.txt enable_uart",
+            Verdict.FAIL,
+            "the mini-UART's clock follows the VPU unless enable_uart=1 pins it: "
+            "garbage or silence on the console",
+            "add enable_uart=1 to config.txt",
+        )
+    return Finding("config.txt enable_uart", Verdict.OK, "enable_uart=1")
+
+
+GICV2 = ("arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a7-gic", "arm,cortex-a9-gic")
+
+
+def check_gic(t: Target) -> Finding:
+    for path, _ in t.tree.nodes():
+        compat = t.tree.compatible(path)
+        if any(c in GICV2 for c in compat):
+            regs = t.addresses.device(path).regs
+            if len(regs) < 4:
+                return Finding(
+                    "gic",
+                    Verdict.FAIL,
+                    f"{path} is a GICv2 without the hypervisor and virtual CPU "
+                    f"interfaces ({len(regs)} reg entries, Xen needs 4)",
+                    "use a DTB describing GICH and GICV (enable_gic=1 on a Pi 4)",
+                )
+            hyp = regs[2][0]
+            return Finding("gic", Verdict.OK, f"GICv2 {path}, GICH at {hyp:#x}")
+        if "arm,gic-v3" in compat:
+            return Finding("gic", Verdict.OK, f"GICv3 {path}")
+    return Finding(
+        "gic",
+        Verdict.FAIL,
+        "no GICv2 or GICv3 in the DTB",
+        "Xen on Arm needs a GIC with virtualization extensions",
+    )
+
+
+def check_modules(t: Target) -> Finding:
+    if not t.modules:
+        return Finding("boot modules", Verdict.OK, "no load layout given (check a build)")
+    spans = [(m.start, m.end, m.kind) for m in t.modules]
+    spans += [(s, s + n, "reserved memory") for s, n in t.reserved]
+    spans += [(r.start, r.end, r.why) for r in t.board.reserved]
+    problems = []
+    for i, (a0, a1, an) in enumerate(spans):
+        for b0, b1, bn in spans[i + 1 :]:
+            if a0 < b1 and b0 < a1 and i < len(t.modules):
+                problems.append(f"{an} {a0:#x}-{a1:#x} overlaps {bn} {b0:#x}-{b1:#x}")
+    for m in t.modules:
+        if not any(s <= m.start and m.end <= s + n for s, n in t.ram):
+            problems.append(f"{m.kind} {m.start:#x}-{m.end:#x} is outside RAM")
+    if problems:
+        return Finding(
+            "boot modules",
+            Verdict.FAIL,
+            "; ".join(problems),
+            "rebuild: xenkit plans loads clear of these",
+        )
+    return Finding("boot modules", Verdict.OK, f"{len(t.modules)} modules, no overlaps, inside RAM")
+
+
+def check_hidden(t: Target) -> Finding:
+    hidden = [p for c in t.board.xen_hides for p in t.tree.find_compatible(c) if t.tree.enabled(p)]
+    if not hidden:
+        return Finding("devices xen hides", Verdict.OK, "none")
+    return Finding(
+        "devices xen hides",
+        Verdict.OK,
+        f"Xen keeps {', '.join(hidden)} from Dom0 (shared with its UART or used "
+        "for reset): Dom0 drivers for them will not probe",
+    )
+
+
+CHECKS: tuple[Callable[[Target], Finding], ...] = (
+    check_xen_version,
+    check_linux_version,
+    check_console,
+    check_dom0_console,
+    check_enable_uart,
+    check_gic,
+    check_modules,
+    check_dom0_memory,
+    check_dma_reach,
+    check_hidden,
+)
+
+
+def run_checks(t: Target) -> list[Finding]:
+    return [check(t) for check in CHECKS]
+
+
+def worst(findings: Sequence[Finding]) -> Verdict:
+    return max((f.verdict for f in findings), default=Verdict.OK)
+
+
+def report(t: Target, findings: Sequence[Finding]) -> str:
+    width = max(len(f.check) for f in findings)
+    lines = [f"xenkit check: {t.description}"]
+    for f in findings:
+        lines.append(f"  {f.verdict!s:<4}  {f.check:<{width}}  {f.detail}")
+        if f.fix:
+            lines.append(f"  {'':<4}  {'':<{width}}  fix: {f.fix}")
+    lines.append(f"worst: {worst(findings)}")
+    return "\n".join(lines)
+
+
+def as_json(t: Target, findings: Sequence[Finding]) -> dict[str, Any]:
+    d = t.dom0
+    return {
+        "target": t.description,
+        "worst": str(worst(findings)),
+        "xen_cmdline": t.xen_cmdline,
+        "dom0_cmdline": t.dom0_cmdline,
+        "findings": [f.as_dict() for f in findings],
+        "dom0_banks": [{"start": s, "size": n} for s, n in d.banks],
+        "dom0_bank_lines": d.bank_lines(),
+        "model_notes": list(d.notes),
+    }

@@ -1,0 +1,208 @@
+"""`xenkit map`: the machine's address spaces side by side, as SVG/PNG and in the terminal.
+
+Columns: the CPU physical map (RAM, reserved memory, MMIO windows, the GIC), Dom0's
+predicted banks, the boot modules, and one column per DMA window showing which CPU range a
+bus's masters reach and at which bus address (on the Pi 4: the first GiB, seen at
+0xC000_0000). Addresses span from zero to past 4 GiB with tiny and huge ranges side by side,
+so the vertical axis is piecewise: each interval between two boundaries gets a height that
+grows with the logarithm of its size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenkit.analysis.check import GICV2, Target
+from xenkit.core.sizes import human
+from xenkit.formats import dt
+
+COLOURS = {
+    "ram": "#8fd694",
+    "reserved": "#9e9e9e",
+    "mmio": "#90caf9",
+    "gic": "#ffb74d",
+    "dom0": "#b39ddb",
+    "module": "#f48fb1",
+    "dma": "#fff59d",
+}
+
+
+@dataclass(frozen=True)
+class Region:
+    column: str
+    start: int
+    end: int
+    label: str
+    kind: str
+
+
+def regions(t: Target) -> list[Region]:
+    cpu = "CPU physical"
+    out = [Region(cpu, s, s + n, f"RAM {human(n)}", "ram") for s, n in t.ram]
+    out += [
+        Region(cpu, a, a + n, f"reserved ({why})", "reserved")
+        for a, n, why in t.addresses.reserved()
+    ]
+    tree = t.tree
+    for path, _ in tree.nodes():
+        if path.count("/") != 1 or path == "/":
+            continue
+        ranges = t.addresses._mappings(path, "ranges")
+        for m in ranges or ():
+            out.append(Region(cpu, m.parent, m.parent + m.size, f"{path} {m.child:#x}", "mmio"))
+    for path, _ in tree.nodes():
+        compat = tree.compatible(path)
+        if any(c in GICV2 or c == "arm,gic-v3" for c in compat):
+            names = ["GICD", "GICC", "GICH", "GICV"]
+            for i, (a, n) in enumerate(t.addresses.device(path).regs):
+                out.append(Region(cpu, a, a + n, names[i] if i < 4 else "GIC", "gic"))
+    for i, (s, n) in enumerate(t.dom0.banks):
+        out.append(Region("Dom0 (predicted)", s, s + n, f"bank {i} {human(n)}", "dom0"))
+    for mod in t.modules:
+        out.append(Region("boot modules", mod.start, mod.end, mod.kind, "module"))
+    buses: dict[tuple[dt.Mapping, ...], list[str]] = {}
+    for path, _ in tree.nodes():
+        if path != "/" and t.addresses._mappings(path, "dma-ranges"):
+            windows = t.addresses.dma_windows(path)
+            if windows:
+                buses.setdefault(windows, []).append(path)
+    for windows, paths in buses.items():
+        for w in windows:
+            out.append(
+                Region(
+                    f"DMA {', '.join(paths)}",
+                    w.parent,
+                    w.parent + w.size,
+                    f"bus {w.child:#x}.. = CPU{w.offset:+#x}",
+                    "dma",
+                )
+            )
+    return out
+
+
+def _columns(regs: Sequence[Region]) -> list[str]:
+    return list(dict.fromkeys(r.column for r in regs))
+
+
+class Scale:
+    """Piecewise address -> height: each interval between boundaries gets 1 + log2 of its
+    size in MiB (at least 1), so a 4 KiB page and a 4 GiB bank are both legible; a hole
+    that nothing occupies gets a height of 1 whatever its size."""
+
+    def __init__(self, regs: Sequence[Region]) -> None:
+        self.edges = sorted({r.start for r in regs} | {r.end for r in regs})
+        self.pos = [0.0]
+        for a, b in zip(self.edges, self.edges[1:], strict=False):
+            used = any(r.start <= a and b <= r.end for r in regs)
+            grow = max(0.0, math.log2(max(b - a, 1) / (1 << 20))) if used else 0.0
+            self.pos.append(self.pos[-1] + 1 + grow)
+
+    def __call__(self, addr: int) -> float:
+        i = self.edges.index(addr)
+        return self.pos[i]
+
+
+def render_files(t: Target, prefix: Path) -> list[Path]:
+    """Write PREFIX.svg and PREFIX.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    regs = regions(t)
+    cols = _columns(regs)
+    scale = Scale(regs)
+    height = max(8.0, scale.pos[-1] * 0.22)
+    fig, ax = plt.subplots(figsize=(3.2 * len(cols) + 2, height))
+    for x, col in enumerate(cols):
+        mine = [r for r in regs if r.column == col]
+        # Overlapping regions in one column (MMIO windows of nested buses) sit side by side.
+        lanes: list[list[Region]] = []
+        for r in sorted(mine, key=lambda r: (r.start, -r.end)):
+            lane = next((ln for ln in lanes if ln[-1].end <= r.start), None)
+            if lane is None:
+                lanes.append([r])
+            else:
+                lane.append(r)
+        width = 0.9 / max(1, len(lanes))
+        for li, lane in enumerate(lanes):
+            for r in lane:
+                y0, y1 = scale(r.start), scale(r.end)
+                left = x - 0.45 + li * width
+                ax.add_patch(
+                    Rectangle(
+                        (left, y0),
+                        width,
+                        y1 - y0,
+                        facecolor=COLOURS[r.kind],
+                        edgecolor="black",
+                        linewidth=0.6,
+                    )
+                )
+                ax.text(
+                    left + width / 2,
+                    (y0 + y1) / 2,
+                    r.label,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    wrap=True,
+                )
+    ticks, labels, last = [], [], -10.0
+    for addr, y in zip(scale.edges, scale.pos, strict=False):
+        if y - last >= 0.9:
+            ticks.append(y)
+            labels.append(f"{addr:#011x}")
+            last = y
+    ax.set_yticks(ticks, labels, fontsize=7, family="monospace")
+    ax.set_xticks(range(len(cols)), cols, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_xlim(-0.6, len(cols) - 0.4)
+    ax.set_ylim(scale.pos[-1], 0)
+    ax.set_title(f"xenkit map: {t.description}", fontsize=10, pad=24)
+    ax.spines[["right", "bottom"]].set_visible(False)
+    fig.tight_layout()
+    written = []
+    for ext in ("svg", "png"):
+        path = prefix.with_suffix(f".{ext}")
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+def render_text(t: Target) -> str:
+    """One row per address interval where something changes, one column per address space."""
+    regs = regions(t)
+    cols = _columns(regs)
+    edges = sorted({r.start for r in regs} | {r.end for r in regs})
+    rows = []
+    for a, b in itertools.pairwise(edges):
+        cells = []
+        for col in cols:
+            here = [r.label for r in regs if r.column == col and r.start <= a and b <= r.end]
+            cells.append(" + ".join(here))
+        if any(cells):
+            rows.append([f"{a:#011x}-{b:#011x}", human(b - a), *cells])
+    merged: list[list[str]] = []
+    for row in rows:
+        if merged and merged[-1][2:] == row[2:]:
+            prev = merged[-1]
+            start = prev[0].split("-")[0]
+            end = row[0].split("-")[1]
+            prev[0] = f"{start}-{end}"
+            prev[1] = human(int(end, 16) - int(start, 16))
+        else:
+            merged.append(row)
+    header = ["address", "size", *cols]
+    widths = [min(38, max(len(str(r[i])) for r in [header, *merged])) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(str(c)[: widths[i]].ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+
+    return "\n".join([f"xenkit map: {t.description}", fmt(header), *map(fmt, merged)])

@@ -1,0 +1,1 @@
+"""U-Boot boot scripts: module layout, generation, ImageBuilder configs, uImages."""

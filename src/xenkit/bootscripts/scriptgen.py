@@ -1,0 +1,197 @@
+"""`xenkit uboot-script`: boot scripts from an ImageBuilder config or xenkit's TOML."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from xenkit import xen
+from xenkit.bootscripts import bootscript, imagebuilder, uimage
+from xenkit.config import bootconfig
+from xenkit.config.bootconfig import BootConfig
+from xenkit.core.proc import run
+from xenkit.errors import XenkitError
+from xenkit.formats import binaries, dt
+
+log = logging.getLogger("xenkit")
+
+
+def read_config(path: Path, load_cmd: str | None) -> BootConfig:
+    if path.suffix == ".toml":
+        cfg = bootconfig.load_toml(path)
+        if load_cmd:
+            cfg = replace(cfg, load_cmd=imagebuilder.LOAD_ALIASES.get(load_cmd, load_cmd))
+        if not cfg.load_cmd:
+            raise XenkitError(f"{path}: no boot.load command: set it or pass -t")
+        return cfg
+    cfg, _ = imagebuilder.load(path, load_cmd)
+    return cfg
+
+
+def _write_atomically(files: dict[Path, bytes]) -> None:
+    """All outputs or none: each is written beside its target and renamed at the end."""
+    temps: dict[Path, Path] = {}
+    try:
+        for target, data in files.items():
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(name, 0o644)
+            temps[target] = Path(name)
+        for target, tmp in temps.items():
+            tmp.replace(target)
+    except OSError as exc:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise XenkitError(f"cannot write outputs: {exc.strerror}") from None
+
+
+def _cpu_count(tree: dt.DeviceTree) -> int:
+    return sum(
+        1
+        for p, _ in tree.nodes()
+        if p.startswith("/cpus/cpu@") and tree.string(p, "device_type") == "cpu"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: BootConfig
+    loads: list[bootscript.Load]
+    script: str
+    address: int
+    tree: dt.DeviceTree
+    reserved: list[tuple[int, int]]
+
+
+def output_names(cfg: BootConfig, name: str | None) -> tuple[str, str]:
+    """(source, script) file names: -o NAME wins, then UBOOT_SOURCE/UBOOT_SCRIPT, then boot."""
+    if name:
+        return f"{name}.source", f"{name}.scr"
+    source = cfg.source_name or "boot.source"
+    return source, cfg.script_name or f"{source.removesuffix('.source')}.scr"
+
+
+def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -> Plan:
+    """Write the script's text and image into `root`; returns what was planned."""
+    if not root.is_dir():
+        raise XenkitError(f"-d {root}: not a directory")
+    cfg = read_config(config, load_cmd)
+    for warning in cfg.warnings:
+        log.warning("warning: %s", warning)
+    bootconfig.validate(cfg, root)
+    tree = dt.DeviceTree.load(root / cfg.device_tree)
+    bootconfig.validate(cfg, root, _cpu_count(tree) or None)
+    for warning in init_dom0less_warnings(cfg, root):
+        log.warning("warning: %s", warning)
+    reserved = [(a, n) for a, n, _ in dt.AddressMap(tree).reserved()]
+    resize = bootscript.resize_for(cfg)
+    blob = tree.to_bytes()
+    fdt_room = uimage.fdt_size_at_boot(blob, resize) - len(blob)
+    files: dict[Path, bytes] = {}
+    if cfg.boot_cmd == "bootm":
+        cfg, files = _wrap_xen(cfg, root, reserved, fdt_room)
+    loads = bootscript.plan_imagebuilder(cfg, root, reserved, fdt_room)
+    text = bootscript.generate(cfg, loads, tree, fdt_resize=resize, extra_cmds=_extra(cfg, root))
+    addr = bootscript.script_address(cfg)
+    source, script = output_names(cfg, name)
+    files[root / source] = text.encode()
+    files[root / script] = uimage.script_image(text, load=addr, entry=addr)
+    _write_atomically(files)
+    return Plan(cfg, loads, text, addr, tree, reserved)
+
+
+def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
+    """Domains Xen 4.17's init-dom0less would fail on (xen.init_dom0less_fails), if this Xen
+    is 4.17 or older and a Dom0 is there to run it."""
+    if not cfg.dom0 or not cfg.xen:
+        return []
+    try:
+        version = binaries.xen_version(root / cfg.xen)
+    except XenkitError:
+        return []  # not a Xen we can read: no grounds to warn
+    if (version.major, version.minor) > (4, 17):
+        return []
+    return [
+        f"domain {i} ({d.kernel}): enhanced with {d.vcpus} vCPUs: Xen {version.text}'s "
+        f"init-dom0less fails on it and every later domain; give it 1 vCPU or "
+        f"DOMU_ENHANCED[{i}]=0"
+        for i, d in enumerate(cfg.domains)
+        if d.enhanced == "enabled" and xen.init_dom0less_fails(d.vcpus)
+    ]
+
+
+def _extra(cfg: BootConfig, root: Path) -> str:
+    if not cfg.append_extra_cmds:
+        return ""
+    try:
+        return (root / cfg.append_extra_cmds).read_text()
+    except OSError as exc:
+        raise XenkitError(
+            f"APPEND_EXTRA_CMDS: cannot read {cfg.append_extra_cmds}: {exc.strerror}"
+        ) from None
+
+
+def _wrap_xen(
+    cfg: BootConfig, root: Path, reserved: list[tuple[int, int]], fdt_room: int
+) -> tuple[BootConfig, dict[Path, bytes]]:
+    """bootm wants Xen in a legacy uImage: plan with the wrapped size, then wrap it for the
+    address it got."""
+    data = (root / cfg.xen).read_bytes()
+    ub = f"{cfg.xen}.ub"
+    (root / ub).write_bytes(b"\0" * (len(data) + 64))
+    wrapped = replace(cfg, xen=ub)
+    xen = next(
+        ld
+        for ld in bootscript.plan_imagebuilder(wrapped, root, reserved, fdt_room)
+        if ld.role == "xen"
+    )
+    arch = "arm64" if data[56:60] == b"ARM\x64" else "arm"
+    return wrapped, {root / ub: uimage.kernel_image(data, arch, xen.addr, xen.addr)}
+
+
+def hint(cfg: BootConfig, script: str, addr: int) -> str:
+    return f"{cfg.load_cmd} 0x{addr:X} {script}; source 0x{addr:X}"
+
+
+def first_stage(
+    root: Path, name: str, server: str, ip: str, second: str, addr: int = bootscript.LOW_SCRIPT
+) -> str:
+    """The blog's small SD-card script: set the addresses, fetch the real script, run it."""
+    for what, value in (("--server", server), ("--ip", ip)):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise XenkitError(f"{what} {value!r} is not an IP address") from None
+    text = (
+        f"setenv serverip {server}\nsetenv ipaddr {ip}\n"
+        f"tftpb 0x{addr:X} {second}\nsource 0x{addr:X}\n"
+    )
+    _write_atomically(
+        {root / f"{name}.source": text.encode(), root / f"{name}.scr": uimage.script_image(text)}
+    )
+    return text
+
+
+def chosen_dts(tree: dt.DeviceTree) -> str:
+    """/chosen of a tree, as dtc prints it."""
+    text = run(
+        ["dtc", "-q", "-I", "dtb", "-O", "dts", "-"], stdin=tree.to_bytes(), capture=True
+    ).stdout
+    start = text.find("\tchosen {")
+    if start < 0:
+        return "(no /chosen)"
+    depth, end = 0, start
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                end = text.index("\n", i)
+                break
+    return text[start:end].replace("\n\t", "\n").lstrip("\t")

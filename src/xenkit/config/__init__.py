@@ -1,0 +1,1 @@
+"""Board files and user settings, resolved into one validated system spec."""

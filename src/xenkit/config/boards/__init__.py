@@ -1,0 +1,178 @@
+"""Boards are data: one TOML file each under xenkit/config/boards/, read into frozen dataclasses."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xenkit.errors import XenkitError
+
+Bank = tuple[int, int]  # (start, size)
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    role: str
+    name: str
+    files: dict[str, str]  # artifact role -> glob inside the package
+    follow: str | None = None
+
+
+@dataclass(frozen=True)
+class Reserved:
+    start: int
+    size: int
+    why: str
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass(frozen=True)
+class Emulation:
+    machine: str
+    memory: str  # QEMU -m; empty: the RAM model chosen for the build
+    ram: tuple[Bank, ...]  # RAM the emulated board reports; empty: the RAM model's banks
+    uboot: str  # "kernel" (raspi: U-Boot is the -kernel) or "bios" (virt: -bios)
+    disk: str  # "sd" or "virtio"
+    console_serial: int
+    dom0_cmdline: str
+    disable: tuple[str, ...]  # compatibles of blocks QEMU does not model
+    cpu: str | None = None
+    smp: int | None = None
+    accel: str | None = None  # QEMU -accel, e.g. "tcg,thread=single"
+    # (compatible, property) pairs deleted on the emulator's copy of the DTB: hardware
+    # hooks whose firmware side QEMU does not implement.
+    drop_properties: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    arch: str
+    release: str
+    xen_console: str
+    xen_cmdline: str
+    dom0_cmdline: str
+    dom0_mem: str
+    dma_bitsize: int
+    platform_compatible: str
+    min_xen: tuple[int, int]
+    min_dom0_linux: tuple[int, int]
+    xen_hides: tuple[str, ...]
+    dtb_name: str
+    default_ram: str
+    cpus: int
+    ram: dict[str, tuple[Bank, ...]]
+    packages: tuple[PackageRef, ...]
+    config_txt: tuple[str, ...]
+    scriptaddr: int
+    load_limit: int
+    top_reserve: int
+    reserved: tuple[Reserved, ...]
+    emulate: Emulation
+    # Modules Dom0's first stage loads to reach its root partition (the card's controller).
+    root_modules: tuple[str, ...] = ()
+
+    def emulated_ram(self, model: str) -> tuple[Bank, ...]:
+        return self.emulate.ram or self.ram[model]
+
+    def emulated_memory(self, model: str) -> str:
+        return self.emulate.memory or model
+
+    @property
+    def dtb_from_qemu(self) -> bool:
+        return not any("dtb" in p.files for p in self.packages)
+
+
+def available() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files(__name__).iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
+    return tuple((int(a), int(b)) for a, b in raw)
+
+
+def parse(data: dict[str, Any], source: str) -> Board:
+    try:
+        emu = data["emulate"]
+        return Board(
+            name=data["name"],
+            description=data["description"],
+            arch=data["arch"],
+            release=data["release"],
+            xen_console=data["xen_console"],
+            xen_cmdline=data["xen_cmdline"],
+            dom0_cmdline=data["dom0_cmdline"],
+            dom0_mem=data["dom0_mem"],
+            dma_bitsize=int(data["dma_bitsize"]),
+            platform_compatible=data["platform_compatible"],
+            min_xen=_version(data["check"]["min_xen"]),
+            min_dom0_linux=_version(data["check"]["min_dom0_linux"]),
+            xen_hides=tuple(data["check"]["xen_hides"]),
+            dtb_name=data["dtb_name"],
+            default_ram=data["default_ram"],
+            cpus=int(data["cpus"]),
+            ram={k: _banks(v) for k, v in data["ram"].items()},
+            packages=tuple(
+                PackageRef(role, p["name"], dict(p["files"]), p.get("follow"))
+                for role, p in data["packages"].items()
+            ),
+            config_txt=tuple(data["boot"]["config_txt"]),
+            scriptaddr=int(data["boot"]["scriptaddr"]),
+            load_limit=int(data["layout"]["limit"]),
+            top_reserve=int(data["layout"]["top_reserve"]),
+            reserved=tuple(
+                Reserved(int(a), int(b), str(w)) for a, b, w in data["layout"]["reserved"]
+            ),
+            emulate=Emulation(
+                machine=emu["machine"],
+                memory=emu["memory"],
+                ram=_banks(emu["ram"]),
+                uboot=emu["uboot"],
+                disk=emu["disk"],
+                console_serial=int(emu["console_serial"]),
+                dom0_cmdline=emu["dom0_cmdline"],
+                disable=tuple(emu["disable"]),
+                cpu=emu.get("cpu"),
+                smp=emu.get("smp"),
+                accel=emu.get("accel"),
+                drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
+            ),
+            root_modules=tuple(data.get("dom0", {}).get("root_modules", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise XenkitError(
+            f"board file {source} is malformed near {exc}: compare with rpi4.toml"
+        ) from None
+
+
+def load(name: str) -> Board:
+    """A built-in board by name, or a board file by path."""
+    path = Path(name)
+    if name.endswith(".toml") and path.exists():
+        text, source = path.read_text(), str(path)
+    else:
+        res = resources.files(__name__) / f"{name}.toml"
+        if not res.is_file():
+            raise XenkitError(f"unknown board {name!r}: choose one of {', '.join(available())}")
+        text, source = res.read_text(), f"{name}.toml"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise XenkitError(f"board file {source}: {exc}") from None
+    return parse(data, source)

@@ -1,0 +1,284 @@
+"""What a boot loads and how: Xen, Dom0, dom0less domains, cpupools, overlays, or plain Linux.
+
+One model for two front ends: xenkit's own TOML (`[dom0]`, `[[domain]]` tables) and
+ImageBuilder's shell-style config (xenkit.imagebuilder). Paths are relative to a directory
+(the `-d` of `xenkit uboot-script`); sizes are bytes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xenkit.core.sizes import MiB, parse_size
+from xenkit.errors import XenkitError
+from xenkit.system import baremetal
+
+ENHANCED = ("", "enabled", "no-xenstore")
+BOOT_CMDS = ("booti", "bootm", "bootefi", "none")
+
+
+@dataclass(frozen=True)
+class Dom0:
+    kernel: str
+    ramdisk: str = ""
+    cmdline: str = ""
+    memory: int = 0  # 0: not set (Xen picks)
+    vcpus: int = 0
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    kernel: str
+    ramdisk: str = ""
+    cmdline: str = ""
+    memory: int = 512 * MiB
+    vcpus: int = 1
+    vpl011: bool = True
+    passthrough_dtb: str = ""
+    passthrough_paths: tuple[str, ...] = ()
+    static_mem: tuple[tuple[int, int], ...] = ()
+    direct_map: bool = False
+    enhanced: str = ""
+    noboot: bool = False
+    cpupool: int | None = None
+
+
+@dataclass(frozen=True)
+class Cpupool:
+    cpus: tuple[str, ...]  # DT paths of the CPU nodes
+    scheduler: str = ""
+
+
+@dataclass(frozen=True)
+class Linux:
+    kernel: str
+    ramdisk: str = ""
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    memory_start: int
+    memory_end: int
+    device_tree: str
+    xen: str = ""
+    xen_cmdline: str = ""
+    xen_policy: str = ""
+    xen_static_heap: tuple[tuple[int, int], ...] = ()
+    dom0: Dom0 | None = None
+    domains: tuple[Domain, ...] = ()
+    cpupools: tuple[Cpupool, ...] = ()
+    dt_overlays: tuple[str, ...] = ()
+    linux: Linux | None = None
+    load_cmd: str = ""  # e.g. "tftpb", "load mmc 0:1"
+    boot_cmd: str = "booti"
+    append_extra_cmds: str = ""  # a file whose lines go before the boot command
+    source_name: str = ""  # where the script text goes (ImageBuilder's UBOOT_SOURCE)
+    script_name: str = ""  # where the script image goes (UBOOT_SCRIPT)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def files(self) -> list[tuple[str, str]]:
+        """(role, path) of every file the boot loads, in ImageBuilder's load order: guests
+        first, Xen after them (the last PE image loaded is the one secure boot checks),
+        overlays, the DTB last."""
+        out: list[tuple[str, str]] = []
+        if self.linux:
+            out.append(("linux", self.linux.kernel))
+            if self.linux.ramdisk:
+                out.append(("linux-ramdisk", self.linux.ramdisk))
+        else:
+            if self.dom0:
+                out.append(("dom0", self.dom0.kernel))
+                if self.dom0.ramdisk:
+                    out.append(("dom0-ramdisk", self.dom0.ramdisk))
+            for i, d in enumerate(self.domains):
+                out.append((f"domU{i}", d.kernel))
+                if d.ramdisk:
+                    out.append((f"domU{i}-ramdisk", d.ramdisk))
+                if d.passthrough_dtb:
+                    out.append((f"domU{i}-dtb", d.passthrough_dtb))
+            out.append(("xen", self.xen))
+            if self.xen_policy:
+                out.append(("xen-policy", self.xen_policy))
+        out += [(f"overlay{i}", p) for i, p in enumerate(self.dt_overlays)]
+        out.append(("dtb", self.device_tree))
+        return out
+
+
+def variable(role: str) -> str:
+    """The ImageBuilder variable that names a file, for messages: domU1-ramdisk ->
+    DOMU_RAMDISK[1]."""
+    fixed = {
+        "dom0": "DOM0_KERNEL",
+        "dom0-ramdisk": "DOM0_RAMDISK",
+        "xen": "XEN",
+        "xen-policy": "XEN_POLICY",
+        "dtb": "DEVICE_TREE",
+        "linux": "LINUX",
+        "linux-ramdisk": "LINUX_RAMDISK",
+    }
+    if role in fixed:
+        return fixed[role]
+    if role.startswith("overlay"):
+        return f"DT_OVERLAY[{role.removeprefix('overlay')}]"
+    index, _, kind = role.removeprefix("domU").partition("-")
+    name = {"": "DOMU_KERNEL", "ramdisk": "DOMU_RAMDISK", "dtb": "DOMU_PASSTHROUGH_DTB"}[kind]
+    return f"{name}[{index}]"
+
+
+def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
+    """Errors a boot script cannot survive, each naming the variable and the fix."""
+    for role, path in cfg.files():
+        if baremetal.is_builtin(path):
+            raise XenkitError(
+                f"{variable(role)}={path}: built-in guests are built by xenkit build; "
+                "here give the path of an Image"
+            )
+        if path and not (root / path).is_file():
+            raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
+    if not cfg.device_tree:
+        raise XenkitError("DEVICE_TREE is not set: name the board's DTB")
+    if not cfg.xen and not cfg.linux:
+        raise XenkitError("neither XEN nor LINUX is set: say what to boot")
+    if cfg.xen and not cfg.dom0 and not cfg.domains:
+        raise XenkitError("XEN without DOM0_KERNEL or any DOMU_KERNEL: nothing to run")
+    if cfg.boot_cmd not in BOOT_CMDS:
+        raise XenkitError(f"BOOT_CMD={cfg.boot_cmd}: use one of {', '.join(BOOT_CMDS)}")
+    if cfg.memory_end <= cfg.memory_start:
+        raise XenkitError("MEMORY_END must be above MEMORY_START")
+    names: set[str] = set()
+    spans: list[tuple[int, int, str]] = []
+    for i, d in enumerate(cfg.domains):
+        if d.name in names:
+            raise XenkitError(f"DOMU_NAME[{i}]={d.name} is used twice: give each a name")
+        names.add(d.name)
+        if cpus is not None and d.vcpus > cpus:
+            raise XenkitError(f"DOMU_VCPUS[{i}]={d.vcpus}: the board has {cpus} CPUs")
+        if d.vcpus < 1:
+            raise XenkitError(f"DOMU_VCPUS[{i}]={d.vcpus}: give at least 1")
+        if d.enhanced not in ENHANCED:
+            raise XenkitError(f"DOMU_ENHANCED[{i}]={d.enhanced}: use enabled or no-xenstore")
+        if d.cpupool is not None and not 0 <= d.cpupool < len(cfg.cpupools):
+            raise XenkitError(
+                f"DOMU_CPUPOOL[{i}]={d.cpupool}: there are {len(cfg.cpupools)} cpupools"
+            )
+        if d.direct_map and not d.static_mem:
+            raise XenkitError(f"DOMU_DIRECT_MAP[{i}] needs DOMU_STATIC_MEM[{i}]")
+        if d.static_mem:
+            total = sum(n for _, n in d.static_mem)
+            if total != d.memory:
+                raise XenkitError(
+                    f"DOMU_STATIC_MEM[{i}] totals {total >> 20} MiB but "
+                    f"DOMU_MEM[{i}] is {d.memory >> 20} MiB: make them equal"
+                )
+            for s, n in d.static_mem:
+                for os_, on, other in spans:
+                    if s < os_ + on and os_ < s + n:
+                        raise XenkitError(
+                            f"DOMU_STATIC_MEM[{i}] {s:#x}+{n:#x} overlaps "
+                            f"{other}'s static memory: move one"
+                        )
+                spans.append((s, n, f"DOMU_STATIC_MEM of {d.name}"))
+
+
+# -- xenkit's own TOML --------------------------------------------------------------------------
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return parse_size(value, what, bare=1)  # an address or byte count
+    raise XenkitError(f"{what}: {value!r} is not a number or size")
+
+
+def _static(raw: Any, what: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((_int(a, what), _int(b, what)) for a, b in raw)
+    except (TypeError, ValueError):
+        raise XenkitError(f"{what}: give a list of [start, size] pairs") from None
+
+
+def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True) -> Domain:
+    """A [[domain]] table; `xenkit build` lets the kernel default to Dom0's."""
+    where = f"[[domain]] #{index + 1}"
+    known = {f for f in Domain.__dataclass_fields__}
+    unknown = set(t) - known
+    if unknown:
+        raise XenkitError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    if require_kernel and "kernel" not in t:
+        raise XenkitError(f'{where} has no kernel: add kernel = "PATH"')
+    return Domain(
+        name=str(t.get("name", f"domU{index}")),
+        kernel=str(t.get("kernel", "")),
+        ramdisk=str(t.get("ramdisk", "")),
+        # As ImageBuilder: a guest with a virtual PL011 gets it as its console.
+        cmdline=str(t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else "")),
+        memory=parse_size(t.get("memory", "512M"), f"{where} memory"),
+        vcpus=int(t.get("vcpus", 1)),
+        vpl011=bool(t.get("vpl011", True)),
+        passthrough_dtb=str(t.get("passthrough_dtb", "")),
+        passthrough_paths=tuple(t.get("passthrough_paths", ())),
+        static_mem=_static(t.get("static_mem", ()), f"{where} static_mem"),
+        direct_map=bool(t.get("direct_map", False)),
+        enhanced=str(t.get("enhanced", "")),
+        noboot=bool(t.get("noboot", False)),
+        cpupool=t.get("cpupool"),
+    )
+
+
+def from_toml(data: dict[str, Any], source: str) -> BootConfig:
+    try:
+        boot = data.get("boot", {})
+        xen = data.get("xen", {})
+        dom0 = data.get("dom0")
+        linux = data.get("linux")
+        return BootConfig(
+            memory_start=_int(boot.get("memory_start", 0), "boot.memory_start"),
+            memory_end=_int(boot["memory_end"], "boot.memory_end"),
+            device_tree=str(boot["device_tree"]),
+            xen=str(xen.get("image", "")),
+            xen_cmdline=str(xen.get("cmdline", "")),
+            xen_policy=str(xen.get("policy", "")),
+            xen_static_heap=_static(xen.get("static_heap", ()), "xen.static_heap"),
+            dom0=Dom0(
+                kernel=str(dom0["kernel"]),
+                ramdisk=str(dom0.get("ramdisk", "")),
+                cmdline=str(dom0.get("cmdline", "")),
+                memory=parse_size(dom0.get("memory", 0), "dom0.memory"),
+                vcpus=int(dom0.get("vcpus", 0)),
+            )
+            if dom0
+            else None,
+            domains=tuple(domain_from_table(t, i) for i, t in enumerate(data.get("domain", []))),
+            cpupools=tuple(
+                Cpupool(tuple(p["cpus"]), str(p.get("scheduler", "")))
+                for p in data.get("cpupool", [])
+            ),
+            dt_overlays=tuple(boot.get("dt_overlays", ())),
+            linux=Linux(
+                str(linux["kernel"]), str(linux.get("ramdisk", "")), str(linux.get("cmdline", ""))
+            )
+            if linux
+            else None,
+            load_cmd=str(boot.get("load", "")),
+            boot_cmd=str(boot.get("boot_cmd", "booti")),
+            append_extra_cmds=str(boot.get("append_extra_cmds", "")),
+        )
+    except KeyError as exc:
+        raise XenkitError(
+            f"{source}: missing {exc.args[0]!r}: see the example in the README"
+        ) from None
+
+
+def load_toml(path: Path) -> BootConfig:
+    try:
+        return from_toml(tomllib.loads(path.read_text()), str(path))
+    except OSError as exc:
+        raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise XenkitError(f"{path}: {exc}") from None

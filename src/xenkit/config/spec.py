@@ -1,0 +1,314 @@
+"""Board + user settings -> the resolved, validated description of the system to build."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from xenkit import xen
+from xenkit.config import boards
+from xenkit.config.boards import Bank, Board
+from xenkit.config.bootconfig import Domain, domain_from_table
+from xenkit.core.sizes import MiB, format_size, parse_size
+from xenkit.errors import XenkitError
+from xenkit.system import baremetal
+from xenkit.xen import xl
+
+log = logging.getLogger("xenkit")
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    board: Board
+    ram: str
+    ram_banks: tuple[Bank, ...]
+    dom0_mem: int
+    dom0_vcpus: int
+    xen_cmdline: str
+    dom0_cmdline: str
+    emu_dom0_cmdline: str
+    xen_image: Path | None
+    kernel_image: Path | None
+    root_size: int
+    refresh: bool
+    domains: tuple[Domain, ...] = ()
+    netboot: bool = False
+    netboot_server: str = ""
+    netboot_address: str = ""  # ADDR/PREFIX, or "" to ask DHCP
+    tftp_blocksize: int = 0
+    tftp_windowsize: int = 0
+    toolstack: bool = False
+    dom0_root: str = "sd"
+    dom0_autorun: Path | None = None
+    guests: tuple[xl.Guest, ...] = ()
+
+    @property
+    def ram_total(self) -> int:
+        return sum(size for _, size in self.ram_banks)
+
+
+def _local_file(value: str, setting: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise XenkitError(f"{setting}: {value} is not a readable file; give the path of one")
+    return path.resolve()
+
+
+def resolve(values: dict[str, Any]) -> SystemSpec:
+    board = boards.load(values["board"])
+    ram = values["ram"] or board.default_ram
+    if ram not in board.ram:
+        raise XenkitError(
+            f"{board.name} has no {ram} model: choose --ram from {', '.join(board.ram)}"
+        )
+    banks = board.ram[ram]
+    dom0_mem = parse_size(values["dom0_mem"] or board.dom0_mem, "dom0_mem")
+    total = sum(size for _, size in banks)
+    xl.too_small(dom0_mem, "dom0_mem")
+    if dom0_mem >= total:
+        raise XenkitError(
+            f"dom0_mem={format_size(dom0_mem)} does not fit in the {ram} {board.name}: "
+            f"give less than {format_size(total)}"
+        )
+    vcpus = int(values["dom0_vcpus"])
+    if not 0 <= vcpus <= board.cpus:
+        raise XenkitError(
+            f"dom0_vcpus={vcpus}: {board.name} has {board.cpus} CPUs; give 0 (all) to {board.cpus}"
+        )
+    xen_cmdline = values["xen_cmdline"] or xen.xen_cmdline(
+        board.xen_console, board.xen_cmdline, dom0_mem, vcpus, values["xen_extra"]
+    )
+    if values["xen_cmdline"] and values["xen_extra"]:
+        xen_cmdline += " " + values["xen_extra"]
+    dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
+    domains = _domains(values["domain"], board, banks, dom0_mem)
+    if values["toolstack"]:
+        domains = _join_xenstore(domains, values["domain"])
+    guests = _guests(values, board, banks, dom0_mem, domains)
+    return SystemSpec(
+        board=board,
+        ram=ram,
+        ram_banks=banks,
+        dom0_mem=dom0_mem,
+        dom0_vcpus=vcpus,
+        xen_cmdline=xen_cmdline,
+        dom0_cmdline=dom0,
+        emu_dom0_cmdline=xen.dom0_cmdline(dom0, board.emulate.dom0_cmdline),
+        xen_image=_local_file(values["xen_image"], "xen_image"),
+        kernel_image=_local_file(values["kernel_image"], "kernel_image"),
+        root_size=parse_size(values["root_size"], "root_size") if values["root_size"] else 0,
+        refresh=bool(values["refresh"]),
+        domains=domains,
+        netboot=bool(values["netboot"]),
+        netboot_server=_address(values["netboot_server"]),
+        netboot_address=_interface(values["netboot_address"], values["netboot_server"]),
+        tftp_blocksize=_ranged(values["tftp_blocksize"], "tftp_blocksize", 0, 65464),
+        tftp_windowsize=_ranged(values["tftp_windowsize"], "tftp_windowsize", 0, 65535),
+        toolstack=bool(values["toolstack"]),
+        dom0_root=_choice(values["dom0_root"], "dom0_root", ("sd", "initramfs")),
+        dom0_autorun=_local_file(values["dom0_autorun"], "dom0_autorun"),
+        guests=guests,
+    )
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise XenkitError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def _address(value: str) -> str:
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise XenkitError(f"netboot_server={value!r} is not an IP address") from None
+    return value
+
+
+def _interface(value: str, server: str) -> str:
+    """A static address for U-Boot, as ADDR/PREFIX (a bare address is a /24)."""
+    if not value:
+        return ""
+    try:
+        iface = ipaddress.ip_interface(value if "/" in value else value + "/24")
+    except ValueError:
+        raise XenkitError(
+            f"netboot_address={value!r} is not an address: give one like 10.0.0.2/24"
+        ) from None
+    if iface.version != 4:
+        # U-Boot's tftpb speaks IPv4 only (tftpb -6 needs CONFIG_IPV6, off in Debian's).
+        raise XenkitError(f"netboot_address={value!r}: U-Boot netboots over IPv4; give one")
+    if not server:
+        raise XenkitError(
+            "netboot_address needs netboot_server: without DHCP nothing else names the server"
+        )
+    return str(iface)
+
+
+def _ranged(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise XenkitError(f"{name}={value}: give {low} to {high}")
+    return value
+
+
+def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
+             dom0_mem: int) -> tuple[Domain, ...]:  # fmt: skip
+    """dom0less guests from [[domain]] tables, refused here if they cannot boot."""
+    domains: list[Domain] = []
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise XenkitError("domain: give [[domain]] tables in the config file")
+        d = domain_from_table(table, i, require_kernel=False)
+        xl.check_name(d.name, f"[[domain]] #{i + 1}")
+        if baremetal.is_builtin(d.kernel):
+            d = _builtin(d, table)
+        else:
+            xl.too_small(d.memory, f"[[domain]] {d.name}")
+        for what in ("kernel", "ramdisk", "passthrough_dtb"):
+            path = getattr(d, what)
+            if path and not baremetal.is_builtin(path) and not Path(path).is_file():
+                raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
+        if not 1 <= d.vcpus <= board.cpus:
+            raise XenkitError(
+                f"[[domain]] {d.name}: vcpus = {d.vcpus}, but {board.name} has {board.cpus} CPUs"
+            )
+        if any(other.name == d.name for other in domains) or d.name == "Domain-0":
+            raise XenkitError(f"[[domain]] {d.name}: the name is taken; give each guest its own")
+        domains.append(d)
+    free = guest_room(sum(n for _, n in banks), dom0_mem, 0)
+    wanted = sum(d.memory for d in domains)
+    if wanted > free:
+        raise XenkitError(
+            f"the guests want {format_size(wanted)} but only about "
+            f"{format_size(free // MiB * MiB)} is left after dom0_mem: give them "
+            "less memory or lower dom0_mem"
+        )
+    return tuple(domains)
+
+
+# Xen puts the Image and a 2 MiB slot for the guest's DTB, each rounded up to 2 MiB, in the
+# first bank (place_modules in xen/arch/arm/kernel.c).
+BUILTIN_MIN_MEMORY = 4 * MiB
+BUILTIN_MEMORY = 16 * MiB
+PERIOD_MS = (1, 10_000)
+
+
+def _builtin(d: Domain, table: dict[str, Any]) -> Domain:
+    """A bare-metal guest from xenkit's source: small by default, one vCPU, its console on
+    the vpl011, and its name (printed in its banner) passed in its bootargs."""
+    baremetal.guest_name(d.kernel)
+    where = f"[[domain]] {d.name}"
+    # Xen flushes a vpl011 line at 126 characters: the banner stays within one.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", d.name):
+        raise XenkitError(
+            f"{where}: a {d.kernel} guest gets its name as a boot argument: "
+            "use up to 32 letters, digits, '.', '_' and '-'"
+        )
+    memory = d.memory if "memory" in table else BUILTIN_MEMORY
+    if memory < BUILTIN_MIN_MEMORY:
+        raise XenkitError(
+            f"{where}: memory = {format_size(memory)} is too small for Xen to place the "
+            f"guest and its device tree: give at least {format_size(BUILTIN_MIN_MEMORY)}"
+        )
+    if d.ramdisk:
+        raise XenkitError(f"{where}: {d.kernel} takes no ramdisk: drop ramdisk")
+    if not d.vpl011:
+        raise XenkitError(f"{where}: {d.kernel} prints through its vpl011: drop vpl011 = false")
+    if d.vcpus != 1:
+        raise XenkitError(f"{where}: {d.kernel} runs on one vCPU: drop vcpus or set it to 1")
+    words = d.cmdline.split() if "cmdline" in table else []
+    for word in words:
+        key, _, value = word.partition("=")
+        if key == "period_ms" and not (
+            value.isdigit() and PERIOD_MS[0] <= int(value) <= PERIOD_MS[1]
+        ):
+            raise XenkitError(
+                f"{where}: {word}: give the tick period in whole milliseconds, "
+                f"{PERIOD_MS[0]} to {PERIOD_MS[1]}"
+            )
+    return replace(d, memory=memory, cmdline=" ".join([f"name={d.name}", *words]))
+
+
+# Xen, its heap and the frame table need some room of their own.
+XEN_OVERHEAD = 64 * MiB
+
+
+def guest_room(total: int, dom0_mem: int, guests: int) -> int:
+    """Memory left for more guests beside Dom0 and `guests` bytes of guests already."""
+    return total - dom0_mem - XEN_OVERHEAD - guests
+
+
+# Dom0's bridge and its address: guests get addresses on this network.
+BRIDGE_ADDR = "10.99.0.1/24"
+
+
+def _join_xenstore(domains: tuple[Domain, ...], tables: list[Any]) -> tuple[Domain, ...]:
+    """With xenstored in Dom0 the dom0less guests join xenstore, so `xl list` shows them by
+    name (ImageBuilder's default too when there is a Dom0), unless Xen's init-dom0less
+    cannot set them up."""
+    joined = []
+    for d, table in zip(domains, tables, strict=True):
+        fails = xen.init_dom0less_fails(d.vcpus)
+        if fails and d.enhanced == "enabled":
+            raise XenkitError(
+                f"domain {d.name}: enhanced with {d.vcpus} vCPUs: Xen 4.17's init-dom0less "
+                f"fails on it (and on every later domain); give vcpus = 1, or drop enhanced"
+            )
+        if "enhanced" in (table or {}) or d.enhanced:  # the config's own choice
+            joined.append(d)
+        elif fails:
+            log.warning(
+                "domain %s has %d vCPUs, so it stays out of xenstore (Xen 4.17's "
+                "init-dom0less fails on such domains): xl lists it without a name",
+                d.name,
+                d.vcpus,
+            )
+            joined.append(d)
+        else:
+            joined.append(replace(d, enhanced="enabled"))
+    return tuple(joined)
+
+
+def _guests(
+    values: dict[str, Any],
+    board: Board,
+    banks: tuple[Bank, ...],
+    dom0_mem: int,
+    domains: tuple[Domain, ...],
+) -> tuple[xl.Guest, ...]:
+    """Run-time guests from [[guest]] tables: they need the toolstack, and must fit beside
+    Dom0 and the dom0less guests."""
+    tables = values["guest"]
+    if tables and not values["toolstack"]:
+        raise XenkitError("[[guest]] tables need Dom0's toolstack: set toolstack = true")
+    guests: list[xl.Guest] = []
+    taken = {"Domain-0", *(d.name for d in domains)}
+    dom0_ip = BRIDGE_ADDR.split("/")[0]
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise XenkitError("guest: give [[guest]] tables in the config file")
+        g = xl.guest_from_table(table, i, board.cpus, BRIDGE_ADDR, dom0_ip)
+        if g.name in taken:
+            raise XenkitError(f"[[guest]] {g.name}: the name is taken; give each guest its own")
+        taken.add(g.name)
+        for what in ("kernel", "ramdisk"):
+            path = getattr(g, what)
+            if path not in (xl.DEFAULT_KERNEL, xl.DEFAULT_RAMDISK) and not Path(path).is_file():
+                raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
+        guests.append(g)
+    free = guest_room(sum(n for _, n in banks), dom0_mem, sum(d.memory for d in domains))
+    wanted = sum(max(g.memory, g.maxmem) for g in guests)
+    if wanted > free:
+        raise XenkitError(
+            f"[[guest]]: the guests want {format_size(wanted)} but only about "
+            f"{format_size(max(free, 0) // MiB * MiB)} is free beside Dom0 and the dom0less "
+            "guests: give it less memory or lower dom0_mem"
+        )
+    return tuple(guests)

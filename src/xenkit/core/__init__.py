@@ -1,0 +1,1 @@
+"""Plumbing every stage shares: child processes, sizes, progress, host packages."""

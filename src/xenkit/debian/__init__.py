@@ -1,0 +1,1 @@
+"""Debian packages: apt for a foreign architecture, .deb contents, kernel modules."""

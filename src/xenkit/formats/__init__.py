@@ -1,0 +1,1 @@
+"""File formats read and written without external tools: cpio, FDT, binaries' headers."""

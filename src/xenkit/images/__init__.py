@@ -1,0 +1,1 @@
+"""Boot media: the SD card image with its FAT and ext4 partitions."""

@@ -1,0 +1,205 @@
+"""Boot media: an MBR SD card image with a FAT32 boot partition and an ext4 root.
+
+Built without root or loop devices: each filesystem is made in its own file (mkfs.fat +
+mtools, mkfs.ext4 -d) and then copied, sparsely, into the disk image behind a hand-written MBR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenkit.core.proc import run
+from xenkit.core.progress import Progress
+from xenkit.core.sizes import MiB
+from xenkit.errors import XenkitError
+
+SECTOR = 512
+# Partitions start on 4 MiB boundaries, as Raspberry Pi OS images do: SD erase blocks.
+ALIGN = 4 * MiB
+TYPE_FAT32_LBA = 0x0C
+TYPE_LINUX = 0x83
+MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+
+
+@dataclass(frozen=True)
+class Partition:
+    type: int
+    start: int  # bytes
+    size: int  # bytes
+
+
+def mbr(partitions: list[Partition], disk_id: int) -> bytes:
+    """A classic MBR: no boot code, up to four primary partitions, LBA only (CHS fields set
+    to the "beyond 8 GiB" marker, which every reader since the 90s accepts)."""
+    if len(partitions) > 4:
+        raise ValueError("an MBR holds four primary partitions")
+    table = b""
+    for p in partitions:
+        chs = b"\xfe\xff\xff"
+        table += struct.pack("<B3sB3sII", 0, chs, p.type, chs, p.start // SECTOR, p.size // SECTOR)
+    table += b"\0" * (64 - len(table))
+    return b"\0" * 440 + struct.pack("<IH", disk_id, 0) + table + b"\x55\xaa"
+
+
+def _round(n: int, align: int = MiB) -> int:
+    return (n + align - 1) // align * align
+
+
+def boot_partition_size(files: Mapping[str, Path]) -> int:
+    """Room for the files with slack for FAT overhead and later updates; at least 64 MiB so
+    FAT32 has the cluster count it needs."""
+    content = sum(p.stat().st_size for p in files.values())
+    return max(64 * MiB, _round(content * 5 // 4 + 16 * MiB))
+
+
+def make_fat(path: Path, size: int, label: str, files: Mapping[str, Path]) -> None:
+    path.unlink(missing_ok=True)
+    run(
+        ["mkfs.fat", "-F", "32", "-S", "512", "-s", "1", "-n", label, "-C", path, str(size // 1024)]
+    )
+    for name, src in sorted(files.items()):
+        run(["mcopy", "-i", path, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
+
+
+def make_ext4(path: Path, size: int, label: str, root: Path) -> None:
+    path.unlink(missing_ok=True)
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            root,
+            path,
+            f"{size // 1024}k",
+        ]
+    )
+
+
+def _copy_sparse(src: Path, dst: int, offset: int, bar: Progress) -> None:
+    block = 1 << 20
+    with src.open("rb") as f:
+        pos = 0
+        while chunk := f.read(block):
+            if chunk.count(0) != len(chunk):
+                os.pwrite(dst, chunk, offset + pos)
+            pos += len(chunk)
+            bar.advance(len(chunk))
+
+
+def sd_image(
+    out: Path,
+    boot_files: Mapping[str, Path],
+    root_dir: Path,
+    root_size: int,
+    boot_size: int | None = None,
+) -> list[Partition]:
+    """Write the card image to `out` (via a temporary file renamed into place)."""
+    boot_size = boot_size or boot_partition_size(boot_files)
+    root_size = _round(root_size)
+    boot = Partition(TYPE_FAT32_LBA, ALIGN, boot_size)
+    root = Partition(TYPE_LINUX, _round(boot.start + boot.size, ALIGN), root_size)
+    total = root.start + root.size
+    disk_id = int.from_bytes(hashlib.sha256(out.name.encode()).digest()[:4], "little") or 1
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".media-") as tmp:
+        fat = Path(tmp) / "boot.vfat"
+        ext4 = Path(tmp) / "root.ext4"
+        make_fat(fat, boot.size, "boot", boot_files)
+        make_ext4(ext4, root.size, "root", root_dir)
+        partial = Path(tmp) / out.name
+        fd = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, total)
+            os.pwrite(fd, mbr([boot, root], disk_id), 0)
+            with Progress(f"write {out.name}", boot.size + root.size) as bar:
+                _copy_sparse(fat, fd, boot.start, bar)
+                _copy_sparse(ext4, fd, root.start, bar)
+            os.fsync(fd)
+        except OSError as exc:
+            raise XenkitError(f"writing {out}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        os.replace(partial, out)
+    return [boot, root]
+
+
+def read_partitions(image: Path) -> list[Partition]:
+    with image.open("rb") as f:
+        head = f.read(SECTOR)
+    if head[510:512] != b"\x55\xaa":
+        raise XenkitError(f"{image} has no MBR: is it a xenkit SD image?")
+    parts = []
+    for i in range(4):
+        _, _, ptype, _, lba, count = struct.unpack_from("<B3sB3sII", head, 446 + 16 * i)
+        if ptype:
+            parts.append(Partition(ptype, lba * SECTOR, count * SECTOR))
+    return parts
+
+
+def fat_spec(image: Path, partition: Partition) -> str:
+    """mtools' name for a FAT filesystem inside a disk image."""
+    return f"{image}@@{partition.start}"
+
+
+def fat_put(image: Path, files: Mapping[str, Path]) -> None:
+    """Replace files in the image's first (boot) partition."""
+    spec = fat_spec(image, read_partitions(image)[0])
+    for name, src in files.items():
+        run(["mcopy", "-i", spec, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
+
+
+def fat_get(image: Path, name: str, dest: Path) -> None:
+    spec = fat_spec(image, read_partitions(image)[0])
+    run(["mcopy", "-i", spec, "-n", f"::/{name}", dest], env=MTOOLS_ENV)
+
+
+def fat_list(image: Path) -> list[str]:
+    spec = fat_spec(image, read_partitions(image)[0])
+    out = run(["mdir", "-i", spec, "-b", "::/"], env=MTOOLS_ENV, capture=True).stdout
+    return sorted(line.strip().removeprefix("::/") for line in out.splitlines() if line.strip())
+
+
+def ext4_put(image: Path, files: Mapping[str, bytes]) -> None:
+    """Add or replace files (path under / -> content) in the image's ext4 root partition,
+    in place, with debugfs: no mount, no root."""
+    part = read_partitions(image)[1]
+    spec = f"{image}?offset={part.start}"
+    with tempfile.TemporaryDirectory(prefix="xenkit-ext4-") as tmp:
+        cmds = []
+        made: set[str] = set()
+        for i, (path, data) in enumerate(sorted(files.items())):
+            parts = path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                d = "/" + "/".join(parts[:depth])
+                if d not in made:
+                    cmds.append(f"mkdir {d}")
+                    made.add(d)
+            src = Path(tmp) / str(i)
+            src.write_bytes(data)
+            dest = "/" + "/".join(parts)
+            cmds += [f"rm {dest}", f"write {src} {dest}", f"sif {dest} mode 0100644"]
+        script = Path(tmp) / "cmds"
+        script.write_text("\n".join(cmds) + "\n")
+        # debugfs reports a missing file or an existing directory and goes on: the
+        # filesystem check below is what decides.
+        run(["debugfs", "-w", "-f", script, spec], capture=True)
+    run(["e2fsck", "-n", "-f", spec], capture=True)
+
+
+def ext4_get(image: Path, path: str) -> bytes | None:
+    """A file's content from the root partition, or None if it is not there."""
+    part = read_partitions(image)[1]
+    with tempfile.TemporaryDirectory(prefix="xenkit-ext4-") as tmp:
+        dest = Path(tmp) / "file"
+        run(["debugfs", "-R", f"dump {path} {dest}", f"{image}?offset={part.start}"], capture=True)
+        return dest.read_bytes() if dest.exists() else None

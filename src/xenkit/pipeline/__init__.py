@@ -1,0 +1,1 @@
+"""The build: spec -> artifacts -> images, and edits to a finished build."""

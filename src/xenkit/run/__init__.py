@@ -1,0 +1,1 @@
+"""Booting a build under QEMU and following its console."""

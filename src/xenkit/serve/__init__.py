@@ -1,0 +1,1 @@
+"""Netboot: TFTP, proxyDHCP and the served tree."""

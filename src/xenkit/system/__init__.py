@@ -1,0 +1,1 @@
+"""What runs: artifacts from packages, Dom0's initramfs and root, bare-metal guests."""

@@ -1,0 +1,331 @@
+"""Dom0's root filesystem with the Xen toolstack, assembled from Debian arm64 packages.
+
+The packages are unpacked, never configured: their maintainer scripts are written for a
+running Debian on the target and would need the foreign CPU. The few things they would do
+that Dom0 needs (accounts, the merged /usr links, runtime directories) are done here, and
+xenkit's own init starts Xen's services (xenstored, xenconsoled) instead of an init system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from xenkit.core.proc import run
+from xenkit.debian import deb
+from xenkit.debian.apt import Apt, Package, cache_home
+from xenkit.debian.kmods import ModuleTree
+from xenkit.errors import XenkitError
+
+log = logging.getLogger("xenkit")
+
+# Bumped whenever the tree's layout or setup steps change, so cached trees are rebuilt.
+FORMAT = 2
+
+# What Dom0 runs besides the kernel: xl and the daemons, ip for the bridge, bash for Xen's
+# hotplug scripts, busybox for everything small (mount, ping, findfs, switch_root ...).
+# util-linux for flock and mountpoint, which the hotplug scripts and init use and Debian's
+# busybox leaves out.
+PACKAGES = (
+    "xen-utils-{xen}",
+    "xenstore-utils",
+    "iproute2",
+    "bash",
+    "util-linux",
+    "busybox-static",
+)
+
+# Kernel modules Dom0 loads for the toolstack and guest networking; storage for the root
+# filesystem comes from the board.
+TOOLSTACK_MODULES = (
+    "xen-evtchn",
+    "xen-privcmd",
+    "xenfs",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "xen-blkback",
+    "xen-netback",
+    "bridge",
+    "tun",
+)
+# The ext4 root needs crc32c, which ext4 asks the crypto API for rather than depending on.
+ROOT_MODULES = ("crc32c_generic", "ext4")
+GUEST_MODULES = ("xen-netfront", "xen-blkfront")
+
+# Documentation and translations are a third of the unpacked size and nothing reads them.
+_SKIP = (
+    "usr/share/doc/",
+    "usr/share/man/",
+    "usr/share/info/",
+    "usr/share/locale/",
+    "usr/share/lintian/",
+    "usr/share/bug/",
+)
+_MERGED = ("bin", "sbin", "lib")
+
+LABEL = "root"
+# Dom0 prints this and the script's exit status once its autorun script has finished.
+AUTORUN_DONE = "xenkit: autorun exit"
+BUSYBOX_APPLETS = "usr/libexec/busybox"
+INIT = "usr/lib/xenkit/init"
+
+
+def xen_series(package: str) -> str:
+    """ "xen-hypervisor-4.17-arm64" -> "4.17": the toolstack must match the hypervisor."""
+    m = re.search(r"xen-hypervisor-(\d+\.\d+)", package)
+    if not m:
+        raise XenkitError(
+            f"cannot tell the Xen version from the package name {package}: "
+            "the toolstack needs xen-hypervisor-X.Y"
+        )
+    return m.group(1)
+
+
+def _keep(path: str) -> bool:
+    return not path.startswith(_SKIP)
+
+
+def _merged_usr(path: str) -> str:
+    """Debian 12 is merged-/usr: /bin, /sbin and /lib are links into /usr."""
+    top, _, rest = path.partition("/")
+    if top in _MERGED:
+        return f"usr/{top}/{rest}" if rest else f"usr/{top}"
+    return path
+
+
+@dataclass(frozen=True)
+class Tree:
+    """An assembled root directory in the cache, shared by every build that wants it."""
+
+    path: Path
+    xen: str
+    packages: tuple[Package, ...]
+
+    @property
+    def toolstack_bin(self) -> str:
+        return f"/usr/lib/xen-{self.xen}/bin"
+
+
+def _key(packages: list[Package]) -> str:
+    h = hashlib.sha256(f"rootfs-{FORMAT}".encode())
+    for p in packages:
+        h.update(f"{p.name} {p.sha256}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def assemble(apt: Apt, xen: str) -> Tree:
+    """The toolstack root for Xen `xen`, from the cache or unpacked into it."""
+    names = [p.format(xen=xen) for p in PACKAGES]
+    packages = apt.closure(names)
+    dest = cache_home() / "derived" / f"rootfs-{_key(packages)}"
+    if not (dest / ".complete").exists():
+        debs = [apt.fetch(p) for p in packages]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".rootfs-"))
+        try:
+            for name in _MERGED:
+                (tmp / "usr" / name).mkdir(parents=True, exist_ok=True)
+                os.symlink(f"usr/{name}", tmp / name)
+            for path in debs:
+                deb.unpack(path, tmp, keep=_keep, rename=_merged_usr)
+            _setup(tmp)
+            (tmp / ".complete").write_text(
+                json.dumps([f"{p.name} {p.version}" for p in packages], indent=0) + "\n"
+            )
+            tmp.chmod(0o755)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("Dom0 root: %d packages unpacked", len(packages))
+    return Tree(dest, xen, tuple(packages))
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _setup(root: Path) -> None:
+    """What the maintainer scripts would have done that Dom0 relies on."""
+    for d, mode in (
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("var/log/xen", 0o755),
+        ("var/lib/xen", 0o755),
+        ("var/lib/xenstored", 0o755),
+        ("etc/xen/auto", 0o755),
+        ("mnt", 0o755),
+    ):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        (root / d).chmod(mode)
+    for link, target in (("var/run", "/run"), ("var/lock", "/run/lock")):
+        p = root / link
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        if not p.is_symlink():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, p)
+    # base-passwd and dash are Essential, so nothing in the closure pulls them in.
+    _write(root / "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
+    _write(root / "etc/group", "root:x:0:\ntty:x:5:\ndisk:x:6:\n")
+    _write(root / "etc/shadow", "root::19000:0:99999:7:::\n", 0o640)
+    _write(root / "etc/hostname", "xenkit-dom0\n")
+    _write(root / "etc/hosts", "127.0.0.1 localhost\n127.0.1.1 xenkit-dom0\n")
+    if not (root / "usr/bin/sh").exists():
+        os.symlink("bash", root / "usr/bin/sh")
+    # Debian's tools come first in PATH; busybox's applets fill the gaps (ping, findfs ...).
+    applets = root / BUSYBOX_APPLETS
+    applets.mkdir(parents=True, exist_ok=True)
+    for name in busybox_applets((root / "usr/bin/busybox").read_bytes()):
+        os.symlink("/usr/bin/busybox", applets / name)
+
+
+def busybox_applets(binary: bytes) -> list[str]:
+    """The applet names compiled into a busybox binary: its sorted, NUL-separated name
+    table, which starts with "[" and "[[". Read from the file because the binary is for the
+    target CPU and cannot be asked."""
+    start = binary.find(b"[\0[[\0")
+    if start < 0:
+        raise XenkitError("busybox binary without an applet table: is it busybox?")
+    end = binary.index(b"\0\0", start)
+    return [n for n in binary[start:end].decode().split("\0") if "/" not in n]
+
+
+def module_files(tree: ModuleTree, names: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(path under /, file) for the .ko files `names` need, in load order."""
+    base = PurePosixPath("usr/lib/modules") / tree.release
+    return [(str(base / p.relative_to(tree.root)), p) for p in tree.load_order(names)]
+
+
+# xenkit's Dom0 init on the toolstack root: what Debian's init.d/xen would do at boot, for a
+# system with no init system. Settings come from /etc/xenkit/dom0.conf.
+DOM0_INIT = r"""#!/bin/sh
+. /etc/xenkit/dom0.conf
+export PATH="$XEN_BIN:/usr/sbin:/usr/bin:/usr/libexec/busybox"
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+export HOME=/root TERM=vt100
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mounted /dev/pts || mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/xen /run/lock /var/log/xen/console
+mount -o remount,rw / 2>/dev/null
+hostname -F /etc/hostname
+ip link set lo up
+for m in $(cat /etc/xenkit/modules.order); do
+    insmod "/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules ||
+        echo "xenkit: insmod $m failed"
+done
+mounted /proc/xen || mount -t xenfs xenfs /proc/xen
+
+xenstored --pid-file /run/xen/xenstored.pid
+i=0
+until xenstore-read -s / >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "xenkit: xenstored did not start"; break; }
+    sleep 0.1
+done
+xen-init-dom0 >/dev/null
+xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+init-dom0less >/var/log/xen/init-dom0less.log 2>&1 || true
+# init-dom0less names the domains it finds dom0less-ID; xenkit knows their real names.
+if [ -s /etc/xenkit/dom0less ]; then
+    while read -r id name; do
+        xl rename "dom0less-$id" "$name" >/tmp/rename.out 2>&1 ||
+            echo "xenkit: cannot rename dom0less-$id to $name: $(tail -n 1 /tmp/rename.out)"
+    done </etc/xenkit/dom0less
+fi
+
+if [ -n "$BRIDGE" ]; then
+    ip link add name "$BRIDGE" type bridge stp_state 0 forward_delay 0
+    ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+fi
+
+xen="$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
+xen="$xen$(cat /sys/hypervisor/version/extra)"
+mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
+cpus=$(grep -c '^processor' /proc/cpuinfo)
+domains=$(xl list 2>/dev/null | tail -n +2 | wc -l)
+echo
+echo "@READY@: Xen $xen, memory $mem MiB, $cpus vCPUs, kernel $(uname -r), xl sees $domains domains"
+echo
+
+if [ -x /etc/xenkit/autorun ]; then
+    echo "xenkit: autorun start"
+    /etc/xenkit/autorun 2>&1
+    echo "@AUTORUN@ $?"
+fi
+
+while true; do
+    setsid cttyhack bash -l
+    sleep 1
+done
+"""
+
+
+@dataclass(frozen=True)
+class Dom0Setup:
+    """Per-build settings of the toolstack Dom0."""
+
+    bridge: str = "xenbr0"
+    bridge_addr: str = "10.99.0.1/24"
+    autorun: str = ""  # a shell script Dom0 runs once it is up (tests, demos)
+
+
+def stage(
+    tree: Tree,
+    dest: Path,
+    modules: list[tuple[str, Path]],
+    setup: Dom0Setup,
+    files: dict[str, bytes],
+    ready: str,
+) -> None:
+    """Dom0's root for one build in `dest`: the cached tree, hard-linked (it is never
+    written through), plus this build's init, modules, settings and `files`."""
+    run(["cp", "-al", f"{tree.path}/.", dest])
+    (dest / ".complete").unlink()
+    for path, src in modules:
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / path)
+    _write(dest / "etc/xenkit/modules.order", "".join(f"{p}\n" for p, _ in modules))
+    conf = f"XEN_BIN={tree.toolstack_bin}\nBRIDGE={setup.bridge}\nBRIDGE_ADDR={setup.bridge_addr}\n"
+    _write(dest / "etc/xenkit/dom0.conf", conf)
+    init = DOM0_INIT.replace("@READY@", ready).replace("@AUTORUN@", AUTORUN_DONE)
+    _write(dest / INIT, init, 0o755)
+    if setup.autorun:
+        _write(dest / "etc/xenkit/autorun", setup.autorun, 0o755)
+    for rel, data in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if (dest / rel).exists():
+            (dest / rel).unlink()
+        (dest / rel).write_bytes(data)
+
+
+def content_size(root: Path) -> int:
+    """Bytes of file data under `root` (hard links counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in root.rglob("*"):
+        st = p.lstat()
+        if st.st_ino not in seen:
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
