@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,51 @@ import pytest
 from xenkit.config import settings, spec
 from xenkit.system.artifacts import Artifacts, gather
 
+DATA = Path(__file__).parent / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` is the umbrella `-m "not slow"` leaves out: every test that needs Debian's
+    packages (`debian`) or boots QEMU (`qemu`, which boots what Debian's packages make, so
+    it is `debian` too) is slow."""
+    for item in items:
+        if item.get_closest_marker("qemu"):
+            item.add_marker(pytest.mark.debian)
+        if item.get_closest_marker("debian"):
+            item.add_marker(pytest.mark.slow)
+
 
 def make_spec(**overrides: object) -> spec.SystemSpec:
     return spec.resolve(settings.resolve({}, dict(overrides)))
+
+
+@pytest.fixture(scope="session")
+def dts(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """tests/data/NAME.dts compiled by dtc (once a session): NAME -> the .dtb."""
+    out = tmp_path_factory.mktemp("dtbs")
+
+    def compile_dts(name: str) -> Path:
+        dtb = out / f"{name}.dtb"
+        if not dtb.exists():
+            source = DATA / f"{name}.dts"
+            proc = subprocess.run(
+                ["dtc", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(source)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                dtb.unlink(missing_ok=True)
+                pytest.fail(f"dtc could not compile {source}:\n{proc.stderr}", pytrace=False)
+        return dtb
+
+    return compile_dts
+
+
+@pytest.fixture(scope="session")
+def pi4_dtb(dts: Callable[[str], Path]) -> Path:
+    """The cut-down Pi 4 tree in tests/data (what xenkit reads of Debian's, no package)."""
+    return dts("bcm2711-rpi-4-b")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from xenkit.debian import deb
 from xenkit.debian.apt import Apt, sha256
 from xenkit.errors import XenkitError
 
-pytestmark = pytest.mark.slow  # talks to the mirror the host's apt sources name
+pytestmark = pytest.mark.debian  # talks to the mirror the host's apt sources name
 
 
 @pytest.fixture(scope="module")

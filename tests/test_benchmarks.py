@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"(\d+(?:\.\d+)?)"

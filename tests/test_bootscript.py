@@ -443,7 +443,7 @@ def test_overlays_policy_and_extra_commands(tmp_path: Path) -> None:
     assert uimage.script_text((tmp_path / "xen-boot.scr").read_bytes()) == plan.script
 
 
-@pytest.mark.slow
+@pytest.mark.debian
 def test_xen_417_with_a_multi_vcpu_enhanced_domain_is_warned_about(
     tmp_path: Path, rpi4_artifacts: Artifacts, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -64,7 +64,7 @@ def _banks(console: str) -> list[tuple[int, int]]:
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.qemu
 def test_rpi4_boots_from_its_sd_image_to_dom0(tmp_path: Path) -> None:
     code, out, console = _boot("rpi4", tmp_path)
     assert code == 0, out + console[-3000:]
@@ -81,7 +81,7 @@ def test_rpi4_boots_from_its_sd_image_to_dom0(tmp_path: Path) -> None:
     assert sum(end - start for start, end in banks) == 512 << 20
 
 
-@pytest.mark.slow
+@pytest.mark.qemu
 def test_qemu_virt_boots_the_same_way(tmp_path: Path) -> None:
     code, out, console = _boot("qemu-virt", tmp_path, dom0_mem="384M", dom0_vcpus=2)
     assert code == 0, out + console[-3000:]
@@ -92,7 +92,7 @@ def test_qemu_virt_boots_the_same_way(tmp_path: Path) -> None:
     assert sum(end - start for start, end in _banks(console)) == 384 << 20
 
 
-@pytest.mark.slow
+@pytest.mark.qemu
 def test_a_broken_boot_fails_the_check(tmp_path: Path) -> None:
     # An init that is not there: Linux panics ("Requested init ... failed") before userspace.
     extra = "rdinit=/no/such/init init=/no/such/init"

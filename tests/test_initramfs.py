@@ -9,7 +9,7 @@ import pytest
 from xenkit.system import initramfs
 
 
-@pytest.mark.slow
+@pytest.mark.debian
 def test_initramfs_holds_busybox_and_an_init_printing_the_banner(
     busybox: bytes, tmp_path: Path
 ) -> None:

@@ -65,7 +65,7 @@ def test_unknown_modules_and_cycles_are_errors(tmp_path: Path) -> None:
         tree.load_order(["nope"])
 
 
-@pytest.mark.slow
+@pytest.mark.debian
 def test_debian_kernel_toolstack_modules(module_tree: ModuleTree) -> None:
     """On Debian's real kernel: netback needs nothing else, the bridge needs stp and llc,
     ext4 needs jbd2 and mbcache, and each comes before its user."""

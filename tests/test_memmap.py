@@ -4,18 +4,13 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from tests.test_check import _target
 from xenkit.analysis import memmap
 from xenkit.core.sizes import human
-from xenkit.system.artifacts import Artifacts
-
-pytestmark = pytest.mark.slow
 
 
-def test_regions_cover_every_address_space(rpi4_artifacts: Artifacts) -> None:
-    regs = memmap.regions(_target(rpi4_artifacts))
+def test_regions_cover_every_address_space(pi4_dtb: Path) -> None:
+    regs = memmap.regions(_target(pi4_dtb))
     cols = {r.column for r in regs}
     assert {
         "CPU physical",
@@ -30,15 +25,15 @@ def test_regions_cover_every_address_space(rpi4_artifacts: Artifacts) -> None:
     assert gic["GICH"] == 0xFF844000
 
 
-def test_terminal_rendering_shows_dom0_inside_the_dma_window(rpi4_artifacts: Artifacts) -> None:
-    text = memmap.render_text(_target(rpi4_artifacts))
+def test_terminal_rendering_shows_dom0_inside_the_dma_window(pi4_dtb: Path) -> None:
+    text = memmap.render_text(_target(pi4_dtb))
     row = next(line for line in text.splitlines() if "bank 0" in line)
     assert "bus 0xc0000000.. = CPU+0xc0000000" in row
     assert text.splitlines()[1].split()[:2] == ["address", "size"]
 
 
-def test_svg_and_png_are_written(rpi4_artifacts: Artifacts, tmp_path: Path) -> None:
-    target = _target(rpi4_artifacts)
+def test_svg_and_png_are_written(pi4_dtb: Path, tmp_path: Path) -> None:
+    target = _target(pi4_dtb)
     svg, png = memmap.render_files(target, tmp_path / "map")
     root = ET.parse(svg).getroot()
     assert root.tag.endswith("svg")

@@ -17,7 +17,7 @@ from tests.conftest import make_spec
 from xenkit.pipeline import build
 from xenkit.system.initramfs import READY
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.qemu
 
 
 def _read_until(fd: int, needle: bytes, timeout: float, seen: bytearray) -> bool:

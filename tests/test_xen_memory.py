@@ -121,7 +121,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str
         return dict(zip(plans, pool.map(boot, plans), strict=True))
 
 
-@pytest.mark.slow
+@pytest.mark.qemu
 @pytest.mark.parametrize(("board", "ram", "dom0_mem", "exact"), CASES)
 def test_prediction_equals_xens_banks(
     board: str,
