@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import quick
 
@@ -46,8 +45,10 @@ try:
     from xenkit.core.sizes import MiB, parse_size
     from xenkit.debian import apt
     from xenkit.errors import XenkitError
-    from xenkit.pipeline.build import KERNEL, MANIFEST, RAMDISK, XEN
-    from xenkit.run import emulate
+    from xenkit.pipeline import manifest as manifests
+    from xenkit.pipeline.build import KERNEL, RAMDISK, XEN
+    from xenkit.pipeline.manifest import Manifest
+    from xenkit.run import emulate, qemu
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
@@ -139,9 +140,8 @@ def xenkit_build(board: str, out: Path, cache: Path | None, extra: Sequence[str]
     return took
 
 
-def manifest(out: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((out / MANIFEST).read_text())
-    return data
+def manifest(out: Path) -> Manifest:
+    return manifests.read(out)
 
 
 # -- console timing -----------------------------------------------------------------------------
@@ -248,13 +248,11 @@ def qemu_dtb_span(board: Board) -> Span:
     return Span("QEMU's DTB", at, at + 2 * MiB)
 
 
-def dom0_modules(build: dict[str, Any]) -> list[tuple[str, int, int]]:
+def dom0_modules(build: Manifest) -> list[tuple[str, int, int]]:
     """(kind, address, size) of Dom0's kernel and initramfs as xenkit's emulator script
     describes them to Xen, read from the manifest: the direct boot gives Xen the same."""
     mods = [
-        (m["kind"], int(m["start"]), int(m["size"]))
-        for m in build["xen_modules"]["emulator"]
-        if m["kind"] in DOM0_FILES
+        (m.kind, m.start, m.size) for m in build.xen_modules["emulator"] if m.kind in DOM0_FILES
     ]
     if sorted(kind for kind, _, _ in mods) != sorted(DOM0_FILES):
         raise SystemExit(
@@ -264,7 +262,7 @@ def dom0_modules(build: dict[str, Any]) -> list[tuple[str, int, int]]:
     return mods
 
 
-def place_modules(board: Board, build: dict[str, Any], xen: Path) -> tuple[list[Span], list[str]]:
+def place_modules(board: Board, build: Manifest, xen: Path) -> tuple[list[Span], list[str]]:
     """Dom0's kernel and initramfs where the build's emulator script puts them, each moved
     up past whatever QEMU occupies itself. Returns the placements and what had to move."""
     busy = [qemu_kernel_span(board, xen), qemu_dtb_span(board)]
@@ -367,14 +365,14 @@ def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
     direct_dtb(
         build_dir / "emulate" / board.dtb_name,
         dtb,
-        build["xen_cmdline"],
-        build["emulator_dom0_cmdline"],
+        build.xen_cmdline,
+        build.emulator_dom0_cmdline,
         [(s, compat[s.name]) for s in placed],
     )
     console_log = work / "console.log"
     machine = [
-        shutil.which(emulate.QEMU) or emulate.QEMU,
-        *emulate.machine_args(board, board.default_ram),
+        shutil.which(qemu.binary(board)) or qemu.binary(board),
+        *qemu.machine_args(board, board.default_ram),
         "-display",
         "none",
         "-kernel",
@@ -503,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--runs must be at least 1")
     board = boards.load(args.board)
     try:
-        emulate.check_qemu(board)
+        qemu.check(board)
     except XenkitError as exc:
         sys.exit(f"bench: {exc}")
 
@@ -610,12 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    qemu = subprocess.run(
-        [emulate.QEMU, "--version"], capture_output=True, text=True, check=False
+    version = subprocess.run(
+        [qemu.binary(board), "--version"], capture_output=True, text=True, check=False
     ).stdout.partition("\n")[0]
     print()
     print(
-        f"xenkit build_and_boot: {board.description}, {args.runs} run(s), {qemu}, "
+        f"xenkit build_and_boot: {board.description}, {args.runs} run(s), {version}, "
         f"{os.cpu_count()} host CPUs"
     )
     print(table(rows))

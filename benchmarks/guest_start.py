@@ -29,7 +29,7 @@ try:
     from xenkit.errors import XenkitError
     from xenkit.pipeline import build
     from xenkit.run import emulate
-    from xenkit.system import initramfs, rootfs
+    from xenkit.system import initramfs
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
@@ -80,13 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             system = spec.resolve(values)
-            manifest = build.build(system, work / "out")
-            plan = emulate.prepare(
-                boards.load(args.board), manifest["ram"], work / "out", work / "run"
-            )
+            m = build.build(system, work / "out")
+            plan = emulate.prepare(boards.load(args.board), m.ram, work / "out", work / "run")
         except XenkitError as exc:
             sys.exit(f"bench: {exc}")
-        want = [initramfs.READY, *manifest["guest_banners"], rootfs.AUTORUN_DONE]
+        want = emulate.banners(m)
         print(f"bench: booting {args.board} ...", file=sys.stderr, flush=True)
         result = emulate.check(plan, args.timeout, None, want)
         console = plan.console_log.read_text(errors="replace")

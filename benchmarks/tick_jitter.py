@@ -74,9 +74,9 @@ def boot(board: str, busy: int, args: argparse.Namespace, work: Path) -> Case:
     system = spec.resolve(values)
     out = work / ("busy" if busy else "idle")
     log(f"{name}: building into {out}")
-    manifest = build.build(system, out)
-    plan = emulate.prepare(boards.load(board), manifest["ram"], out, out / "run")
-    want = [initramfs.READY, *manifest["guest_banners"]]
+    m = build.build(system, out)
+    plan = emulate.prepare(boards.load(board), m.ram, out, out / "run")
+    want = emulate.banners(m)
     log(f"{name}: booting, then following the console for {args.seconds:.0f} s")
     echo = sys.stderr if args.echo else None
     result = emulate.check(plan, args.timeout, echo, want, linger=args.seconds)
@@ -90,7 +90,7 @@ def boot(board: str, busy: int, args: argparse.Namespace, work: Path) -> Case:
     if len(after) < 2:
         raise XenkitError(f"{name}: fewer than two ticks after boot: raise --seconds")
     us = 1e6 / run.cntfrq
-    guests = [result.banners[m][0] for m in manifest["guest_banners"]]
+    guests = [result.banners[b][0] for b in m.guest_banners]
     return Case(
         name,
         run.jitter(after_line=up),

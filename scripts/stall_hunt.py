@@ -33,7 +33,7 @@ from tests import scenarios  # noqa: E402
 
 from xenkit.config import boards  # noqa: E402
 from xenkit.errors import XenkitError  # noqa: E402
-from xenkit.pipeline import build  # noqa: E402
+from xenkit.pipeline import build, manifest  # noqa: E402
 from xenkit.run import emulate  # noqa: E402
 from xenkit.system import rootfs  # noqa: E402
 
@@ -112,9 +112,9 @@ def _xen_state(keys_in: IO[bytes], out: IO[bytes], start: float) -> None:
 
 
 def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Boot:
-    manifest = build.read_manifest(out)
+    m = manifest.read(out)
     board = boards.load(args.board)
-    plan = emulate.prepare(board, manifest["ram"], out, work / f"run{index}")
+    plan = emulate.prepare(board, m.ram, out, work / f"run{index}")
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     argv = [*plan.argv, *shlex.split(args.qemu), "-chardev", con]
     result = Boot(index, "timeout", 0.0)

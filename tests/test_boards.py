@@ -21,7 +21,9 @@ def test_rpi4_facts() -> None:
     assert set(b.ram) == {"1G", "2G", "4G", "8G"}
     assert all(banks[0][0] == 0 and banks[0][1] < 1 << 30 for banks in b.ram.values())
     assert sum(s for _, s in b.ram["8G"]) > 7 << 30
-    assert "enable_uart=1" in b.config_txt and "kernel=u-boot.bin" in b.config_txt
+    assert b.target == "rpi"
+    config_txt = b.boot["config_txt"]
+    assert "enable_uart=1" in config_txt and "kernel=u-boot.bin" in config_txt
     assert b.emulate.machine == "raspi4b" and b.emulate.console_serial == 1
     assert b.load_limit == 1 << 30
     assert not b.dtb_from_qemu

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from pathlib import Path
 
@@ -9,12 +8,13 @@ import pytest
 
 from tests.conftest import make_spec
 from xenkit.bootscripts import uimage
+from xenkit.config import boards
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
 from xenkit.images import media
-from xenkit.pipeline import build
+from xenkit.pipeline import build, manifest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.debian
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,16 @@ def rpi4_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_rpi4_build_has_a_manifest_with_versions_and_checksums(rpi4_build: Path) -> None:
-    m = json.loads((rpi4_build / "manifest.json").read_text())
-    names = {p["name"] for p in m["packages"]}
+    m = manifest.read(rpi4_build)
+    assert m.schema == manifest.SCHEMA and m.target == "rpi"
+    names = {p.name for p in m.packages}
     assert {"xen-hypervisor-4.17-arm64", "busybox-static", "u-boot-rpi", "raspi-firmware"} <= names
     assert any(n.startswith("linux-image-6.") for n in names)
-    assert all(len(p["sha256"]) == 64 and p["version"] for p in m["packages"])
-    assert m["files"]["sd.img"]["size"] == (rpi4_build / "sd.img").stat().st_size
+    assert all(len(p.sha256) == 64 and p.version for p in m.packages)
+    assert m.files["sd.img"].size == (rpi4_build / "sd.img").stat().st_size
+    # The manifest reads back as it was written, and the build keeps its board file.
+    assert manifest.from_json(manifest.to_json(m), "again") == m
+    assert manifest.board(rpi4_build) == boards.load("rpi4")
 
 
 def test_card_holds_the_boot_chain(rpi4_build: Path) -> None:
@@ -61,8 +65,8 @@ def test_hardware_and_emulator_copies_differ_only_where_they_must(rpi4_build: Pa
 
 
 def test_loads_stay_in_the_first_gib_and_clear_of_reserved(rpi4_build: Path) -> None:
-    m = json.loads((rpi4_build / "manifest.json").read_text())
-    spans = sorted((int(p["address"], 16), int(p["end"], 16)) for p in m["layout"])
+    m = manifest.read(rpi4_build)
+    spans = sorted((p.address, p.end) for p in m.layout)
     for start, end in spans:
         assert start % (2 << 20) == 0 and end <= 0x3C000000 - (64 << 20)
         assert start >= 0x200000  # firmware page and U-Boot
@@ -76,8 +80,8 @@ def test_rebuild_needs_no_network(rpi4_build: Path, monkeypatch: pytest.MonkeyPa
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     out = rpi4_build.parent / "again"
-    manifest = build.build(make_spec(board="rpi4", xen_extra="loglvl=all"), out)
-    assert manifest["xen_cmdline"].endswith("loglvl=all")
+    m = build.build(make_spec(board="rpi4", xen_extra="loglvl=all"), out)
+    assert m.xen_cmdline.endswith("loglvl=all")
     assert "loglvl=all" in (out / "boot/boot.source").read_text()
 
 

@@ -11,11 +11,11 @@ import pytest
 from tests.conftest import make_spec, run_xenkit
 from xenkit.bootscripts import scriptgen
 from xenkit.config import boards
-from xenkit.pipeline import build
+from xenkit.pipeline import build, manifest
 from xenkit.run import emulate
 from xenkit.system import initramfs
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.debian  # the test that boots is marked qemu as well
 
 CONFIG = """MEMORY_START="0x40000000"
 MEMORY_END="0xC0000000"
@@ -37,6 +37,7 @@ UBOOT_SOURCE="boot.source"
 """
 
 
+@pytest.mark.qemu
 def test_dom0_and_two_dom0less_guests_boot_over_tftp(tmp_path: Path, busybox: bytes) -> None:
     out = tmp_path / "virt"
     build.build(make_spec(board="qemu-virt"), out)
@@ -79,7 +80,7 @@ def test_build_with_domain_tables_waits_for_every_guest(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     script = (out / "boot/boot.source").read_text()
     assert "fdt mknod /chosen domU1" in script and "guest-linux2.cpio.gz" in script
-    assert emulate.banners(build.read_manifest(out)) == [
+    assert emulate.banners(manifest.read(out)) == [
         initramfs.READY,
         "xenkit: guest rtos-stand-in ready",
         "xenkit: guest linux2 ready",

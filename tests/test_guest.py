@@ -3,7 +3,6 @@ partition, the manifest records the guest, bad requests change nothing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ from tests.conftest import make_spec
 from xenkit import cli
 from xenkit.debian.apt import sha256
 from xenkit.images import media
-from xenkit.pipeline import build
+from xenkit.pipeline import build, manifest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.debian
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +41,9 @@ def test_guest_add_writes_the_config_and_files(
     assert 'name = "db"' in text and "memory = 64" in text and "vcpus = 2" in text
     assert 'ramdisk = "/var/lib/xenkit/guests/db/my-initrd.gz"' in text
     assert media.ext4_get(card, "/var/lib/xenkit/guests/db/my-initrd.gz") == initrd.read_bytes()
-    manifest = json.loads((toolstack_build / build.MANIFEST).read_text())
-    assert [g["name"] for g in manifest["runtime_guests"]] == ["db"]
-    assert manifest["files"]["sd.img"]["sha256"] == sha256(card)
+    m = manifest.read(toolstack_build)
+    assert [g.name for g in m.runtime_guests] == ["db"]
+    assert m.files["sd.img"].sha256 == sha256(card)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from xenkit.pipeline import build
 from xenkit.run import emulate
 from xenkit.system import initramfs, rootfs
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.qemu
 
 PERIOD_MS = scenarios.TICK_PERIOD_MS
 
@@ -46,10 +46,10 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     full = scope == "full"
     system = scenarios.toolstack_guests(board, full, tmp_path)
     out = tmp_path / "out"
-    manifest = build.build(system, out)
-    assert manifest["toolstack"] and manifest["dom0_root"] == "sd"
-    plan = emulate.prepare(boards.load(board), manifest["ram"], out, tmp_path / "run")
-    result = emulate.check(plan, 900, None, emulate.banners(manifest))
+    m = build.build(system, out)
+    assert m.toolstack and m.dom0_root == "sd"
+    plan = emulate.prepare(boards.load(board), m.ram, out, tmp_path / "run")
+    result = emulate.check(plan, 900, None, emulate.banners(m))
     console = plan.console_log.read_text(errors="replace")
     assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
@@ -108,10 +108,10 @@ def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
         board="qemu-virt", toolstack=True, dom0_root="initramfs", dom0_autorun=str(script)
     )
     out = tmp_path / "out"
-    manifest = build.build(system, out)
-    assert manifest["dom0_root"] == "initramfs"
-    plan = emulate.prepare(boards.load("qemu-virt"), manifest["ram"], out, tmp_path / "run")
-    result = emulate.check(plan, 600, None, emulate.banners(manifest))
+    m = build.build(system, out)
+    assert m.dom0_root == "initramfs"
+    plan = emulate.prepare(boards.load("qemu-virt"), m.ram, out, tmp_path / "run")
+    result = emulate.check(plan, 600, None, emulate.banners(m))
     console = plan.console_log.read_text(errors="replace")
     assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert "Dom0 root is" not in console

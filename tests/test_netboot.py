@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
+from xenkit.bootscripts import card
 from xenkit.config import boards
 from xenkit.core.netns import with_tap
 from xenkit.errors import XenkitError
@@ -161,14 +162,14 @@ def test_first_stage_with_a_static_address_needs_no_dhcp() -> None:
     spec = make_spec(
         board="qemu-virt", netboot=True, netboot_server="10.77.0.1", netboot_address="10.77.0.2/28"
     )
-    lines = build.first_stage(spec).splitlines()
+    lines = card.first_stage(spec).splitlines()
     assert "setenv ipaddr 10.77.0.2" in lines and "setenv netmask 255.255.255.240" in lines
     assert "setenv serverip 10.77.0.1" in lines
     assert not any(line.startswith("dhcp") for line in lines)
     assert lines.index("setenv serverip 10.77.0.1") < lines.index(
         "tftpb ${scriptaddr} boot2.scr || exit"
     )
-    dhcp = build.first_stage(make_spec(board="qemu-virt", netboot=True)).splitlines()
+    dhcp = card.first_stage(make_spec(board="qemu-virt", netboot=True)).splitlines()
     assert "dhcp || exit" in dhcp and not any("ipaddr" in line for line in dhcp)
 
 
@@ -248,7 +249,7 @@ def serving(
         proc.wait(10)
 
 
-@pytest.mark.slow
+@pytest.mark.qemu
 @pytest.mark.parametrize(
     ("options", "expect"),
     [
@@ -308,7 +309,7 @@ def _xen_bootargs(script: bytes) -> str:
     return line.split('"')[1]
 
 
-@pytest.mark.slow
+@pytest.mark.debian
 def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path) -> None:
     config = tmp_path / "virt.toml"
     config.write_text('board = "qemu-virt"\nnetboot = true\nxen_extra = "loglvl=warning"\n')

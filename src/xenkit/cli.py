@@ -9,16 +9,16 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from xenkit import __version__
 from xenkit.analysis import check, memmap
 from xenkit.config import boards, settings, spec
 from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
-from xenkit.pipeline import build
+from xenkit.pipeline import build, manifest
+from xenkit.pipeline.manifest import Manifest
 from xenkit.run import emulate
-from xenkit.system import baremetal, rootfs
+from xenkit.system import baremetal, dtbs, rootfs
 from xenkit.system.artifacts import gather
 
 log = logging.getLogger("xenkit")
@@ -33,29 +33,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     values = settings.resolve(file_values, vars(args))
     system = spec.resolve(values)
     out = Path(args.output) if args.output else _default_out(system.board.name)
-    manifest = build.build(system, out)
-    print(f"built {system.board.description} into {out}/ in {manifest['build_seconds']} s")
+    m = build.build(system, out)
+    print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
     print(f"  SD card image: {out}/sd.img ({human((out / 'sd.img').stat().st_size)})")
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
-    print(
-        f"  check: {manifest['check']['worst']} (report in {out}/check.txt, map in {out}/map.svg)"
-    )
+    print(f"  check: {m.check['worst']} (report in {out}/check.txt, map in {out}/map.svg)")
     print(f"  boot it: xenkit run {out}    flash it: dd if={out}/sd.img of=/dev/sdX bs=4M")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     build_dir = Path(args.dir)
-    manifest = build.read_manifest(build_dir)
-    board = boards.load(manifest["board"])
-    plan = emulate.prepare(
-        board, manifest.get("ram", board.default_ram), build_dir, build_dir / "run"
-    )
+    m = manifest.read(build_dir)
+    board = manifest.board(build_dir)
+    plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run")
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
-    result = emulate.check(plan, args.timeout, echo, emulate.banners(manifest))
+    result = emulate.check(plan, args.timeout, echo, emulate.banners(m))
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
     if result.banner:
@@ -69,34 +65,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _info(manifest: dict[str, Any]) -> str:
+def _info(m: Manifest) -> str:
     lines = [
-        f"board      {manifest['board']} ({manifest['description']}), RAM {manifest['ram']}",
-        f"built      {manifest['built']} by xenkit {manifest['xenkit']}",
-        f"Xen        {manifest['xen_cmdline']}",
-        f"Dom0       {manifest['dom0_cmdline']}",
+        f"board      {m.board} ({m.description}), RAM {m.ram}, boots through {m.target}",
+        f"built      {m.built} by xenkit {m.xenkit}",
+        f"Xen        {m.xen_version}: {m.xen_cmdline}",
+        f"Dom0       Linux {m.linux_version}: {m.dom0_cmdline}",
         "packages",
     ]
-    lines += [
-        f"  {p['name']:<32} {p['version']:<36} {p['sha256'][:16]}" for p in manifest["packages"]
-    ]
-    lines += [f"  {role:<32} {path} (local file)" for role, path in manifest["local_files"].items()]
+    lines += [f"  {p.name:<32} {p.version:<36} {p.sha256[:16]}" for p in m.packages]
+    lines += [f"  {role:<32} {path} (local file)" for role, path in m.local_files.items()]
     lines.append("load layout (hardware boot script)")
     lines += [
-        f"  {p['name']:<8} {p['address']:>12} - {p['end']:>12}  {human(p['file_size'])}"
-        for p in manifest["layout"]
+        f"  {p.name:<8} {p.address:>#12x} - {p.end:>#12x}  {human(p.file_size)}" for p in m.layout
     ]
     lines.append("files")
-    lines += [
-        f"  {name:<40} {human(f['size']):>10}  {f['sha256'][:16]}"
-        for name, f in manifest["files"].items()
-    ]
+    lines += [f"  {name:<40} {human(f.size):>10}  {f.sha256[:16]}" for name, f in m.files.items()]
     return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    manifest = build.read_manifest(Path(args.dir))
-    print(json.dumps(manifest, indent=2) if args.json else _info(manifest))
+    m = manifest.read(Path(args.dir))
+    print(manifest.to_json(m).rstrip() if args.json else _info(m))
     return 0
 
 
@@ -120,7 +110,7 @@ def _target(args: argparse.Namespace) -> check.Target:
             # The emulator's copy, with the blocks QEMU does not model disabled, as a build
             # has it; from_parts reads it at once.
             dtb = Path(tmp) / board.dtb_name
-            dtb.write_bytes(build.emulation_dtb(system, build.hardware_dtb(system, art)))
+            dtb.write_bytes(dtbs.emulation(board, dtbs.hardware(board, art)))
         return check.from_parts(
             board,
             dtb,
@@ -221,7 +211,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from xenkit.serve import netboot
 
     build_dir = Path(args.dir)
-    build.read_manifest(build_dir)
+    manifest.read(build_dir)
     watch = None
     if args.config:
         config = Path(args.config)

@@ -21,7 +21,7 @@ from xenkit.core.sizes import format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, dt
 from xenkit.formats.binaries import Version
-from xenkit.pipeline import build
+from xenkit.pipeline import manifest
 from xenkit.xen import memory
 
 
@@ -124,24 +124,20 @@ class Target:
 # -- building a Target ------------------------------------------------------------------------
 def from_build(build_dir: Path, emulated: bool = False) -> Target:
     """The system in a build directory: for hardware, or as the emulator boots it."""
-    m = build.read_manifest(build_dir)
-    board = boards.load(m["board"])
+    m = manifest.read(build_dir)
     which = "emulator" if emulated else "hardware"
-    dtb_dir = build_dir / ("emulate" if emulated else "boot")
-    config = build_dir / "boot" / "config.txt"
+    config = m.boot_files.config_txt
     return Target(
-        board=board,
-        tree=dt.DeviceTree.load(dtb_dir / board.dtb_name),
-        ram=tuple(tuple(b) for b in m["emulated_ram_banks" if emulated else "ram_banks"]),
-        xen_cmdline=m["xen_cmdline"],
-        dom0_cmdline=m["emulator_dom0_cmdline" if emulated else "dom0_cmdline"],
-        config_txt=tuple(config.read_text().splitlines()) if config.exists() else None,
-        modules=tuple(
-            memory.Module(x["kind"], x["start"], x["size"]) for x in m["xen_modules"][which]
-        ),
-        xen_version=binaries.xen_version(build_dir / "boot" / build.XEN),
-        linux_version=binaries.linux_version(build_dir / "boot" / build.KERNEL),
-        kernel_isize=m.get("kernel_isize"),
+        board=manifest.board(build_dir),
+        tree=dt.DeviceTree.load(m.path(build_dir, "emulator_dtb" if emulated else "dtb")),
+        ram=m.emulated_ram_banks if emulated else m.ram_banks,
+        xen_cmdline=m.xen_cmdline,
+        dom0_cmdline=m.emulator_dom0_cmdline if emulated else m.dom0_cmdline,
+        config_txt=tuple((build_dir / config).read_text().splitlines()) if config else None,
+        modules=m.xen_modules[which],
+        xen_version=binaries.xen_version(m.path(build_dir, "xen")),
+        linux_version=binaries.linux_version(m.path(build_dir, "kernel")),
+        kernel_isize=m.kernel_isize,
         description=f"{build_dir} ({which})",
     )
 
@@ -175,7 +171,7 @@ def from_parts(
         raise XenkitError(f"cannot read {config_txt}: {exc.strerror}") from None
     xen_version = binaries.xen_version(xen_image) if xen_image else None
     linux_version = binaries.linux_version(kernel_image) if kernel_image else None
-    isize = build.gzip_isize(kernel_image) if kernel_image else None
+    isize = binaries.gzip_isize(kernel_image) if kernel_image else None
     return Target(
         board=board,
         tree=dt.DeviceTree.load(dtb),

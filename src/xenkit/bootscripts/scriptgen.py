@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from xenkit import xen
 from xenkit.bootscripts import bootscript, imagebuilder, uimage
 from xenkit.config import bootconfig
 from xenkit.config.bootconfig import BootConfig
+from xenkit.core import files
 from xenkit.core.proc import run
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, dt
@@ -30,24 +29,6 @@ def read_config(path: Path, load_cmd: str | None) -> BootConfig:
         return cfg
     cfg, _ = imagebuilder.load(path, load_cmd)
     return cfg
-
-
-def _write_atomically(files: dict[Path, bytes]) -> None:
-    """All outputs or none: each is written beside its target and renamed at the end."""
-    temps: dict[Path, Path] = {}
-    try:
-        for target, data in files.items():
-            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(name, 0o644)
-            temps[target] = Path(name)
-        for target, tmp in temps.items():
-            tmp.replace(target)
-    except OSError as exc:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-        raise XenkitError(f"cannot write outputs: {exc.strerror}") from None
 
 
 def _cpu_count(tree: dt.DeviceTree) -> int:
@@ -92,16 +73,16 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     resize = bootscript.resize_for(cfg)
     blob = tree.to_bytes()
     fdt_room = uimage.fdt_size_at_boot(blob, resize) - len(blob)
-    files: dict[Path, bytes] = {}
+    outputs: dict[Path, bytes] = {}
     if cfg.boot_cmd == "bootm":
-        cfg, files = _wrap_xen(cfg, root, reserved, fdt_room)
+        cfg, outputs = _wrap_xen(cfg, root, reserved, fdt_room)
     loads = bootscript.plan_imagebuilder(cfg, root, reserved, fdt_room)
     text = bootscript.generate(cfg, loads, tree, fdt_resize=resize, extra_cmds=_extra(cfg, root))
     addr = bootscript.script_address(cfg)
     source, script = output_names(cfg, name)
-    files[root / source] = text.encode()
-    files[root / script] = uimage.script_image(text, load=addr, entry=addr)
-    _write_atomically(files)
+    outputs[root / source] = text.encode()
+    outputs[root / script] = uimage.script_image(text, load=addr, entry=addr)
+    files.write_atomically(outputs)
     return Plan(cfg, loads, text, addr, tree, reserved)
 
 
@@ -171,7 +152,7 @@ def first_stage(
         f"setenv serverip {server}\nsetenv ipaddr {ip}\n"
         f"tftpb 0x{addr:X} {second}\nsource 0x{addr:X}\n"
     )
-    _write_atomically(
+    files.write_atomically(
         {root / f"{name}.source": text.encode(), root / f"{name}.scr": uimage.script_image(text)}
     )
     return text

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xenkit.config import builtin
 from xenkit.core.sizes import MiB, parse_size
 from xenkit.errors import XenkitError
-from xenkit.system import baremetal
 
 ENHANCED = ("", "enabled", "no-xenstore")
 BOOT_CMDS = ("booti", "bootm", "bootefi", "none")
@@ -133,7 +133,7 @@ def variable(role: str) -> str:
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
     """Errors a boot script cannot survive, each naming the variable and the fix."""
     for role, path in cfg.files():
-        if baremetal.is_builtin(path):
+        if builtin.is_builtin(path):
             raise XenkitError(
                 f"{variable(role)}={path}: built-in guests are built by xenkit build; "
                 "here give the path of an Image"

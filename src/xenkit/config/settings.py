@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xenkit.config import builtin
 from xenkit.errors import XenkitError
-from xenkit.system import baremetal
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def load_file(path: Path) -> dict[str, Any]:
         # Guest files are named relative to the config file; builtin:NAME is no file.
         for key in ("kernel", "ramdisk", "passthrough_dtb"):
             value = table.get(key) if isinstance(table, dict) else None
-            if value and not baremetal.is_builtin(str(value)):
+            if value and not builtin.is_builtin(str(value)):
                 table[key] = str((path.parent / value).resolve())
     return values
 

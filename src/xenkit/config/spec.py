@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from xenkit import xen
-from xenkit.config import boards
+from xenkit.config import boards, builtin
 from xenkit.config.boards import Bank, Board
 from xenkit.config.bootconfig import Domain, domain_from_table
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
-from xenkit.system import baremetal
 from xenkit.xen import xl
 
 log = logging.getLogger("xenkit")
@@ -167,13 +166,13 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             raise XenkitError("domain: give [[domain]] tables in the config file")
         d = domain_from_table(table, i, require_kernel=False)
         xl.check_name(d.name, f"[[domain]] #{i + 1}")
-        if baremetal.is_builtin(d.kernel):
+        if builtin.is_builtin(d.kernel):
             d = _builtin(d, table)
         else:
             xl.too_small(d.memory, f"[[domain]] {d.name}")
         for what in ("kernel", "ramdisk", "passthrough_dtb"):
             path = getattr(d, what)
-            if path and not baremetal.is_builtin(path) and not Path(path).is_file():
+            if path and not builtin.is_builtin(path) and not Path(path).is_file():
                 raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
         if not 1 <= d.vcpus <= board.cpus:
             raise XenkitError(
@@ -203,7 +202,7 @@ PERIOD_MS = (1, 10_000)
 def _builtin(d: Domain, table: dict[str, Any]) -> Domain:
     """A bare-metal guest from xenkit's source: small by default, one vCPU, its console on
     the vpl011, and its name (printed in its banner) passed in its bootargs."""
-    baremetal.guest_name(d.kernel)
+    builtin.guest_name(d.kernel)
     where = f"[[domain]] {d.name}"
     # Xen flushes a vpl011 line at 126 characters: the banner stays within one.
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", d.name):

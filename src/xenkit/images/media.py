@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenkit.core import files
 from xenkit.core.proc import run
 from xenkit.core.progress import Progress
 from xenkit.core.sizes import MiB
@@ -86,17 +87,6 @@ def make_ext4(path: Path, size: int, label: str, root: Path) -> None:
     )
 
 
-def _copy_sparse(src: Path, dst: int, offset: int, bar: Progress) -> None:
-    block = 1 << 20
-    with src.open("rb") as f:
-        pos = 0
-        while chunk := f.read(block):
-            if chunk.count(0) != len(chunk):
-                os.pwrite(dst, chunk, offset + pos)
-            pos += len(chunk)
-            bar.advance(len(chunk))
-
-
 def sd_image(
     out: Path,
     boot_files: Mapping[str, Path],
@@ -122,8 +112,9 @@ def sd_image(
             os.ftruncate(fd, total)
             os.pwrite(fd, mbr([boot, root], disk_id), 0)
             with Progress(f"write {out.name}", boot.size + root.size) as bar:
-                _copy_sparse(fat, fd, boot.start, bar)
-                _copy_sparse(ext4, fd, root.start, bar)
+                for part, where in ((fat, boot.start), (ext4, root.start)):
+                    for done in files.copy_sparse(part, fd, where):
+                        bar.advance(done)
             os.fsync(fd)
         except OSError as exc:
             raise XenkitError(f"writing {out}: {exc.strerror}") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -15,139 +14,35 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TextIO
 
+from xenkit import targets
 from xenkit.config.boards import Board
-from xenkit.core.proc import need, run, spawn
-from xenkit.errors import XenkitError
-from xenkit.images import media
-from xenkit.system import rootfs
+from xenkit.core.proc import spawn
+from xenkit.pipeline.manifest import Manifest
+from xenkit.run.qemu import RunPlan
 from xenkit.system.initramfs import READY
 
 log = logging.getLogger("xenkit")
-QEMU = "qemu-system-aarch64"
-
-
-def machine_args(board: Board, ram: str) -> list[str]:
-    """QEMU's machine options for the board with RAM model `ram`."""
-    emu = board.emulate
-    args = ["-machine", emu.machine, "-m", board.emulated_memory(ram)]
-    if emu.cpu:
-        args += ["-cpu", emu.cpu]
-    if emu.smp:
-        args += ["-smp", str(emu.smp)]
-    if emu.accel:
-        args += ["-accel", emu.accel]
-    return args
-
-
-def _qemu_version() -> str:
-    return run([QEMU, "--version"], capture=True).stdout.splitlines()[0]
-
-
-def check_qemu(board: Board) -> None:
-    version = _qemu_version()
-    machine = board.emulate.machine.split(",")[0]
-    listed = run([QEMU, "-machine", "help"], capture=True).stdout
-    if not re.search(rf"^{re.escape(machine)}\s", listed, re.M):
-        raise XenkitError(
-            f"{version} has no {machine} machine: install QEMU >= 9 from bookworm-backports "
-            "(scripts/install-system-deps.sh)"
-        )
-
-
-def dumped_dtb(board: Board, ram: str) -> Path:
-    """The DTB QEMU generates for the board's machine, cached per QEMU version and options.
-    The random seeds QEMU adds are dropped so the image is the same from build to build."""
-    from xenkit.debian.apt import cache_home
-    from xenkit.formats.dt import DeviceTree
-
-    check_qemu(board)
-    args = machine_args(board, ram)
-    key = hashlib.sha256((_qemu_version() + " ".join(args)).encode()).hexdigest()[:16]
-    target = cache_home() / "derived" / f"{board.name}-{key}.dtb"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        raw = target.with_suffix(".raw")
-        machine = args[1] + f",dumpdtb={raw}"
-        run([QEMU, "-machine", machine, *args[2:], "-display", "none"])
-        tree = DeviceTree.load(raw)
-        for prop in ("rng-seed", "kaslr-seed"):
-            tree.delete_prop("/chosen", prop)
-        target.write_bytes(tree.to_bytes())
-        raw.unlink()
-    return target
-
-
-# -- preparing a run --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunPlan:
-    argv: list[str]
-    image: Path
-    console_log: Path
-
-
-def _copy_sparse(src: Path, dst: Path) -> None:
-    with src.open("rb") as fi, dst.open("wb") as fo:
-        size = os.fstat(fi.fileno()).st_size
-        while chunk := fi.read(1 << 20):
-            if chunk.count(0) == len(chunk):
-                fo.seek(len(chunk), os.SEEK_CUR)
-            else:
-                fo.write(chunk)
-        fo.truncate(size)
-
-
-def nic(netdev: str) -> list[str]:
-    """A virtio network card on QEMU backend `netdev` (e.g. "user,tftp=DIR" or
-    "tap,ifname=tap0,script=no,downscript=no"). On the MMIO bus, not PCI: U-Boot and Linux
-    find it without a PCI scan, and the DTB QEMU dumps already lists the slot."""
-    return ["-netdev", f"{netdev},id=net0", "-device", "virtio-net-device,netdev=net0"]
 
 
 def prepare(board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = "") -> RunPlan:
-    """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
-    from the card itself, so what boots is the image a user would flash. `netdev` adds a
-    network card (see nic) for builds that fetch the rest over TFTP."""
-    check_qemu(board)
-    image = build_dir / "sd.img"
-    if not image.exists():
-        raise XenkitError(f"{build_dir} has no sd.img: run xenkit build -o {build_dir} first")
-    workdir.mkdir(parents=True, exist_ok=True)
-    copy = workdir / "sd-emulated.img"
-    _copy_sparse(image, copy)
-    size = copy.stat().st_size
-    # QEMU's SD card model only takes power-of-two sizes.
-    if board.emulate.disk == "sd" and size & (size - 1):
-        os.truncate(copy, 1 << size.bit_length())
-    emu = build_dir / "emulate"
-    media.fat_put(copy, {p.name: p for p in sorted(emu.iterdir()) if p.is_file()})
-    uboot = workdir / "u-boot.bin"
-    uboot.unlink(missing_ok=True)
-    media.fat_get(copy, "u-boot.bin", uboot)
-    console_log = workdir / "console.log"
-    argv = [need(QEMU), *machine_args(board, ram), "-display", "none", "-monitor", "none"]
-    if board.emulate.uboot == "kernel":
-        argv += ["-kernel", str(uboot), "-dtb", str(emu / board.dtb_name)]
-    else:
-        argv += ["-bios", str(uboot)]
-    if board.emulate.disk == "sd":
-        argv += ["-drive", f"if=sd,format=raw,file={copy}"]
-    else:
-        argv += [
-            "-drive",
-            f"if=none,id=card,format=raw,file={copy}",
-            "-device",
-            "virtio-blk-device,drive=card",
-        ]
-    if netdev:
-        argv += nic(netdev)
-    for index in range(board.emulate.console_serial + 1):
-        if index == board.emulate.console_serial:
-            argv += ["-serial", "chardev:con"]
-        else:
-            argv += ["-serial", f"file:{workdir / f'serial{index}.log'}"]
-    return RunPlan(argv, copy, console_log)
+    """QEMU booting the build as the board would (its boot target decides how), from a copy
+    of its media. `netdev` adds a network card (qemu.nic) for builds that netboot."""
+    return targets.for_board(board).run_plan(board, ram, build_dir, workdir, netdev)
+
+
+def netboot_plan(
+    board: Board,
+    ram: str,
+    tftp_root: Path,
+    firmware: Path,
+    workdir: Path,
+    bootfile: str = "boot.scr.uimg",
+) -> RunPlan:
+    """QEMU with no disk and a user-mode network whose DHCP/TFTP serve `tftp_root`."""
+    target = targets.for_board(board)
+    return target.netboot_plan(board, ram, tftp_root, firmware, workdir, bootfile)
 
 
 # -- interactive ------------------------------------------------------------------------------
@@ -221,13 +116,9 @@ class CheckResult:
         )
 
 
-def banners(manifest: dict[str, Any]) -> list[str]:
-    """What a boot of this build prints once it is fully up: Dom0's banner, each boot-time
-    guest's, and the end of Dom0's autorun script if it has one."""
-    want = [READY, *manifest.get("guest_banners", [])]
-    if manifest.get("autorun"):
-        want.append(rootfs.AUTORUN_DONE)
-    return want
+def banners(m: Manifest) -> list[str]:
+    """What a boot of this build prints once it is fully up (the manifest lists it)."""
+    return list(m.banners)
 
 
 def untangle(lines: Iterable[tuple[float, str]]) -> Iterator[tuple[float, str]]:
@@ -357,29 +248,3 @@ def check(
 ) -> CheckResult:
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     return watch_qemu([*plan.argv, "-chardev", con], timeout, echo, want, linger)
-
-
-def netboot_plan(
-    board: Board,
-    ram: str,
-    tftp_root: Path,
-    uboot: Path,
-    workdir: Path,
-    bootfile: str = "boot.scr.uimg",
-) -> RunPlan:
-    """QEMU with no disk and a user-mode network whose DHCP/TFTP serve `tftp_root`: U-Boot's
-    distro boot falls through to DHCP and runs `bootfile` from there."""
-    check_qemu(board)
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        need(QEMU),
-        *machine_args(board, ram),
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        *nic(f"user,tftp={tftp_root},bootfile={bootfile}"),
-    ]
-    argv += ["-bios", str(uboot)] if board.emulate.uboot == "bios" else ["-kernel", str(uboot)]
-    argv += ["-serial", "chardev:con"]
-    return RunPlan(argv, tftp_root or workdir, workdir / "console.log")

@@ -16,7 +16,7 @@ from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home, sha256
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
-from xenkit.run import emulate
+from xenkit.run import qemu
 
 log = logging.getLogger("xenkit")
 
@@ -94,7 +94,7 @@ def gather(spec: SystemSpec) -> Artifacts:
         files.update(_extracted(pkg, debs[ref.role], patterns))
     files.update(overrides)
     if board.dtb_from_qemu:
-        files["dtb"] = emulate.dumped_dtb(board, spec.ram)
+        files["dtb"] = qemu.dumped_dtb(board, spec.ram)
     return Artifacts(files, tuple(packages), overrides, debs)
 
 

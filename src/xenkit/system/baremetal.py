@@ -13,33 +13,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenkit.config import builtin
 from xenkit.core.proc import run
 from xenkit.debian.apt import cache_home
 from xenkit.errors import XenkitError
 
-PREFIX = "builtin:"
-SOURCES = Path(__file__).parent / "guests"
+SOURCES = builtin.SOURCES
 TOOLCHAIN = "aarch64-linux-gnu-"
 IMAGE_MAGIC = b"ARM\x64"
-
-
-def is_builtin(kernel: str) -> bool:
-    return kernel.startswith(PREFIX)
-
-
-def known() -> list[str]:
-    return sorted(p.name for p in SOURCES.iterdir() if (p / f"{p.name}.s").is_file())
-
-
-def guest_name(kernel: str) -> str:
-    """The built-in guest a kernel setting names, refused if xenkit has no such source."""
-    name = kernel.removeprefix(PREFIX)
-    if name not in known():
-        raise XenkitError(
-            f"kernel = {kernel!r}: xenkit has no built-in guest {name!r}; "
-            f"known: {', '.join(PREFIX + k for k in known())}"
-        )
-    return name
+is_builtin = builtin.is_builtin
+guest_name = builtin.guest_name
 
 
 @dataclass(frozen=True)

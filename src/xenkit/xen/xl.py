@@ -168,14 +168,3 @@ def stage(g: Guest) -> tuple[Guest, dict[str, bytes]]:
     g = replace(g, kernel=paths.get("kernel", g.kernel), ramdisk=paths.get("ramdisk", g.ramdisk))
     files[f"etc/xen/{g.name}.cfg"] = config(g).encode()
     return g, files
-
-
-def record(g: Guest) -> dict[str, Any]:
-    """A guest's entry in a build's manifest."""
-    return {
-        "name": g.name,
-        "memory": format_size(g.memory),
-        "vcpus": g.vcpus,
-        "maxvcpus": g.maxvcpus,
-        "ip": g.ip,
-    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ class Emulation:
     machine: str
     memory: str  # QEMU -m; empty: the RAM model chosen for the build
     ram: tuple[Bank, ...]  # RAM the emulated board reports; empty: the RAM model's banks
-    uboot: str  # "kernel" (raspi: U-Boot is the -kernel) or "bios" (virt: -bios)
     disk: str  # "sd" or "virtio"
     console_serial: int
     dom0_cmdline: str
@@ -56,6 +55,9 @@ class Board:
     description: str
     arch: str
     release: str
+    # The boot method (xenkit.targets.NAME), and its own options: the [boot] table.
+    target: str
+    boot: dict[str, Any]
     xen_console: str
     xen_cmdline: str
     dom0_cmdline: str
@@ -65,17 +67,20 @@ class Board:
     min_xen: tuple[int, int]
     min_dom0_linux: tuple[int, int]
     xen_hides: tuple[str, ...]
-    dtb_name: str
     default_ram: str
     cpus: int
     ram: dict[str, tuple[Bank, ...]]
     packages: tuple[PackageRef, ...]
-    config_txt: tuple[str, ...]
-    scriptaddr: int
-    load_limit: int
-    top_reserve: int
-    reserved: tuple[Reserved, ...]
     emulate: Emulation
+    # The hardware's DTB as boot files name it: empty for a board without a device tree.
+    dtb_name: str = ""
+    # Where a boot loader may put boot modules ([layout]): below load_limit, clear of
+    # top_reserve below the first bank's end and of the reserved ranges.
+    load_limit: int = 0
+    top_reserve: int = 0
+    reserved: tuple[Reserved, ...] = ()
+    # The board file's text, kept in each build (see pipeline.manifest.BOARD_FILE).
+    source: str = field(default="", compare=False, repr=False)
     # Modules Dom0's first stage loads to reach its root partition (the card's controller).
     root_modules: tuple[str, ...] = ()
 
@@ -110,11 +115,14 @@ def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
 def parse(data: dict[str, Any], source: str) -> Board:
     try:
         emu = data["emulate"]
+        layout = data.get("layout", {})
         return Board(
             name=data["name"],
             description=data["description"],
             arch=data["arch"],
             release=data["release"],
+            target=str(data["target"]),
+            boot=dict(data.get("boot", {})),
             xen_console=data["xen_console"],
             xen_cmdline=data["xen_cmdline"],
             dom0_cmdline=data["dom0_cmdline"],
@@ -124,7 +132,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
             min_xen=_version(data["check"]["min_xen"]),
             min_dom0_linux=_version(data["check"]["min_dom0_linux"]),
             xen_hides=tuple(data["check"]["xen_hides"]),
-            dtb_name=data["dtb_name"],
+            dtb_name=data.get("dtb_name", ""),
             default_ram=data["default_ram"],
             cpus=int(data["cpus"]),
             ram={k: _banks(v) for k, v in data["ram"].items()},
@@ -132,18 +140,15 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 PackageRef(role, p["name"], dict(p["files"]), p.get("follow"))
                 for role, p in data["packages"].items()
             ),
-            config_txt=tuple(data["boot"]["config_txt"]),
-            scriptaddr=int(data["boot"]["scriptaddr"]),
-            load_limit=int(data["layout"]["limit"]),
-            top_reserve=int(data["layout"]["top_reserve"]),
+            load_limit=int(layout.get("limit", 0)),
+            top_reserve=int(layout.get("top_reserve", 0)),
             reserved=tuple(
-                Reserved(int(a), int(b), str(w)) for a, b, w in data["layout"]["reserved"]
+                Reserved(int(a), int(b), str(w)) for a, b, w in layout.get("reserved", ())
             ),
             emulate=Emulation(
                 machine=emu["machine"],
                 memory=emu["memory"],
                 ram=_banks(emu["ram"]),
-                uboot=emu["uboot"],
                 disk=emu["disk"],
                 console_serial=int(emu["console_serial"]),
                 dom0_cmdline=emu["dom0_cmdline"],
@@ -175,4 +180,4 @@ def load(name: str) -> Board:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"board file {source}: {exc}") from None
-    return parse(data, source)
+    return replace(parse(data, source), source=text)

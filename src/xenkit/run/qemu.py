@@ -1,0 +1,96 @@
+"""QEMU for a board: its binary and machine options, the DTB it generates, network cards.
+Small and without the console machinery, so build-time users (the DTB of a board whose
+device tree QEMU makes) do not pull in the runner."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenkit.config import arch
+from xenkit.config.boards import Board
+from xenkit.core.proc import run
+from xenkit.debian.apt import cache_home
+from xenkit.errors import XenkitError
+from xenkit.formats.dt import DeviceTree
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    argv: list[str]
+    image: Path
+    console_log: Path
+
+
+def binary(board: Board) -> str:
+    return arch.get(board.arch).qemu
+
+
+def machine_args(board: Board, ram: str) -> list[str]:
+    """QEMU's machine options for the board with RAM model `ram`."""
+    emu = board.emulate
+    args = ["-machine", emu.machine, "-m", board.emulated_memory(ram)]
+    if emu.cpu:
+        args += ["-cpu", emu.cpu]
+    if emu.smp:
+        args += ["-smp", str(emu.smp)]
+    if emu.accel:
+        args += ["-accel", emu.accel]
+    return args
+
+
+def version(board: Board) -> str:
+    return run([binary(board), "--version"], capture=True).stdout.splitlines()[0]
+
+
+def check(board: Board) -> None:
+    """Refuse a QEMU that lacks the board's machine, saying where a newer one is."""
+    found = version(board)
+    machine = board.emulate.machine.split(",")[0]
+    listed = run([binary(board), "-machine", "help"], capture=True).stdout
+    if not re.search(rf"^{re.escape(machine)}\s", listed, re.M):
+        raise XenkitError(
+            f"{found} has no {machine} machine: install QEMU >= 9 from bookworm-backports "
+            "(scripts/install-system-deps.sh)"
+        )
+
+
+def dumped_dtb(board: Board, ram: str) -> Path:
+    """The DTB QEMU generates for the board's machine, cached per QEMU version and options.
+    The random seeds QEMU adds are dropped so the image is the same from build to build."""
+    check(board)
+    args = machine_args(board, ram)
+    key = hashlib.sha256((version(board) + " ".join(args)).encode()).hexdigest()[:16]
+    target = cache_home() / "derived" / f"{board.name}-{key}.dtb"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        raw = target.with_suffix(".raw")
+        machine = args[1] + f",dumpdtb={raw}"
+        run([binary(board), "-machine", machine, *args[2:], "-display", "none"])
+        tree = DeviceTree.load(raw)
+        for prop in ("rng-seed", "kaslr-seed"):
+            tree.delete_prop("/chosen", prop)
+        target.write_bytes(tree.to_bytes())
+        raw.unlink()
+    return target
+
+
+def nic(netdev: str) -> list[str]:
+    """A virtio network card on QEMU backend `netdev` (e.g. "user,tftp=DIR" or
+    "tap,ifname=tap0,script=no,downscript=no"). On the MMIO bus, not PCI: U-Boot and Linux
+    find it without a PCI scan, and the DTB QEMU dumps already lists the slot."""
+    return ["-netdev", f"{netdev},id=net0", "-device", "virtio-net-device,netdev=net0"]
+
+
+def serial_args(board: Board, workdir: Path) -> list[str]:
+    """The console on chardev "con", at the serial port index the board's console uses;
+    the ports before it log to files."""
+    args = []
+    for index in range(board.emulate.console_serial + 1):
+        if index == board.emulate.console_serial:
+            args += ["-serial", "chardev:con"]
+        else:
+            args += ["-serial", f"file:{workdir / f'serial{index}.log'}"]
+    return args

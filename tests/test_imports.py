@@ -1,0 +1,136 @@
+"""The package's shape, checked: no import cycles, stages import only what comes before
+them, no module too long to read at once."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PKG = SRC / "xenkit"
+MAX_LINES = 500
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in PKG.rglob("*.py")}
+
+
+def _type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    """Every module imported anywhere in the tree (functions included: a lazy import is a
+    dependency all the same), except under `if TYPE_CHECKING:`, which never runs."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.append(sub if sub in MODULES else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        deps = set()
+        for imported in _imports(ast.parse(path.read_text())):
+            # Importing a.b.c runs a/__init__ and a/b/__init__ too.
+            parts = imported.split(".")
+            for i in range(1, len(parts) + 1):
+                dep = ".".join(parts[:i])
+                if dep in MODULES and dep != name and dep != "xenkit":
+                    deps.add(dep)
+        edges[name] = deps
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(edges.get(node, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_import_cycles() -> None:
+    assert find_cycle(graph()) == []
+
+
+# What each stage may not import: later stages, and the build or emulator machinery.
+FORBIDDEN = {
+    "xenkit.analysis": ("xenkit.pipeline.build", "xenkit.run", "xenkit.targets", "xenkit.serve"),
+    "xenkit.config": ("xenkit.pipeline", "xenkit.run", "xenkit.targets", "xenkit.system"),
+    "xenkit.core": ("xenkit.config", "xenkit.pipeline", "xenkit.run", "xenkit.system"),
+    "xenkit.formats": ("xenkit.config", "xenkit.pipeline", "xenkit.run", "xenkit.system"),
+    "xenkit.debian": ("xenkit.config", "xenkit.pipeline", "xenkit.run", "xenkit.system"),
+    "xenkit.system": ("xenkit.pipeline", "xenkit.targets", "xenkit.run.emulate"),
+    "xenkit.xen": ("xenkit.pipeline", "xenkit.run", "xenkit.targets", "xenkit.system"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(FORBIDDEN))
+def test_stages_import_only_what_comes_before_them(stage: str) -> None:
+    edges = graph()
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in edges.items()
+        if m == stage or m.startswith(stage + ".")
+        for d in deps
+        if any(d == f or d.startswith(f + ".") for f in FORBIDDEN[stage])
+    ]
+    assert bad == []
+
+
+def test_the_pipeline_names_no_board_or_target() -> None:
+    """Boards are data and targets plug-ins: the pipeline and runner never branch on a
+    board's or a target's name."""
+    names = ("rpi4", "qemu-virt", '"rpi"', '"uboot"', "raspi")
+    for module in ("xenkit.pipeline.build", "xenkit.run.emulate", "xenkit.config.spec"):
+        text = MODULES[module].read_text()
+        assert not [n for n in names if n in text], module
+
+
+def test_no_module_is_too_long_to_read() -> None:
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}

@@ -1,0 +1,77 @@
+"""Boot targets are plug-ins found by name, and boards are data: a board file no code knows
+builds and boots."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xenkit import targets
+from xenkit.config import boards
+from xenkit.errors import XenkitError
+
+DATA = Path(__file__).parent / "data" / "boards"
+
+
+def xenkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xenkit", *args], capture_output=True, text=True)
+
+
+def test_targets_are_found_by_name() -> None:
+    assert targets.available() == ["rpi", "uboot"]
+    for name in ("rpi4", "qemu-virt"):
+        board = boards.load(name)
+        assert targets.for_board(board).name == board.target
+    with pytest.raises(XenkitError, match=r"unknown boot target 'grub'.*rpi, uboot"):
+        targets.get("grub")
+
+
+def _board(tmp_path: Path, old: str, new: str) -> boards.Board:
+    path = tmp_path / "b.toml"
+    path.write_text((DATA / "acme-devkit.toml").read_text().replace(old, new, 1))
+    return boards.load(str(path))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('target = "uboot"', 'target = "pxe"', "unknown boot target 'pxe'"),
+        ('dtb_name = "acme-devkit.dtb"', "", "give dtb_name"),
+        ("scriptaddr = 0x40200000", "scriptaddr = 0x41000000", "not in any \\[layout\\] reserved"),
+        ("scriptaddr = 0x40200000", 'scriptaddr = "x"', "give \\[boot\\] scriptaddr"),
+        ("[boot]", "[boot]\nconfig_txt = []", "unknown \\[boot\\] keys config_txt"),
+        ('target = "uboot"', 'target = "rpi"', "give \\[boot\\] config_txt"),
+    ],
+)
+def test_a_target_refuses_a_board_it_cannot_boot(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    board = _board(tmp_path, old, new)
+    with pytest.raises(XenkitError, match=message):
+        targets.for_board(board)
+
+
+@pytest.mark.qemu
+def test_a_made_up_board_builds_and_boots_through_the_uboot_target(tmp_path: Path) -> None:
+    board_file = tmp_path / "acme-devkit.toml"
+    shutil.copyfile(DATA / "acme-devkit.toml", board_file)
+    out = tmp_path / "out"
+    built = xenkit("build", "--board", str(board_file), "-o", str(out))
+    assert built.returncode == 0, built.stderr
+    # The build keeps its board: run, info and check need nothing else.
+    board_file.unlink()
+    info = xenkit("info", str(out))
+    assert "acme-devkit" in info.stdout and "boots through uboot" in info.stdout, info.stderr
+    check = xenkit("check", str(out))
+    assert check.returncode == 0 and "GICv3" in check.stdout, check.stdout
+    ran = xenkit("run", "--check", "--quiet", "--timeout", "300", str(out))
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr
+    assert "Dom0 is up" in ran.stdout
+    console = (out / "run" / "console.log").read_text(errors="replace")
+    # Xen found the made-up board's two CPUs and its GICv3, and gave Dom0 384 MiB.
+    assert "GICv3" in console and "Brought up 2 CPUs" in console, console[-3000:]
+    assert "Allocating 1:1 mappings totalling 384MB for dom0" in console
