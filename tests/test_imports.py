@@ -56,11 +56,12 @@ def graph() -> dict[str, set[str]]:
     for name, path in MODULES.items():
         deps = set()
         for imported in _imports(ast.parse(path.read_text())):
-            # Importing a.b.c runs a/__init__ and a/b/__init__ too.
+            # Importing a.b.c runs a/__init__ and a/b/__init__ too, except those already
+            # running: the importer's own packages (a package re-exporting its modules).
             parts = imported.split(".")
             for i in range(1, len(parts) + 1):
                 dep = ".".join(parts[:i])
-                if dep in MODULES and dep != name and dep != "xenkit":
+                if dep in MODULES and dep != name and not name.startswith(dep + "."):
                     deps.add(dep)
         edges[name] = deps
     return edges

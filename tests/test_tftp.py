@@ -376,9 +376,11 @@ def test_negotiation_keeps_values_in_range(options: dict[str, str]) -> None:
     assert out.get("tsize", 77) == 77
 
 
-def _slow_lockstep(addr: tuple[str, int], name: str, delay: float, seen: list[int]) -> bytes:
+def _slow_lockstep(
+    addr: tuple[str, int], polling: tftp.Slots, name: str, delay: float, seen: list[int]
+) -> bytes:
     """Read `name` at blksize 512, answering each block `delay` seconds late; `seen` gets
-    the number of polling transfers as each block arrives."""
+    the number of polling transfers (of `polling`, the server's) as each block arrives."""
     data = b""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(5)
@@ -386,7 +388,7 @@ def _slow_lockstep(addr: tuple[str, int], name: str, delay: float, seen: list[in
         while True:
             packet, server = s.recvfrom(1024)
             assert struct.unpack("!H", packet[:2])[0] == 3, packet
-            seen.append(tftp.polling.used)
+            seen.append(polling.used)
             data += packet[4:]
             time.sleep(delay)
             s.sendto(struct.pack("!HH", 4, struct.unpack("!H", packet[2:4])[0]), server)
@@ -394,23 +396,25 @@ def _slow_lockstep(addr: tuple[str, int], name: str, delay: float, seen: list[in
                 return data
 
 
-def _no_transfer_polls() -> None:
+def _no_transfer_polls(polling: tftp.Slots) -> None:
     """Wait for other transfers (a finishing thread, or one an earlier test left retrying
     for a client that has gone) to give up their polling slots."""
     deadline = time.monotonic() + 20
-    while tftp.polling.used and time.monotonic() < deadline:
+    while polling.used and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert tftp.polling.used == 0
+    assert polling.used == 0
 
 
 class _Spinner:
-    """What Transfer._recv_spun uses of a transfer, around a real socket."""
+    """What Channel.recv_spun uses of a channel, around a real socket, with a polling
+    budget of its own (one slot)."""
 
-    _stop_spinning = tftp.Transfer._stop_spinning
+    stop_spinning = tftp.Channel.stop_spinning
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.inbox, self.misses, self.spin = sock, bytearray(64), 0, 0.0
-        if tftp.polling.take():
+        self.polling = tftp.Slots(1)
+        if self.polling.take():
             self.spin = tftp.SPIN
 
 
@@ -418,7 +422,6 @@ def test_an_answer_already_there_keeps_polling_and_late_ones_stop_it() -> None:
     # The policy without the clock: an ACK waiting when the transfer looks is a hit, however
     # loaded the host; one that never comes within the poll is a miss, and SPIN_MISSES of
     # them in a row give the polling slot back.
-    _no_transfer_polls()
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     # As the transfer waits (SO_RCVTIMEO): a blocking receive with nothing sent gives up at once.
     a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 1000))
@@ -426,15 +429,15 @@ def test_an_answer_already_there_keeps_polling_and_late_ones_stop_it() -> None:
 
     def hit() -> None:
         b.send(b"ack!")
-        assert tftp.Transfer._recv_spun(t) == 4  # type: ignore[arg-type]
+        assert tftp.Channel.recv_spun(t) == 4  # type: ignore[arg-type]
 
     def miss() -> None:
         with pytest.raises(OSError):
-            tftp.Transfer._recv_spun(t)  # type: ignore[arg-type]
+            tftp.Channel.recv_spun(t)  # type: ignore[arg-type]
 
     try:
         with a, b:
-            assert t.spin == tftp.SPIN and tftp.polling.used == 1
+            assert t.spin == tftp.SPIN and t.polling.used == 1
             for _ in range(3 * tftp.SPIN_MISSES):
                 hit()
             for _ in range(2):  # a hit starts the count of misses again
@@ -444,25 +447,27 @@ def test_an_answer_already_there_keeps_polling_and_late_ones_stop_it() -> None:
                 hit()
             for _ in range(tftp.SPIN_MISSES):
                 miss()
-            assert t.spin == 0 and tftp.polling.used == 0
+            assert t.spin == 0 and t.polling.used == 0
     finally:
-        t._stop_spinning()
+        t.stop_spinning()
 
 
 def test_a_near_client_is_polled_for_and_a_far_one_is_not(server: Running, root: Path) -> None:
-    _no_transfer_polls()
+    polling = server.server.polling
+    _no_transfer_polls(polling)
     seen: list[int] = []
-    assert _slow_lockstep(server.addr, "f60000", 0, seen) == (root / "f60000").read_bytes()
+    assert _slow_lockstep(server.addr, polling, "f60000", 0, seen) == (root / "f60000").read_bytes()
     # Whether a prompt client stays polled for to the end depends on the host's load (a busy
     # CPU answers later than SPIN): the policy itself is tested without the clock above.
     assert seen[0] == 1, "a transfer should start polling"
-    _no_transfer_polls()
+    _no_transfer_polls(polling)
     seen.clear()
     # Each ACK later than the poll: after SPIN_MISSES of them the transfer sleeps instead,
     # and its slot is free for another.
     assert (
-        _slow_lockstep(server.addr, "f60000", 5 * tftp.SPIN, seen) == (root / "f60000").read_bytes()
+        _slow_lockstep(server.addr, polling, "f60000", 5 * tftp.SPIN, seen)
+        == (root / "f60000").read_bytes()
     )
     assert seen[0] == 1 and seen[-1] == 0, seen
     assert seen.index(0) <= tftp.SPIN_MISSES + 2, seen
-    assert tftp.polling.used == 0
+    assert polling.used == 0
