@@ -152,7 +152,9 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.debian
 def test_cli_exit_code_and_json_reflect_the_worst_verdict() -> None:
-    proc = _xenkit("check", "--json", "--xen-cmd", "console=dtuart dtuart=serial0 dom0_mem=512M")
+    proc = _xenkit(
+        "check", "--json", "--xen-cmdline", "console=dtuart dtuart=serial0 dom0_mem=512M"
+    )
     assert proc.returncode == 2, proc.stderr
     data = json.loads(proc.stdout)
     assert data["worst"] == "fail"

@@ -17,9 +17,9 @@ def test_command_line_beats_file_beats_default(tmp_path: Path) -> None:
     cli = vars(parser.parse_args(["--dom0-mem", "1G"]))
     values = settings.resolve(settings.load_file(cfg), cli)
     assert values["board"] == "qemu-virt"
-    assert values["dom0_mem"] == "1G"
+    assert values["dom0_mem"] == 1 << 30
     assert values["dom0_vcpus"] == 2
-    assert values["root_size"] == ""  # the default: sized to fit
+    assert values["root_size"] == 0  # the default: sized to fit
 
 
 def test_every_setting_is_a_flag() -> None:
@@ -62,3 +62,53 @@ def test_every_path_in_a_config_file_is_relative_to_it(tmp_path: Path) -> None:
     # A board by name is no file.
     cfg.write_text('board = "rpi4"\n')
     assert settings.load_file(cfg)["board"] == "rpi4"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("dom0_mem", "lots", "dom0_mem"),
+        ("root_size", "12Q", "root_size"),
+        ("xen_image", "/no/such/xen", "xen_image: /no/such/xen is not a readable file"),
+        ("dom0_root", "nfs", "dom0_root='nfs': choose one of sd, initramfs"),
+        ("netboot_server", "tftp.example", "is not an IP address"),
+        ("netboot_address", "fe80::2/64", "over IPv4"),
+        ("tftp_blocksize", 70000, "tftp_blocksize=70000: give 0 to 65464"),
+        ("dom0_vcpus", -1, "dom0_vcpus=-1"),
+        ("guest", ["g1"], "give \\[\\[guest\\]\\] tables"),
+    ],
+)
+def test_each_setting_refuses_what_it_cannot_mean(name: str, value: object, message: str) -> None:
+    with pytest.raises(XenkitError, match=message) as err:
+        settings.resolve({name: value}, {})
+    assert "\n" not in str(err.value)
+
+
+def test_parsed_values_are_typed(tmp_path: Path) -> None:
+    script = tmp_path / "autorun.sh"
+    script.write_text("true\n")
+    values = settings.resolve(
+        {"dom0_mem": "768", "dom0_autorun": str(script), "netboot_address": "10.0.0.2"}, {}
+    )
+    assert values["dom0_mem"] == 768 << 20  # a bare number is MiB
+    assert values["dom0_autorun"] == script.resolve()
+    assert values["netboot_address"] == "10.0.0.2/24"
+
+
+def test_tables_declare_their_keys() -> None:
+    domain = settings.BY_NAME["domain"].keys
+    guest = settings.BY_NAME["guest"].keys
+    assert {"name", "kernel", "memory", "vcpus", "enhanced"} <= set(domain)
+    assert {"name", "memory", "maxmem", "maxvcpus", "ip", "ping"} <= set(guest)
+
+
+def test_check_and_map_name_settings_as_build_does() -> None:
+    from xenkit import cli
+
+    top = cli.parser()
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {
+        name: {o for a in p._actions for o in a.option_strings} for name, p in sub.choices.items()
+    }
+    shared = {"--board", "--xen-cmdline", "--dom0-cmdline"}
+    assert shared <= flags["build"] and shared <= flags["check"] and shared <= flags["map"]

@@ -28,6 +28,10 @@ def _default_out(board: str) -> Path:
     return Path("out") / Path(board).name.removesuffix(".toml")
 
 
+# Where commands look for a build when none is named: the default board's build.
+DEFAULT_OUT = str(_default_out(settings.DEFAULT_BOARD))
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     file_values = settings.load_file(Path(args.config)) if args.config else {}
     values = settings.resolve(file_values, vars(args))
@@ -95,6 +99,7 @@ def _target(args: argparse.Namespace) -> check.Target:
     (defaulting to the board's packaged DTB, Xen and kernel)."""
     if args.dir:
         return check.from_build(Path(args.dir), args.emulated)
+    args.board = args.board or settings.DEFAULT_BOARD
     board = boards.load(args.board)
     banks = check.ram_banks(board, args.ram, args.emulated)
     # Command lines and packaged files are the board's whatever the RAM: a size that is no
@@ -115,8 +120,8 @@ def _target(args: argparse.Namespace) -> check.Target:
             board,
             dtb,
             banks,
-            args.xen_cmd if args.xen_cmd is not None else system.xen_cmdline,
-            args.dom0_cmd if args.dom0_cmd is not None else dom0_default,
+            args.xen_cmdline if args.xen_cmdline is not None else system.xen_cmdline,
+            args.dom0_cmdline if args.dom0_cmdline is not None else dom0_default,
             Path(args.xen) if args.xen else files.get("xen"),
             Path(args.kernel) if args.kernel else files.get("kernel"),
             Path(args.config_txt) if args.config_txt else None,
@@ -245,15 +250,16 @@ def _target_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the emulator's copy: its RAM, DTB and Dom0 command line",
     )
-    p.add_argument("--board", default="rpi4", help="board (without a build directory)")
     p.add_argument(
         "--ram",
         default="",
         help="a RAM model of the board (e.g. 4G) or any size, as one bank (default: the board's)",
     )
     p.add_argument("--dtb", help="device tree blob (default: the board's, from Debian)")
-    p.add_argument("--xen-cmd", help="Xen command line (default: what xenkit would use)")
-    p.add_argument("--dom0-cmd", help="Dom0 command line (default: what xenkit would use)")
+    # The names build uses; --xen-cmd and --dom0-cmd are what check and map called them once.
+    settings.add_arguments(p, ("board", "xen_cmdline", "dom0_cmdline"))
+    p.add_argument("--xen-cmd", dest="xen_cmdline", help=argparse.SUPPRESS)
+    p.add_argument("--dom0-cmd", dest="dom0_cmdline", help=argparse.SUPPRESS)
     p.add_argument("--xen", help="Xen binary, for its version (default: Debian's)")
     p.add_argument("--kernel", help="Dom0 kernel Image, for its version (default: Debian's)")
     p.add_argument("--config-txt", help="the Pi firmware's config.txt")
@@ -272,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="boot a build on the emulated board")
-    p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")
+    p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="build directory")
     p.add_argument(
         "--check",
         action="store_true",
@@ -311,9 +317,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_uboot_script)
 
     p = sub.add_parser("serve", help="netboot a build over TFTP (and the Pi 4's EEPROM)")
-    p.add_argument(
-        "dir", nargs="?", default=str(_default_out("rpi4")), help="a build made with --netboot"
-    )
+    p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="a build made with --netboot")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (:: for IPv6)")
     p.add_argument("--port", type=int, default=69, help="UDP port (69 needs root)")
     p.add_argument(
@@ -335,9 +339,7 @@ def parser() -> argparse.ArgumentParser:
     gsub = p.add_subparsers(dest="guest_command", required=True)
     g = gsub.add_parser("add", help="write a guest's xl.cfg (and files) into a build's card")
     g.add_argument("name", help="the guest's name (xl create /etc/xen/NAME.cfg in Dom0)")
-    g.add_argument(
-        "-d", "--dir", default=str(_default_out("rpi4")), help="build directory (--toolstack)"
-    )
+    g.add_argument("-d", "--dir", default=DEFAULT_OUT, help="build directory (--toolstack)")
     g.add_argument("--kernel", help="guest kernel Image (default: Dom0's kernel)")
     g.add_argument("--initramfs", help="guest initramfs (default: xenkit's busybox guest)")
     g.add_argument("--memory", default="128M", help="memory at start (default: 128M)")
@@ -350,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_guest_add)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
-    p.add_argument("dir", nargs="?", default=str(_default_out("rpi4")), help="build directory")
+    p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="build directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
     return top

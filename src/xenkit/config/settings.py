@@ -1,53 +1,170 @@
-"""Every build setting declared once: name, type, default, help.
+"""Every build setting declared once: name, parser, default, help.
 
 The same declarations drive the config file (TOML, keys as named here) and the command line
-(--name-with-dashes), the way mkosi does it. Command-line values win over the file.
+(--name-with-dashes), the way mkosi does it, and every command that takes a setting names it
+the same way. Command-line values win over the file. Each setting's parser turns what the user
+wrote into its typed value, or refuses it with one line naming the setting and the fix; what
+depends on the board (does dom0_mem fit, are there that many CPUs) is checked in spec.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from xenkit.config import builtin
+from xenkit.config.bootconfig import Domain
+from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
+from xenkit.xen.xl import Guest
+
+# The board a command works on when none is named.
+DEFAULT_BOARD = "rpi4"
+
+Dom0Root = Literal["sd", "initramfs"]
+
+Parser = Callable[[Any, str], Any]  # (value, where) -> typed value
 
 
 @dataclass(frozen=True)
 class Setting:
     name: str
-    type: type
+    type: type  # what TOML must hold (and argparse reads): str, int, bool or list
     default: Any
     help: str
+    parse: Parser | None = None  # None: the value as TOML or argparse gave it
     # A file's path: in a config file, relative to that file.
     path: bool = False
+    # A closed set of values, offered as choices on the command line.
+    choices: tuple[str, ...] = ()
+    # Tables ([[domain]], [[guest]]): the keys they take, from the record they fill.
+    keys: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
 
+# -- parsers ----------------------------------------------------------------------------------
+def size_or_zero(value: str, where: str) -> int:
+    """A size ("512M", "2G"; a bare number is MiB); empty means 0, the setting's "unset"."""
+    return parse_size(value, where) if value else 0
+
+
+def existing_file(value: str, where: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise XenkitError(f"{where}: {value} is not a readable file; give the path of one")
+    return path.resolve()
+
+
+def ranged(low: int, high: int) -> Parser:
+    def parse(value: int, where: str) -> int:
+        if not low <= value <= high:
+            raise XenkitError(f"{where}={value}: give {low} to {high}")
+        return value
+
+    return parse
+
+
+def choice(choices: tuple[str, ...]) -> Parser:
+    def parse(value: str, where: str) -> str:
+        if value not in choices:
+            raise XenkitError(f"{where}={value!r}: choose one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def ip_address(value: str, where: str) -> str:
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise XenkitError(f"{where}={value!r} is not an IP address") from None
+    return value
+
+
+def ipv4_interface(value: str, where: str) -> str:
+    """A static address for U-Boot, as ADDR/PREFIX (a bare address is a /24)."""
+    if not value:
+        return ""
+    try:
+        iface = ipaddress.ip_interface(value if "/" in value else value + "/24")
+    except ValueError:
+        raise XenkitError(
+            f"{where}={value!r} is not an address: give one like 10.0.0.2/24"
+        ) from None
+    if iface.version != 4:
+        # U-Boot's tftpb speaks IPv4 only (tftpb -6 needs CONFIG_IPV6, off in Debian's).
+        raise XenkitError(f"{where}={value!r}: U-Boot netboots over IPv4; give one")
+    return str(iface)
+
+
+def tables(value: list[Any], where: str) -> list[dict[str, Any]]:
+    if not all(isinstance(t, dict) for t in value):
+        raise XenkitError(f"{where}: give [[{where}]] tables in the config file")
+    return value
+
+
+def _fields(record: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(record))
+
+
+DOM0_ROOTS: tuple[str, ...] = get_args(Dom0Root)
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("board", str, "rpi4", "board to build for (a name, or a board .toml file)", path=True),
+    Setting(
+        "board",
+        str,
+        DEFAULT_BOARD,
+        "the board: a name, or a board .toml file",
+        path=True,
+    ),
     Setting("ram", str, "", "RAM model of the board, e.g. 1G/2G/4G/8G (default: the board's)"),
-    Setting("dom0_mem", str, "", "memory for Dom0, e.g. 512M (default: the board's)"),
-    Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)"),
+    Setting(
+        "dom0_mem",
+        str,
+        "",
+        "memory for Dom0, e.g. 512M (default: the board's)",
+        parse=size_or_zero,
+    ),
+    Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)", parse=ranged(0, 4096)),
     Setting("xen_cmdline", str, "", "Xen command line, replacing the generated one"),
     Setting("xen_extra", str, "", "words appended to the Xen command line"),
     Setting("dom0_cmdline", str, "", "Dom0 Linux command line, replacing the generated one"),
     Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
-    Setting("xen_image", str, "", "use this Xen binary instead of the packaged one", path=True),
+    Setting(
+        "xen_image",
+        str,
+        "",
+        "use this Xen binary instead of the packaged one",
+        parse=existing_file,
+        path=True,
+    ),
     Setting(
         "kernel_image",
         str,
         "",
         "use this Dom0 kernel Image instead of the packaged one",
+        parse=existing_file,
         path=True,
     ),
-    Setting("root_size", str, "", "size of the ext4 root partition (default: fits its content)"),
+    Setting(
+        "root_size",
+        str,
+        "",
+        "size of the ext4 root partition (default: fits its content)",
+        parse=size_or_zero,
+    ),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
     Setting(
         "netboot",
@@ -55,16 +172,35 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "also lay the system out for netboot (tftp/) with a small first-stage SD image",
     ),
-    Setting("netboot_server", str, "", "netboot: the TFTP server's address (default: from DHCP)"),
+    Setting(
+        "netboot_server",
+        str,
+        "",
+        "netboot: the TFTP server's address (default: from DHCP)",
+        parse=ip_address,
+    ),
     Setting(
         "netboot_address",
         str,
         "",
         "netboot: the board's own address, e.g. 10.0.0.2/24 (a bare address is a /24), "
         "instead of asking DHCP; needs netboot_server",
+        parse=ipv4_interface,
     ),
-    Setting("tftp_blocksize", int, 0, "netboot: U-Boot's tftpblocksize (0: its default)"),
-    Setting("tftp_windowsize", int, 0, "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)"),
+    Setting(
+        "tftp_blocksize",
+        int,
+        0,
+        "netboot: U-Boot's tftpblocksize (0: its default)",
+        parse=ranged(0, 65464),
+    ),
+    Setting(
+        "tftp_windowsize",
+        int,
+        0,
+        "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)",
+        parse=ranged(0, 65535),
+    ),
     Setting(
         "toolstack",
         bool,
@@ -76,34 +212,57 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "sd",
         "with --toolstack: Dom0's root on the card's ext4 partition (sd) or in its initramfs",
+        parse=choice(DOM0_ROOTS),
+        choices=DOM0_ROOTS,
     ),
     Setting(
         "dom0_autorun",
         str,
         "",
         "with --toolstack: a shell script Dom0 runs once it is up",
+        parse=existing_file,
         path=True,
     ),
-    # Config file only: [[domain]] tables (name, kernel, ramdisk, cmdline, memory, vcpus,
-    # vpl011, passthrough_dtb, static_mem, direct_map, enhanced, cpupool). kernel may be
-    # "builtin:tick", the bare-metal guest xenkit builds from its own source.
-    Setting("domain", list, [], "dom0less guests, as [[domain]] tables in the config file"),
-    # Config file only: [[guest]] tables (name, kernel, ramdisk, memory, maxmem, vcpus,
-    # maxvcpus, bridge, ip, ping, cmdline): xl configs Dom0 can `xl create`.
-    Setting("guest", list, [], "run-time guests, as [[guest]] tables in the config file"),
+    # kernel may be "builtin:tick", the bare-metal guest xenkit builds from its own source.
+    Setting(
+        "domain",
+        list,
+        [],
+        "dom0less guests, as [[domain]] tables in the config file",
+        parse=tables,
+        keys=_fields(Domain),
+    ),
+    Setting(
+        "guest",
+        list,
+        [],
+        "run-time guests Dom0 can `xl create`, as [[guest]] tables in the config file",
+        parse=tables,
+        keys=_fields(Guest),
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
+# Keys of [[domain]] and [[guest]] that name files, relative to the config file.
+TABLE_PATHS = ("kernel", "ramdisk", "passthrough_dtb")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) -> None:
+    """Flags for `names` (default: every setting the command line can give)."""
     for s in SETTINGS:
-        if s.type is list:
+        if s.type is list or (names and s.name not in names):
             continue
         if s.type is bool:
             parser.add_argument(s.flag, dest=s.name, action="store_true", default=None, help=s.help)
         else:
-            parser.add_argument(s.flag, dest=s.name, type=s.type, default=None, help=s.help)
+            parser.add_argument(
+                s.flag,
+                dest=s.name,
+                type=s.type,
+                default=None,
+                choices=s.choices or None,
+                help=s.help,
+            )
 
 
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
@@ -122,6 +281,8 @@ def load_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise XenkitError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise XenkitError(f"config {path} is not UTF-8 text: give a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"config {path}: {exc}") from None
     values: dict[str, Any] = {}
@@ -135,7 +296,7 @@ def load_file(path: Path) -> dict[str, Any]:
             values[name] = str((path.parent / Path(values[name]).expanduser()).resolve())
     for table in [*values.get("domain", []), *values.get("guest", [])]:
         # Guest files are named relative to the config file; builtin:NAME is no file.
-        for key in ("kernel", "ramdisk", "passthrough_dtb"):
+        for key in TABLE_PATHS:
             value = table.get(key) if isinstance(table, dict) else None
             if value and not builtin.is_builtin(str(value)):
                 table[key] = str((path.parent / value).resolve())
@@ -148,8 +309,13 @@ def _is_file_path(name: str, value: str) -> bool:
 
 
 def resolve(file_values: dict[str, Any], cli_values: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, overlaid by the config file, overlaid by the command line."""
-    out = {s.name: s.default for s in SETTINGS}
-    out.update(file_values)
-    out.update({k: v for k, v in cli_values.items() if k in BY_NAME and v is not None})
+    """Defaults, overlaid by the config file, overlaid by the command line, each value
+    through its setting's parser."""
+    raw = {s.name: s.default for s in SETTINGS}
+    raw.update(file_values)
+    raw.update({k: v for k, v in cli_values.items() if k in BY_NAME and v is not None})
+    out = {}
+    for name, value in raw.items():
+        parse = BY_NAME[name].parse
+        out[name] = parse(value, name) if parse else value
     return out

@@ -20,10 +20,12 @@ def xen_cmdline(
     dom0_mem: int,
     dom0_vcpus: int = 0,
     extra: str = "",
+    driver: str = "dtuart",
 ) -> str:
-    """console=dtuart with the board's UART, an explicit dom0_mem (without it Xen on Arm
-    silently picks 512M and warns), then the board's and the user's words."""
-    words = ["console=dtuart", f"dtuart={console}"] if console else ["console=dtuart"]
+    """Xen's console on the board's UART through the architecture's driver (dtuart=ALIAS
+    on Arm), an explicit dom0_mem (without it Xen on Arm silently picks 512M and warns),
+    then the board's and the user's words."""
+    words = [f"console={driver}"] + ([f"{driver}={console}"] if console else [])
     words += board_extra.split()
     words.append(f"dom0_mem={format_size(dom0_mem)}")
     if dom0_vcpus:
