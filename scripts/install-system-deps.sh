@@ -17,7 +17,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# The package list is src/xenkit/core/hostdeps.py's table, which tests/test_hostdeps.py checks against
+# The package list is src/xenkit/core/hostdeps.py's table, which tests/core/test_hostdeps.py checks against
 # what the code and tests really use.
 deps="python3 $here/../src/xenkit/core/hostdeps.py"
 $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports $($deps --backports)

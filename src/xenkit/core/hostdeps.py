@@ -2,7 +2,7 @@
 
 One table, three readers: scripts/install-system-deps.sh installs these packages (it runs this
 file: `python3 src/xenkit/core/hostdeps.py [--backports]`), proc.need names the package in its
-"not found" error, and tests/test_hostdeps.py asks dpkg who owns each program and file and
+"not found" error, and tests/core/test_hostdeps.py asks dpkg who owns each program and file and
 fails unless that package is one the script installs or one of those depends on. A machine
 that kept something installed by hand can no longer hide a missing install step (it did:
 ipxe-qemu, procps, iproute2).

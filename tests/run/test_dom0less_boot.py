@@ -67,7 +67,8 @@ def test_dom0_and_two_dom0less_guests_boot_over_tftp(tmp_path: Path, busybox: by
 
 def test_build_with_domain_tables_waits_for_every_guest(tmp_path: Path) -> None:
     """`build -c` with [[domain]] tables: the script loads each guest and `run --check` waits
-    for each banner (the boots themselves are in the test above and tests/test_guests_boot)."""
+    for each banner (the boots themselves are in the test above and in
+    tests/run/test_guests_boot.py)."""
     config = tmp_path / "guests.toml"
     config.write_text(
         'board = "qemu-virt"\n'

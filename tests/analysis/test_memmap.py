@@ -4,7 +4,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.test_check import _target
+from tests.analysis.test_check import _target
 from xenkit.analysis import memmap
 from xenkit.core.sizes import human
 

@@ -16,7 +16,7 @@ import pytest
 
 from xenkit.core import hostdeps
 
-TOP = Path(__file__).resolve().parent.parent
+TOP = Path(__file__).resolve().parents[2]
 PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 RUNNERS = {"run", "Popen", "check_output", "check_call", "call", "need", "which", "spawn"}
 

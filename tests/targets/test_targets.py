@@ -14,7 +14,7 @@ from xenkit import targets
 from xenkit.config import boards
 from xenkit.errors import XenkitError
 
-DATA = Path(__file__).parent / "data" / "boards"
+DATA = Path(__file__).resolve().parents[1] / "data" / "boards"
 
 
 def xenkit(*args: str) -> subprocess.CompletedProcess[str]:
