@@ -36,15 +36,6 @@ def test_images_are_aligned_in_order_and_skip_reserved_ranges() -> None:
     assert placed[2].addr == 0x2600000 + 40 * MiB
 
 
-def test_header_size_wins_over_file_size() -> None:
-    head = bytearray(64)
-    head[56:60] = b"ARM\x64"
-    head[16:24] = (0x1360C8).to_bytes(8, "little")
-    assert layout.image_size(bytes(head), 983048) == 0x1360C8
-    assert layout.image_size(bytes(head), 0x200000) == 0x200000
-    assert layout.image_size(b"\x1f\x8b" + bytes(62), 1234) == 1234
-
-
 def test_a_plan_that_does_not_fit_names_the_sizes() -> None:
     with pytest.raises(XenkitError) as err:
         layout.plan([layout.Item("kernel", 1000 * MiB, 1000 * MiB)], _win())

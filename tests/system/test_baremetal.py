@@ -15,6 +15,7 @@ from xenkit.analysis import tickstats
 from xenkit.config import bootconfig, settings
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
+from xenkit.formats import kernel
 from xenkit.pipeline import build
 from xenkit.system import baremetal
 
@@ -35,7 +36,7 @@ def test_tick_image_has_the_header_xen_loads(cache: Path) -> None:
     # Xen 4.17's kernel_zimage64_probe: magic1 "ARM\x64" at 0x38; it loads the file at
     # bank 0 + text_offset and enters at its first byte.
     assert data[0x38:0x3C] == b"ARM\x64"
-    head = baremetal.image_header(data)
+    head = kernel.arm64_header(data)
     assert head.text_offset == 0
     assert head.flags & 1 == 0, "big-endian flag set"
     assert head.flags & 0b1000, "not marked relocatable, yet the code is position independent"
@@ -62,9 +63,7 @@ def test_tick_elf_enters_at_guest_ram_base(cache: Path) -> None:
     assert addr["_head"] == entry
     assert addr["vectors"] % 2048 == 0, "VBAR_EL1 needs a 2 KiB aligned table"
     # The flat Image is the ELF's one section from the entry point on.
-    assert (
-        addr["_end"] - addr["_head"] == baremetal.image_header(built.image.read_bytes()).image_size
-    )
+    assert addr["_end"] - addr["_head"] == kernel.arm64_header(built.image.read_bytes()).image_size
 
 
 def test_second_build_hits_the_cache_and_a_source_change_misses_it(
@@ -96,11 +95,6 @@ def test_missing_toolchain_is_a_one_line_error(
     assert "\n" not in message
     assert "aarch64-linux-gnu-as not found" in message
     assert "binutils-aarch64-linux-gnu" in message
-
-
-def test_image_header_refuses_other_files() -> None:
-    with pytest.raises(XenkitError, match="not an arm64 Image"):
-        baremetal.image_header(b"\x7fELF" + bytes(100))
 
 
 def test_staging_puts_the_built_image_on_the_boot_partition(cache: Path, tmp_path: Path) -> None:

@@ -17,9 +17,10 @@ from typing import Any
 
 from xenkit.config import boards
 from xenkit.config.boards import Board
+from xenkit.core import spans
 from xenkit.core.sizes import format_size, parse_size
 from xenkit.errors import XenkitError
-from xenkit.formats import binaries, dt
+from xenkit.formats import binaries, dt, kernel
 from xenkit.formats.binaries import Version
 from xenkit.pipeline import manifest
 from xenkit.xen import memory
@@ -171,7 +172,7 @@ def from_parts(
         raise XenkitError(f"cannot read {config_txt}: {exc.strerror}") from None
     xen_version = binaries.xen_version(xen_image) if xen_image else None
     linux_version = binaries.linux_version(kernel_image) if kernel_image else None
-    isize = binaries.gzip_isize(kernel_image) if kernel_image else None
+    isize = kernel.gzip_isize(kernel_image) if kernel_image else None
     return Target(
         board=board,
         tree=dt.DeviceTree.load(dtb),
@@ -223,11 +224,9 @@ def check_dom0_memory(t: Target) -> Finding:
 
 
 def _overlap(windows: Sequence[dt.Mapping], banks: Sequence[tuple[int, int]]) -> int:
-    total = 0
-    for w in windows:
-        for s, n in banks:
-            total += max(0, min(w.parent + w.size, s + n) - max(w.parent, s))
-    return total
+    return sum(
+        spans.common(w.parent, w.parent + w.size, s, s + n) for w in windows for s, n in banks
+    )
 
 
 def check_dma_reach(t: Target) -> Finding:
@@ -411,16 +410,11 @@ def check_gic(t: Target) -> Finding:
 def check_modules(t: Target) -> Finding:
     if not t.modules:
         return Finding("boot modules", Verdict.OK, "no load layout given (check a build)")
-    spans = [(m.start, m.end, m.kind) for m in t.modules]
-    spans += [(s, s + n, "reserved memory") for s, n in t.reserved]
-    spans += [(r.start, r.end, r.why) for r in t.board.reserved]
-    problems = []
-    for i, (a0, a1, an) in enumerate(spans):
-        for b0, b1, bn in spans[i + 1 :]:
-            if a0 < b1 and b0 < a1 and i < len(t.modules):
-                problems.append(f"{an} {a0:#x}-{a1:#x} overlaps {bn} {b0:#x}-{b1:#x}")
+    others = [(s, s + n, "reserved memory") for s, n in t.reserved]
+    others += [(r.start, r.end, r.why) for r in t.board.reserved]
+    problems = spans.collisions([(m.start, m.end, m.kind) for m in t.modules], others)
     for m in t.modules:
-        if not any(s <= m.start and m.end <= s + n for s, n in t.ram):
+        if not spans.inside(m.start, m.end, t.ram):
             problems.append(f"{m.kind} {m.start:#x}-{m.end:#x} is outside RAM")
     if problems:
         return Finding(

@@ -17,10 +17,11 @@ from pathlib import Path
 from xenkit.bootscripts import layout
 from xenkit.config.boards import Reserved
 from xenkit.config.bootconfig import BootConfig
+from xenkit.core import spans
 from xenkit.core.proc import run
 from xenkit.core.sizes import MiB, human
 from xenkit.errors import XenkitError
-from xenkit.formats import dt
+from xenkit.formats import dt, kernel
 
 SLOT = 2 * MiB
 LOW_SCRIPT = 0xC00000
@@ -53,7 +54,7 @@ def file_sizes(root: Path, path: str, role: str, fdt_room: int = 0) -> tuple[int
     file_size = file.stat().st_size
     with file.open("rb") as f:
         head = f.read(64)
-    size = layout.image_size(head, file_size)
+    size = kernel.loaded_size(head, file_size)
     slot = size + fdt_room if role == "dtb" else size
     return size, file_size, slot
 
@@ -389,17 +390,15 @@ def _check_loads(
     ram: Sequence[tuple[int, int]],
     reserved: Sequence[tuple[int, int]],
 ) -> list[str]:
-    problems = []
-    for i, (addr, path, size) in enumerate(loads):
-        if not any(s <= addr and addr + size <= s + n for s, n in ram):
-            problems.append(f"{path} at {addr:#x}-{addr + size:#x} is outside RAM")
-        for a2, p2, s2 in loads[i + 1 :]:
-            if addr < a2 + s2 and a2 < addr + size:
-                problems.append(f"{path} at {addr:#x} overlaps {p2} at {a2:#x}")
-        for r, n in reserved:
-            if addr < r + n and r < addr + size:
-                problems.append(f"{path} at {addr:#x} overlaps reserved memory {r:#x}-{r + n:#x}")
-    return problems
+    problems = [
+        f"{path} at {addr:#x}-{addr + size:#x} is outside RAM"
+        for addr, path, size in loads
+        if not spans.inside(addr, addr + size, ram)
+    ]
+    return problems + spans.collisions(
+        [(addr, addr + size, path) for addr, path, size in loads],
+        [(r, r + n, "reserved memory") for r, n in reserved],
+    )
 
 
 def explain(loads: Sequence[Load], script_addr: int | None = None) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xenkit.config.boards import Reserved
+from xenkit.core import spans
 from xenkit.core.sizes import MiB, human
 from xenkit.errors import XenkitError
 
@@ -49,14 +50,6 @@ def align_up(n: int, align: int = ALIGN) -> int:
     return (n + align - 1) // align * align
 
 
-def image_size(blob_head: bytes, file_size: int) -> int:
-    """Loaded size of an arm64 Image (Linux or Xen): the header's image_size if larger."""
-    if len(blob_head) >= 64 and blob_head[56:60] == b"ARM\x64":
-        claimed = int.from_bytes(blob_head[16:24], "little")
-        return max(file_size, claimed)
-    return file_size
-
-
 def window(
     banks: Sequence[tuple[int, int]],
     limit: int,
@@ -79,7 +72,7 @@ def plan(items: Sequence[Item], win: Window, fix: str = "") -> list[Placement]:
         while moved:
             moved = False
             for r in win.reserved:
-                if addr < r.end and r.start < addr + item.size:
+                if spans.meet(addr, addr + item.size, r.start, r.end):
                     addr = align_up(r.end)
                     moved = True
         if addr + item.size > win.end:

@@ -14,7 +14,7 @@ from xenkit.config.bootconfig import BootConfig
 from xenkit.core import files
 from xenkit.core.proc import run
 from xenkit.errors import XenkitError
-from xenkit.formats import binaries, dt
+from xenkit.formats import binaries, dt, kernel
 
 log = logging.getLogger("xenkit")
 
@@ -131,7 +131,7 @@ def _wrap_xen(
         for ld in bootscript.plan_imagebuilder(wrapped, root, reserved, fdt_room)
         if ld.role == "xen"
     )
-    arch = "arm64" if data[56:60] == b"ARM\x64" else "arm"
+    arch = "arm64" if kernel.is_arm64_image(data) else "arm"
     return wrapped, {root / ub: uimage.kernel_image(data, arch, xen.addr, xen.addr)}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.errors import XenkitError
+from xenkit.formats import kernel
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def _contents(path: Path) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
+    if kernel.is_gzip(data):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error):
@@ -55,12 +56,3 @@ def linux_version(path: Path) -> Version:
     if not m:
         raise XenkitError(f"{path} does not look like a Linux kernel image: give an Image")
     return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
-
-
-def gzip_isize(path: Path) -> int | None:
-    """A gzip file's uncompressed size mod 2^32 (its last four bytes); None if not gzip."""
-    with path.open("rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            return None
-        f.seek(-4, 2)
-        return int.from_bytes(f.read(4), "little")

@@ -26,6 +26,7 @@ from xenkit.debian.apt import Apt, sha256
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries
+from xenkit.formats import kernel as kernel_format
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import DomainEntry, FileEntry, Manifest, PackageEntry
 from xenkit.system import artifacts, baremetal, initramfs, rootfs
@@ -59,7 +60,7 @@ def _manifest(
         boot_files=staged.boot_files,
         xen_version=str(binaries.xen_version(out / staged.boot_files.xen)),
         linux_version=str(binaries.linux_version(kernel)),
-        kernel_isize=binaries.gzip_isize(kernel),
+        kernel_isize=kernel_format.gzip_isize(kernel),
         dom0_mem=format_size(spec.dom0_mem),
         xen_cmdline=spec.xen_cmdline,
         dom0_cmdline=spec.dom0_cmdline,

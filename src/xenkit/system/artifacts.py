@@ -16,6 +16,7 @@ from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home, sha256
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
+from xenkit.formats import kernel
 from xenkit.run import qemu
 
 log = logging.getLogger("xenkit")
@@ -59,7 +60,7 @@ def gzipped(path: Path) -> Path:
     """A gzip'd copy of an uncompressed kernel Image, cached by content. U-Boot reads the
     emulated SD card at about 1.3 MiB/s, and Xen inflates a gzip'd Dom0 kernel itself."""
     with path.open("rb") as f:
-        if f.read(2) == b"\x1f\x8b":
+        if kernel.is_gzip(f.read(2)):
             return path
     target = cache_home() / "derived" / f"{sha256(path)}.Image.gz"
     if not target.exists():

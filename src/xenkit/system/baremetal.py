@@ -8,7 +8,6 @@ a dom0less kernel, cached under the hash of the source so a rebuild needs no too
 from __future__ import annotations
 
 import hashlib
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,10 @@ from xenkit.config import builtin
 from xenkit.core.proc import run
 from xenkit.debian.apt import cache_home
 from xenkit.errors import XenkitError
+from xenkit.formats import kernel
 
 SOURCES = builtin.SOURCES
 TOOLCHAIN = "aarch64-linux-gnu-"
-IMAGE_MAGIC = b"ARM\x64"
 is_builtin = builtin.is_builtin
 guest_name = builtin.guest_name
 
@@ -30,21 +29,6 @@ class Built:
     image: Path  # the arm64 Image Xen loads
     elf: Path  # the linked ELF, for symbols and disassembly
     cached: bool  # True if nothing had to be assembled
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    text_offset: int
-    image_size: int
-    flags: int
-
-
-def image_header(data: bytes) -> ImageHeader:
-    """The arm64 Image header fields Xen and bootloaders read (Linux's booting.rst)."""
-    if len(data) < 64 or data[56:60] != IMAGE_MAGIC:
-        raise XenkitError("not an arm64 Image: no ARM\\x64 magic at offset 0x38")
-    text_offset, image_size, flags = struct.unpack_from("<QQQ", data, 8)
-    return ImageHeader(text_offset, image_size, flags)
 
 
 def source_hash(name: str) -> str:
@@ -83,7 +67,7 @@ def build(name: str) -> Built:
         )
         run([TOOLCHAIN + "objcopy", "-O", "binary", work / elf.name, work / image.name])
         data = (work / image.name).read_bytes()
-        if image_header(data).image_size < len(data):
+        if kernel.arm64_header(data).image_size < len(data):
             raise XenkitError(f"guests/{name}: image_size is below the Image's size: fix _end")
         # The Image goes last: its presence says the pair is complete.
         (work / elf.name).replace(elf)
