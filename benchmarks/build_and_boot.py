@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             for extra in ([f"--xen-extra={XEN_CHANGE}"], []):
                 warm.append(xenkit_build(board.name, out, cache, extra))
-                cmdline = manifest(out)["xen_cmdline"]
+                cmdline = manifest(out).xen_cmdline
                 # The change must reach the output, or the rebuild timed nothing.
                 if (XEN_CHANGE in cmdline.split()) != bool(extra):
                     raise SystemExit(f"bench: rebuild with {extra} gave Xen {cmdline!r}")

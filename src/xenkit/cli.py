@@ -216,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from xenkit.serve import netboot
 
     build_dir = Path(args.dir)
-    manifest.read(build_dir)
+    manifest.require(build_dir)
     watch = None
     if args.config:
         config = Path(args.config)

@@ -198,14 +198,20 @@ def from_json(text: str, source: str) -> Manifest:
     return manifest
 
 
-def read(build_dir: Path) -> Manifest:
-    path = build_dir / NAME
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+def require(build_dir: Path) -> None:
+    """Refuse a directory that is no build. Enough for readers of a build's files alone
+    (`xenkit serve` sends its netboot tree, whichever xenkit wrote it)."""
+    if not (build_dir / NAME).is_file():
         raise XenkitError(
             f"{build_dir} is not a xenkit build (no {NAME}): run xenkit build -o {build_dir}"
-        ) from None
+        )
+
+
+def read(build_dir: Path) -> Manifest:
+    path = build_dir / NAME
+    require(build_dir)
+    try:
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise XenkitError(f"cannot read {path}: {exc}") from None
     return from_json(text, str(path))
