@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,12 +61,14 @@ def test_info_reports_the_build(tmp_path: Path) -> None:
 
 
 def test_missing_qemu_is_reported_with_the_package_to_install(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(json.dumps({"board": "rpi4"}))
+    write_build(tmp_path, sample())
+    (tmp_path / "sd.img").write_bytes(bytes(512))
     proc = subprocess.run(
         [sys.executable, "-m", "xenkit", "run", str(tmp_path)],
         capture_output=True,
         text=True,
-        env={"PATH": str(tmp_path)},
+        # No QEMU on PATH; the same xenkit (PYTHONPATH, where one is set) as the other tests.
+        env={"PATH": str(tmp_path), **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}},
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (

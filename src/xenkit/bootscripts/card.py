@@ -224,6 +224,7 @@ class UBootCard(Target):
 
     # [boot] keys a subclass reads, beside scriptaddr.
     options: tuple[str, ...] = ()
+    firmware = "U-Boot"
 
     def firmware_files(self, job: Job) -> dict[str, bytes]:
         """Files the board's firmware needs on the boot partition, beside U-Boot."""
@@ -318,7 +319,7 @@ class UBootCard(Target):
         if netdev:
             argv += qemu.nic(netdev)
         argv += qemu.serial_args(board, workdir)
-        return RunPlan(argv, copy, workdir / "console.log")
+        return RunPlan(argv, copy, workdir / "console.log", self.firmware)
 
     def netboot_plan(
         self,
@@ -338,4 +339,4 @@ class UBootCard(Target):
         argv += qemu.nic(f"user,tftp={tftp_root},bootfile={bootfile}")
         argv += self.qemu_firmware(firmware, None)
         argv += ["-serial", "chardev:con"]
-        return RunPlan(argv, tftp_root or workdir, workdir / "console.log")
+        return RunPlan(argv, tftp_root or workdir, workdir / "console.log", self.firmware)

@@ -68,11 +68,10 @@ def interactive(plan: RunPlan) -> int:
 
 
 # -- --check ----------------------------------------------------------------------------------
-# Each phase begins at the first console line matching its pattern.
-# U-Boot starts at power-on: QEMU runs it directly (no VideoCore firmware), and its banner
-# goes to the PL011 before it switches to the board's stdout-path.
+# Each phase begins at the first console line matching its pattern. The first, the boot
+# target's firmware (U-Boot, which QEMU runs directly), starts at power-on: its banner may go
+# to another UART before it switches to the board's stdout-path, so no line marks it.
 PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("U-Boot", re.compile(r"(?!)")),
     ("Xen", re.compile(r"xenkit: starting Xen|^\(XEN\) |^ __  __")),
     ("Dom0 kernel", re.compile(r"Booting Linux on physical CPU|Linux version \d")),
     ("Dom0 userspace", re.compile(r"Run /init as init process|Freeing unused kernel memory")),
@@ -90,6 +89,7 @@ class CheckResult:
     marks: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None
     banners: dict[str, tuple[float, str]] = field(default_factory=dict)
+    firmware: str = "U-Boot"
 
     @property
     def banner(self) -> str:
@@ -97,7 +97,7 @@ class CheckResult:
 
     def table(self) -> str:
         rows = [("phase", "starts at", "took")]
-        names = [n for n, _ in PHASES]
+        names = [self.firmware, *(n for n, _ in PHASES)]
         dom0 = self.banners.get(READY, (self.ready_at, ""))[0]
         for i, name in enumerate(names):
             if name not in self.marks:
@@ -150,10 +150,12 @@ def watch(
     lines: Iterable[tuple[float, str]],
     echo: TextIO | None = None,
     want: Sequence[str] = (READY,),
+    firmware: str = "U-Boot",
 ) -> CheckResult:
     """Follow a boot's console lines (with times since power-on) until every banner in
-    `want` (Dom0's, and those of guests) has appeared."""
-    marks: dict[str, float] = {PHASES[0][0]: 0.0}
+    `want` (Dom0's, and those of guests) has appeared. `firmware` names the first phase,
+    from power-on to Xen: what the boot target starts."""
+    marks: dict[str, float] = {firmware: 0.0}
     seen: dict[str, tuple[float, str]] = {}
     for t, line in untangle(lines):
         if echo is not None:
@@ -167,11 +169,12 @@ def watch(
                 seen[marker] = (t, line.strip())
         if len(seen) == len(want):
             what = "Dom0 is up" if list(want) == [READY] else "every domain is up"
-            return CheckResult(True, what, marks, t, seen)
+            return CheckResult(True, what, marks, t, seen, firmware)
         if FAILURES.search(line):
-            return CheckResult(False, f"boot failed: {line.strip()}", marks, None, seen)
+            return CheckResult(False, f"boot failed: {line.strip()}", marks, None, seen, firmware)
     missing = ", ".join(m for m in want if m not in seen)
-    return CheckResult(False, f"the emulator stopped before {missing} appeared", marks, None, seen)
+    reason = f"the emulator stopped before {missing} appeared"
+    return CheckResult(False, reason, marks, None, seen, firmware)
 
 
 def timed_lines(stream: IO[bytes], start: float, deadline: float) -> Iterator[tuple[float, str]]:
@@ -222,13 +225,14 @@ def watch_qemu(
     echo: TextIO | None = None,
     want: Sequence[str] = (READY,),
     linger: float = 0.0,
+    firmware: str = "U-Boot",
 ) -> CheckResult:
     """Start QEMU with the console on its stdout, follow it to the banners, stop it;
     after `linger` more seconds if the banners came, to see what runs once all are up."""
     with console(argv) as (proc, start):
         assert proc.stdout is not None
         out = proc.stdout
-        result = watch(timed_lines(out, start, start + timeout), echo, want)
+        result = watch(timed_lines(out, start, start + timeout), echo, want, firmware)
         if result.ok and linger > 0:
             for _, line in timed_lines(out, start, time.monotonic() + linger):
                 if echo is not None:
@@ -247,4 +251,5 @@ def check(
     linger: float = 0.0,
 ) -> CheckResult:
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
-    return watch_qemu([*plan.argv, "-chardev", con], timeout, echo, want, linger)
+    argv = [*plan.argv, "-chardev", con]
+    return watch_qemu(argv, timeout, echo, want, linger, plan.firmware)

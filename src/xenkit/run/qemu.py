@@ -22,6 +22,8 @@ class RunPlan:
     argv: list[str]
     image: Path
     console_log: Path
+    # What runs from power-on until Xen (the first phase of `run --check`'s timings).
+    firmware: str = "firmware"
 
 
 def binary(board: Board) -> str:

@@ -56,6 +56,8 @@ class Staged:
 
 class Target(ABC):
     name: ClassVar[str]
+    # What the board runs from power-on until Xen: the first phase of a boot's timings.
+    firmware: ClassVar[str]
 
     @abstractmethod
     def validate(self, board: Board) -> None:
