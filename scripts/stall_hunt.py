@@ -1,7 +1,7 @@
 """Boot a scenario again and again and count how often one of Dom0's vCPUs stalls.
 
     .venv/bin/python scripts/stall_hunt.py [--board qemu-virt] [--boots 30] [--jobs 1]
-        [--xen-extra "vwfi=native"] [--qemu "-accel tcg,thread=single"] [--churn 0]
+        [--xen-extra "vwfi=native"] [--accel tcg,thread=multi] [--qemu "..."] [--churn 0]
 
 The scenario is the toolstack guest test's (tests/scenarios.py): Dom0 with Xen's tools, a
 Linux dom0less guest, the tick guest, and tests/data/guest_lifecycle.sh driving run-time
@@ -114,6 +114,11 @@ def _xen_state(keys_in: IO[bytes], out: IO[bytes], start: float) -> None:
 def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Boot:
     m = manifest.read(out)
     board = boards.load(args.board)
+    if args.accel:
+        # In place of the board's: QEMU takes the first -accel it is given.
+        board = dataclasses.replace(
+            board, emulate=dataclasses.replace(board.emulate, accel=args.accel)
+        )
     plan = emulate.prepare(board, m.ram, out, work / f"run{index}")
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     argv = [*plan.argv, *shlex.split(args.qemu), "-chardev", con]
@@ -152,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="boots at once")
     ap.add_argument("--xen-extra", default="", help="words added to Xen's command line")
     ap.add_argument("--dom0-extra", default="", help="words added to Dom0's command line")
-    ap.add_argument("--qemu", default="", help="options added to QEMU's, e.g. -accel ...")
+    ap.add_argument(
+        "--accel", default="", help="QEMU -accel in place of the board's, e.g. tcg,thread=multi"
+    )
+    ap.add_argument("--qemu", default="", help="options added to QEMU's")
     ap.add_argument("--churn", type=int, default=0, help="xl create/destroy cycles instead")
     ap.add_argument("--timeout", type=float, default=900, help="seconds each boot may take")
     ap.add_argument("-o", "--out", type=Path, help="where to keep the results")
