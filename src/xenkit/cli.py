@@ -39,11 +39,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else _default_out(system.board.name)
     m = build.build(system, out)
     print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
-    print(f"  SD card image: {out}/sd.img ({human((out / 'sd.img').stat().st_size)})")
+    image = m.media[0]
+    print(f"  image: {out}/{image} ({human((out / image).stat().st_size)})")
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
-    print(f"  check: {m.check['worst']} (report in {out}/check.txt, map in {out}/map.svg)")
-    print(f"  boot it: xenkit run {out}    flash it: dd if={out}/sd.img of=/dev/sdX bs=4M")
+    drawn = f", map in {out}/map.svg" if (out / "map.svg").exists() else ""
+    print(f"  check: {m.check['worst']} (report in {out}/check.txt{drawn})")
+    print(f"  boot it: xenkit run {out}    write it: dd if={out}/{image} of=/dev/sdX bs=4M")
     return 0
 
 

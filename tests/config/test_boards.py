@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from xenkit import targets
 from xenkit.config import boards
 from xenkit.errors import XenkitError
 
@@ -12,7 +13,9 @@ def test_every_board_file_loads() -> None:
         board = boards.load(name)
         assert board.name == name
         assert board.default_ram in board.ram
-        assert {"xen", "kernel", "busybox", "uboot"} <= {f for p in board.packages for f in p.files}
+        assert {"xen", "kernel", "busybox"} <= {f for p in board.packages for f in p.files}
+        # Each is complete for its boot target.
+        targets.for_board(board)
 
 
 def test_rpi4_facts() -> None:
@@ -29,6 +32,12 @@ def test_rpi4_facts() -> None:
     assert not b.dtb_from_qemu
 
 
+def test_the_pc_has_no_device_tree() -> None:
+    b = boards.load("pc")
+    assert b.arch == "amd64" and b.target == "grub" and not b.dtb_name
+    assert not b.dtb_from_qemu
+
+
 def test_qemu_virt_takes_its_dtb_from_qemu() -> None:
     b = boards.load("qemu-virt")
     assert b.dtb_from_qemu
@@ -36,5 +45,6 @@ def test_qemu_virt_takes_its_dtb_from_qemu() -> None:
 
 
 def test_unknown_board_lists_the_known_ones() -> None:
-    with pytest.raises(XenkitError, match="unknown board 'rpi5': choose one of qemu-virt, rpi4"):
+    message = "unknown board 'rpi5': choose one of pc, qemu-virt, rpi4"
+    with pytest.raises(XenkitError, match=message):
         boards.load("rpi5")

@@ -22,12 +22,12 @@ def xenkit(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_targets_are_found_by_name() -> None:
-    assert targets.available() == ["rpi", "uboot"]
+    assert targets.available() == ["grub", "rpi", "uboot"]
     for name in ("rpi4", "qemu-virt"):
         board = boards.load(name)
         assert targets.for_board(board).name == board.target
-    with pytest.raises(XenkitError, match=r"unknown boot target 'grub'.*rpi, uboot"):
-        targets.get("grub")
+    with pytest.raises(XenkitError, match=r"unknown boot target 'pxe'.*grub, rpi, uboot"):
+        targets.get("pxe")
 
 
 def _board(tmp_path: Path, old: str, new: str) -> boards.Board:

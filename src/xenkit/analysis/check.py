@@ -126,6 +126,11 @@ class Target:
 def from_build(build_dir: Path, emulated: bool = False) -> Target:
     """The system in a build directory: for hardware, or as the emulator boots it."""
     m = manifest.read(build_dir)
+    if not m.boot_files.dtb:
+        raise XenkitError(
+            f"{build_dir} is a {m.board} build without a device tree: xenkit check covers "
+            "device-tree boards so far"
+        )
     which = "emulator" if emulated else "hardware"
     config = m.boot_files.config_txt
     return Target(

@@ -278,6 +278,7 @@ class UBootCard(Target):
                 emulator_dtb=f"emulate/{board.dtb_name}",
                 config_txt=config,
             ),
+            media=(CARD,),
             layout=_layout(hw),
             xen_modules={"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         )

@@ -1,5 +1,5 @@
 """Architecture facts, in one place: what a board's `arch` means for packages, QEMU, kernel
-images and Xen's console."""
+images, boot file names and Xen's console."""
 
 from __future__ import annotations
 
@@ -14,12 +14,22 @@ class Arch:
     qemu: str  # the QEMU system emulator
     kernel_image: str  # what Debian's kernel package holds and the boot loader takes
     xen_console: str  # Xen's console= driver for the board's UART
+    # Names on the boot medium.
+    xen_file: str
+    kernel_file: str
+    # Whether the kernel goes on the medium gzip'd: an arm64 Image is raw in Debian's
+    # package, and U-Boot reads the emulated card at 1.3 MiB/s while Xen inflates a gzip'd
+    # Dom0 kernel itself; an x86 bzImage compresses itself.
+    gzip_kernel: bool
 
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
-    "arm64": Arch("arm64", "qemu-system-aarch64", "arm64 Image", "dtuart"),
+    "arm64": Arch("arm64", "qemu-system-aarch64", "arm64 Image", "dtuart", "xen", "Image.gz", True),
+    # Xen on x86: the first 16550 (com1=BAUD,8n1); GRUB's multiboot2 loads xen.gz as it is.
+    "amd64": Arch("amd64", "qemu-system-x86_64", "bzImage", "com1", "xen.gz", "vmlinuz", False),
 }
+RAMDISK_FILE = "initrd.cpio.gz"
 
 
 def get(name: str) -> Arch:

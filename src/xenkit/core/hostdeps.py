@@ -16,11 +16,15 @@ import sys
 
 # QEMU >= 9 is needed for the raspi4b machine: only bookworm-backports has it.
 BACKPORTS = "bookworm-backports"
-FROM_BACKPORTS = frozenset({"qemu-system-arm"})
+FROM_BACKPORTS = frozenset({"qemu-system-arm", "qemu-system-x86"})
 
 # Programs started by xenkit (through proc), its tests or its benchmarks -> the package to install.
 PROGRAMS: dict[str, str] = {
     "qemu-system-aarch64": "qemu-system-arm",
+    # The PC: QEMU 10 for x86, and GRUB's hybrid BIOS + UEFI live images.
+    "qemu-system-x86_64": "qemu-system-x86",
+    "grub-mkrescue": "grub-common",
+    "xorriso": "xorriso",
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",
@@ -65,12 +69,20 @@ PROGRAMS: dict[str, str] = {
 # Files handed to a program rather than run: apt's keyring.
 FILES: dict[str, str] = {
     "/usr/share/keyrings/debian-archive-keyring.gpg": "debian-archive-keyring",
+    # grub-mkrescue puts in every platform whose modules it finds: BIOS and 64-bit UEFI.
+    "/usr/lib/grub/i386-pc/moddep.lst": "grub-pc-bin",
+    "/usr/lib/grub/x86_64-efi/moddep.lst": "grub-efi-amd64-bin",
+    # UEFI firmware for QEMU's PC (run --firmware uefi).
+    "/usr/share/ovmf/OVMF.fd": "ovmf",
 }
 
 # Firmware QEMU finds by name in its own search path (`qemu-system-aarch64 -L help`).
 QEMU_ROMS: dict[str, str] = {
     # QEMU virt's default NIC (virtio-net-pci) loads it even when the machine only dumps its DTB.
     "efi-virtio.rom": "ipxe-qemu",
+    # The PC's BIOS (SeaBIOS) and its default NIC's boot ROM.
+    "bios-256k.bin": "seabios",
+    "efi-e1000.rom": "ipxe-qemu",
 }
 
 # Packages with nothing to point at by path: Python's venv module and headers for pylibfdt.

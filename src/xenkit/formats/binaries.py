@@ -39,20 +39,31 @@ def _contents(path: Path) -> bytes:
 
 
 def xen_version(path: Path) -> Version:
-    """Xen embeds "xen,xen-MAJOR.MINOR" (the compatible of the hypervisor node it gives
-    Dom0) and its full version string."""
+    """Xen on Arm embeds "xen,xen-MAJOR.MINOR" (the compatible of the hypervisor node it
+    gives Dom0); on x86 (an ELF image GRUB loads with multiboot2) only its banner's format,
+    "Xen version %d.%d%s". Both hold the full version string, NUL-terminated."""
     data = _contents(path)
     m = re.search(rb"xen,xen-(\d+)\.(\d+)\0", data)
-    if not m:
-        raise XenkitError(f"{path} does not look like a Xen hypervisor image: give xen's binary")
-    major, minor = int(m.group(1)), int(m.group(2))
-    full = re.search(rb"\0(%d\.%d\.\d+[^\0\s]*)\0" % (major, minor), data)
-    return Version(major, minor, full.group(1).decode() if full else f"{major}.{minor}")
+    if m:
+        major, minor = int(m.group(1)), int(m.group(2))
+        full = re.search(rb"\0(%d\.%d\.\d+[^\0\s]*)\0" % (major, minor), data)
+        return Version(major, minor, full.group(1).decode() if full else f"{major}.{minor}")
+    if data[:4] == b"\x7fELF" and b"Xen version %d.%d%s" in data:
+        found = re.findall(rb"\0((\d+)\.(\d+)\.\d+[^\0\s]*)\0", data)
+        if len(found) == 1:
+            text, major_s, minor_s = found[0]
+            return Version(int(major_s), int(minor_s), text.decode())
+    raise XenkitError(f"{path} does not look like a Xen hypervisor image: give xen's binary")
 
 
 def linux_version(path: Path) -> Version:
+    """From the "Linux version" banner of an arm64 Image (raw or gzip'd), or the version
+    string an x86 bzImage's setup header points at (its banner is compressed)."""
     data = _contents(path)
     m = re.search(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)", data)
-    if not m:
-        raise XenkitError(f"{path} does not look like a Linux kernel image: give an Image")
-    return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
+    if m:
+        return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
+    bz = re.match(r"((\d+)\.(\d+)\S*)", kernel.bzimage_version(data) or "")
+    if bz:
+        return Version(int(bz.group(2)), int(bz.group(3)), bz.group(1))
+    raise XenkitError(f"{path} does not look like a Linux kernel image: give an Image")

@@ -41,6 +41,19 @@ def loaded_size(head: bytes, file_size: int) -> int:
     return file_size
 
 
+def bzimage_version(data: bytes) -> str | None:
+    """An x86 bzImage's version string, which its setup header points at (Linux's
+    Documentation/arch/x86/boot.rst: "HdrS" at 0x202, kernel_version at 0x20E, an offset
+    from 0x200); None if `data` is no bzImage."""
+    if len(data) < 0x210 or data[0x202:0x206] != b"HdrS":
+        return None
+    at = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+    end = data.find(b"\0", at, at + 256)
+    if not at or end < 0:
+        return None
+    return data[at:end].decode(errors="replace")
+
+
 def is_gzip(head: bytes) -> bool:
     return head[:2] == GZIP_MAGIC
 

@@ -128,6 +128,8 @@ class Manifest:
     xen_modules: dict[str, tuple[Module, ...]]
     files: dict[str, FileEntry]
     check: dict[str, Any] = field(default_factory=dict)
+    # The images to write to a card, stick or disc (sd.img, live.iso).
+    media: tuple[str, ...] = ("sd.img",)
     schema: int = SCHEMA
 
     def path(self, build_dir: Path, name: str) -> Path:

@@ -50,6 +50,7 @@ class Staged:
     """What a target wrote, for the manifest and the checks."""
 
     boot_files: BootFiles
+    media: tuple[str, ...]  # what to write to a card, stick or disc, in the build
     layout: tuple[LoadEntry, ...]  # the hardware boot's loads
     xen_modules: dict[str, tuple[Module, ...]]  # "hardware" and "emulator"
 

@@ -92,7 +92,8 @@ class Board:
 
     @property
     def dtb_from_qemu(self) -> bool:
-        return not any("dtb" in p.files for p in self.packages)
+        """A device-tree board whose packages hold no DTB: the emulated machine makes it."""
+        return bool(self.dtb_name) and not any("dtb" in p.files for p in self.packages)
 
 
 def available() -> list[str]:
