@@ -8,9 +8,10 @@ import json
 import logging
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from xenkit import __version__
+from xenkit import __version__, targets
 from xenkit.analysis import check, memmap
 from xenkit.config import boards, settings, spec
 from xenkit.core.sizes import format_size, human
@@ -118,7 +119,7 @@ def _target(args: argparse.Namespace) -> check.Target:
             # has it; from_parts reads it at once.
             dtb = Path(tmp) / board.dtb_name
             dtb.write_bytes(dtbs.emulation(board, dtbs.hardware(board, art)))
-        return check.from_parts(
+        target = check.from_parts(
             board,
             dtb,
             banks,
@@ -129,6 +130,7 @@ def _target(args: argparse.Namespace) -> check.Target:
             Path(args.config_txt) if args.config_txt else None,
             label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
         )
+        return replace(target, checks=targets.for_board(board).checks)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ builds and boots."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from xenkit import targets
+from xenkit.analysis import check
 from xenkit.config import boards
 from xenkit.errors import XenkitError
 
@@ -75,3 +77,18 @@ def test_a_made_up_board_builds_and_boots_through_the_uboot_target(tmp_path: Pat
     # Xen found the made-up board's two CPUs and its GICv3, and gave Dom0 384 MiB.
     assert "GICv3" in console and "Brought up 2 CPUs" in console, console[-3000:]
     assert "Allocating 1:1 mappings totalling 384MB for dom0" in console
+
+
+def test_each_target_names_the_checks_that_apply_to_its_boards(pi4_dtb: Path) -> None:
+    rpi, uboot, grub = (targets.get(n).checks for n in ("rpi", "uboot", "grub"))
+    assert set(rpi) <= set(check.CHECKS) and set(uboot) <= set(check.CHECKS)
+    # Only the Pi firmware reads config.txt; the PC's own checks are still to come.
+    assert set(rpi) - set(uboot) == {"config.txt enable_uart"} and grub == ()
+    board = boards.load("rpi4")
+    t = check.from_parts(board, pi4_dtb, board.ram["4G"], "console=dtuart dtuart=serial1", "")
+    everything = {f.check for f in check.run_checks(t)}
+    assert everything == set(check.CHECKS)
+    as_uboot = {f.check for f in check.run_checks(dataclasses.replace(t, checks=uboot))}
+    assert as_uboot == everything - {"config.txt enable_uart"}
+    with pytest.raises(XenkitError, match="no check named spelling"):
+        check.run_checks(dataclasses.replace(t, checks=("spelling",)))

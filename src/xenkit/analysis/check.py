@@ -1,8 +1,8 @@
 """`xenkit check`: the Pi 4's memory, DMA, console and boot-layout pitfalls, before boot.
 
-A Target gathers what is known about a system (board, DTB, RAM, command lines, the binaries,
-the boot modules); each check is a small function from a Target to a Finding with a verdict
-and, when something is wrong, the fix.
+A Target (analysis.facts) gathers what is known about a system (board, DTB, RAM, command
+lines, the binaries, the boot modules); each check is a small function from a Target to a
+Finding with a verdict and, when something is wrong, the fix.
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from xenkit.config import boards
-from xenkit.config.boards import Board
+from xenkit.analysis.facts import Target as Target
+from xenkit.analysis.facts import cmdline_value as cmdline_value
+from xenkit.analysis.facts import from_build as from_build
+from xenkit.analysis.facts import from_parts as from_parts
+from xenkit.analysis.facts import ram_banks as ram_banks
+from xenkit.analysis.facts import xen_size as xen_size
 from xenkit.core import spans
-from xenkit.core.sizes import format_size, parse_size
 from xenkit.errors import XenkitError
-from xenkit.formats import binaries, dt, kernel
+from xenkit.formats import dt
 from xenkit.formats.binaries import Version
-from xenkit.pipeline import manifest
-from xenkit.xen import memory
 
 
 class Verdict(IntEnum):
@@ -49,147 +48,6 @@ class Finding:
             "detail": self.detail,
             "fix": self.fix,
         }
-
-
-def xen_size(text: str) -> int:
-    """Xen's parse_size_and_unit(): T/G/M/K/B suffixes. With no suffix Xen counts KiB, where
-    everything else a user writes for xenkit counts MiB: refused rather than guessed."""
-    m = re.fullmatch(r"(\d+)([TtGgMmKkBb]?)", text)
-    if not m:
-        raise XenkitError(f"dom0_mem={text} is not a size Xen reads: write e.g. 512M")
-    if not m.group(2):
-        raise XenkitError(
-            f"dom0_mem={text} has no unit, which Xen reads as KiB "
-            f"({format_size(int(text) << 10)}): write the unit, e.g. {text}K or 512M"
-        )
-    shift = {"t": 40, "g": 30, "m": 20, "k": 10, "b": 0}[m.group(2).lower()]
-    return int(m.group(1)) << shift
-
-
-def cmdline_value(cmdline: str, key: str) -> str | None:
-    found = None
-    for word in cmdline.split():
-        if word.startswith(key + "="):
-            found = word.split("=", 1)[1]
-    return found
-
-
-@dataclass(frozen=True)
-class Target:
-    board: Board
-    tree: dt.DeviceTree
-    ram: tuple[tuple[int, int], ...]
-    xen_cmdline: str
-    dom0_cmdline: str
-    config_txt: tuple[str, ...] | None  # None: not known
-    modules: tuple[memory.Module, ...] = ()
-    xen_version: Version | None = None
-    linux_version: Version | None = None
-    kernel_isize: int | None = None
-    description: str = ""
-
-    @cached_property
-    def addresses(self) -> dt.AddressMap:
-        return dt.AddressMap(self.tree)
-
-    @property
-    def dom0_mem(self) -> int | None:
-        value = cmdline_value(self.xen_cmdline, "dom0_mem")
-        return xen_size(value) if value else None
-
-    @property
-    def lowmem_bits(self) -> int:
-        platform = self.board.dma_bitsize
-        if self.board.platform_compatible not in self.tree.compatible("/"):
-            platform = 0
-        version = self.xen_version or Version(*self.board.min_xen, "")
-        return memory.lowmem_bits(platform, version.major, version.minor)
-
-    @cached_property
-    def reserved(self) -> list[tuple[int, int]]:
-        return [(a, s) for a, s, _ in self.addresses.reserved()]
-
-    @cached_property
-    def dom0(self) -> memory.Dom0Memory:
-        # Without dom0_mem Xen on Arm takes 512M (and warns).
-        return memory.predict(
-            self.ram,
-            self.modules,
-            self.reserved,
-            self.dom0_mem or 512 << 20,
-            self.lowmem_bits,
-            self.kernel_isize,
-        )
-
-
-# -- building a Target ------------------------------------------------------------------------
-def from_build(build_dir: Path, emulated: bool = False) -> Target:
-    """The system in a build directory: for hardware, or as the emulator boots it."""
-    m = manifest.read(build_dir)
-    if not m.boot_files.dtb:
-        raise XenkitError(
-            f"{build_dir} is a {m.board} build without a device tree: xenkit check covers "
-            "device-tree boards so far"
-        )
-    which = "emulator" if emulated else "hardware"
-    config = m.boot_files.config_txt
-    return Target(
-        board=manifest.board(build_dir),
-        tree=dt.DeviceTree.load(m.path(build_dir, "emulator_dtb" if emulated else "dtb")),
-        ram=m.emulated_ram_banks if emulated else m.ram_banks,
-        xen_cmdline=m.xen_cmdline,
-        dom0_cmdline=m.emulator_dom0_cmdline if emulated else m.dom0_cmdline,
-        config_txt=tuple((build_dir / config).read_text().splitlines()) if config else None,
-        modules=m.xen_modules[which],
-        xen_version=binaries.xen_version(m.path(build_dir, "xen")),
-        linux_version=binaries.linux_version(m.path(build_dir, "kernel")),
-        kernel_isize=m.kernel_isize,
-        description=f"{build_dir} ({which})",
-    )
-
-
-def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Bank, ...]:
-    """RAM for `ram`: one of the board's models (its banks; the emulator's if `emulated`), or
-    any size, as one bank from where the board's RAM starts, as an emulator describes it."""
-    model = ram or board.default_ram
-    if model in board.ram:
-        return board.emulated_ram(model) if emulated else board.ram[model]
-    size = parse_size(model, "--ram")
-    if size < 64 << 20:
-        raise XenkitError(f"--ram {ram}: give a board model ({', '.join(board.ram)}) or a size")
-    return ((board.ram[board.default_ram][0][0], size),)
-
-
-def from_parts(
-    board: Board,
-    dtb: Path,
-    ram: tuple[boards.Bank, ...],
-    xen_cmdline: str,
-    dom0_cmdline: str,
-    xen_image: Path | None = None,
-    kernel_image: Path | None = None,
-    config_txt: Path | None = None,
-    label: str = "",
-) -> Target:
-    try:
-        config = tuple(config_txt.read_text().splitlines()) if config_txt else None
-    except OSError as exc:
-        raise XenkitError(f"cannot read {config_txt}: {exc.strerror}") from None
-    xen_version = binaries.xen_version(xen_image) if xen_image else None
-    linux_version = binaries.linux_version(kernel_image) if kernel_image else None
-    isize = kernel.gzip_isize(kernel_image) if kernel_image else None
-    return Target(
-        board=board,
-        tree=dt.DeviceTree.load(dtb),
-        ram=ram,
-        xen_cmdline=xen_cmdline,
-        dom0_cmdline=dom0_cmdline,
-        config_txt=config,
-        xen_version=xen_version,
-        linux_version=linux_version,
-        kernel_isize=isize,
-        description=f"{board.name} {label or format_size(sum(n for _, n in ram))} with {dtb.name}",
-    )
 
 
 # -- the checks -------------------------------------------------------------------------------
@@ -443,22 +301,31 @@ def check_hidden(t: Target) -> Finding:
     )
 
 
-CHECKS: tuple[Callable[[Target], Finding], ...] = (
-    check_xen_version,
-    check_linux_version,
-    check_console,
-    check_dom0_console,
-    check_enable_uart,
-    check_gic,
-    check_modules,
-    check_dom0_memory,
-    check_dma_reach,
-    check_hidden,
-)
+# Every check by the name it reports under, in report order. A boot target names the ones
+# that apply to its boards (xenkit.targets: Target.checks); a build records them.
+CHECKS: dict[str, Callable[[Target], Finding]] = {
+    "xen version": check_xen_version,
+    "dom0 linux version": check_linux_version,
+    "xen console": check_console,
+    "dom0 console": check_dom0_console,
+    "config.txt enable_uart": check_enable_uart,
+    "gic": check_gic,
+    "boot modules": check_modules,
+    "dom0 memory": check_dom0_memory,
+    "dma reach": check_dma_reach,
+    "devices xen hides": check_hidden,
+}
 
 
 def run_checks(t: Target) -> list[Finding]:
-    return [check(t) for check in CHECKS]
+    """The checks that apply to `t` (its boot target's), in report order."""
+    names = t.checks
+    unknown = set(names or ()) - set(CHECKS)
+    if unknown:
+        raise XenkitError(
+            f"no check named {', '.join(sorted(unknown))}; known: {', '.join(CHECKS)}"
+        )
+    return [check(t) for name, check in CHECKS.items() if names is None or name in names]
 
 
 def worst(findings: Sequence[Finding]) -> Verdict:

@@ -14,6 +14,7 @@ import shutil
 from abc import abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 from xenkit.bootscripts import bootscript, layout, uimage
 from xenkit.config.boards import Board
@@ -225,6 +226,18 @@ class UBootCard(Target):
     # [boot] keys a subclass reads, beside scriptaddr.
     options: tuple[str, ...] = ()
     firmware = "U-Boot"
+    # Everything a device-tree board's boot can get wrong, but the Pi firmware's config.txt.
+    checks: ClassVar[tuple[str, ...]] = (
+        "xen version",
+        "dom0 linux version",
+        "xen console",
+        "dom0 console",
+        "gic",
+        "boot modules",
+        "dom0 memory",
+        "dma reach",
+        "devices xen hides",
+    )
 
     def firmware_files(self, job: Job) -> dict[str, bytes]:
         """Files the board's firmware needs on the boot partition, beside U-Boot."""

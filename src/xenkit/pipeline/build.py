@@ -88,6 +88,7 @@ def _manifest(
         xen_modules=staged.xen_modules,
         files=listed,
         media=staged.media,
+        checks=targets.for_board(spec.board).checks,
     )
 
 

@@ -130,6 +130,8 @@ class Manifest:
     check: dict[str, Any] = field(default_factory=dict)
     # The images to write to a card, stick or disc (sd.img, live.iso).
     media: tuple[str, ...] = ("sd.img",)
+    # The pre-boot checks that apply, by name: the boot target's (None: every one).
+    checks: tuple[str, ...] | None = None
     schema: int = SCHEMA
 
     def path(self, build_dir: Path, name: str) -> Path:

@@ -59,6 +59,8 @@ class Target(ABC):
     name: ClassVar[str]
     # What the board runs from power-on until Xen: the first phase of a boot's timings.
     firmware: ClassVar[str]
+    # The pre-boot checks (xenkit.analysis.check.CHECKS, by name) that apply to its boards.
+    checks: ClassVar[tuple[str, ...]]
 
     @abstractmethod
     def validate(self, board: Board) -> None:

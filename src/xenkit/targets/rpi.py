@@ -18,6 +18,7 @@ from xenkit.targets import Job
 class Rpi(UBootCard):
     name = "rpi"
     options = ("config_txt",)
+    checks = (*UBootCard.checks, "config.txt enable_uart")
 
     def validate(self, board: Board) -> None:
         super().validate(board)
