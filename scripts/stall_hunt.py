@@ -38,15 +38,25 @@ from xenkit.run import emulate  # noqa: E402
 from xenkit.system import rootfs  # noqa: E402
 
 # The stall hunted: Dom0's Linux 6.1 finds an idle CPU that has stopped taking part in RCU
-# grace periods, its timer wakeup never having come ("detected stalls on CPUs/tasks: 1-...!:
-# (0 ticks this GP) idle ...", "timer wakeup didn't happen").
-STALL = re.compile(
-    r"rcu: INFO: rcu_sched detected stalls on CPUs|rcu_sched kthread timer wakeup didn't happen"
-)
-# A different thing, counted apart: a CPU busy in the kernel for RCU's whole timeout
-# ("self-detected stall"), seen when the host was so overloaded that QEMU's threads starved
-# (load 8 on 2 cores: `xl destroy` unmapping a guest took over 21 s).
+# grace periods, its timer wakeup never having come ("detected stalls on CPUs/tasks" with
+# "1-...!: (0 ticks this GP) idle ..." on the next line, or "timer wakeup didn't happen").
+STALL = re.compile(r"rcu_sched kthread timer wakeup didn't happen")
+REPORT = re.compile(r"rcu: INFO: rcu_sched detected stalls on CPUs")
+TICKS = re.compile(r"\((\d+) ticks this GP\)")
+# A different thing, counted apart: a CPU busy in the kernel for RCU's whole timeout, in a
+# stall report of its own ("self-detected stall") or of another CPU's (a report whose CPU
+# line counts ticks: "3-....: (3679 ticks this GP)", the task running xl). Seen in `xl
+# create`/`xl destroy` unmapping a guest (xen_unmap_domain_gfn_range, ~8000 hypercalls for
+# a 32 MiB kernel, over RCU's 21 s under TCG), and more often on a loaded host.
 BUSY = re.compile(r"rcu: INFO: rcu_sched self-detected stall")
+
+
+def stall_kind(report: str, cpu_line: str) -> str:
+    """'idle' or 'busy' for a "detected stalls on CPUs" report, from the CPU line after it."""
+    ticks = TICKS.search(cpu_line)
+    return "idle" if ticks and ticks.group(1) == "0" else "busy"
+
+
 UPTIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
 
 CHURN = """#!/bin/bash
@@ -126,12 +136,22 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
     with emulate.console(argv, subprocess.PIPE) as (proc, start):
         assert proc.stdin is not None and proc.stdout is not None
         out = proc.stdout
+        report = ""
         for _, line in emulate.untangle(emulate.timed_lines(out, start, start + args.timeout)):
             if line.startswith("XK ") and " cycle " in line:
                 result.cycles += 1
             if BUSY.search(line):
                 result.busy_stalls += 1
-            if STALL.search(line):
+            if report and TICKS.search(line):
+                kind, line, report = stall_kind(report, line), report, ""
+                if kind == "busy":
+                    result.busy_stalls += 1
+            elif REPORT.search(line):
+                report = line
+                continue
+            else:
+                kind = ""
+            if kind == "idle" or STALL.search(line):
                 up = UPTIME.match(line)
                 result.outcome, result.stall_line = "stall", line.strip()
                 result.stall_at = float(up.group(1)) if up else None
