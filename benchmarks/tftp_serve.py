@@ -19,7 +19,7 @@ run, so load from elsewhere on the host falls on all of them alike.
 What sets the rates: wakeups. Every lockstep round trip wakes the server and the client
 once each, every window wakes them once each, and on a virtual machine's idle CPUs a wakeup
 can cost as much as the work around it. xenkit polls for the ACK for a moment before it
-sleeps (see xenkit.tftp.SPIN), which takes its own wakeup out of each round trip; the
+sleeps (see xenkit.serve.tftp.SPIN), which takes its own wakeup out of each round trip; the
 client's stays. How much that is worth depends on the host: on one 2-CPU VM (Linux 6.18,
 atftp 0.8.0), before the server polled, tftpd-hpa did 306 MiB/s at 8192 x 1 and xenkit's
 best windowed rate was 1.86 times that, atftp being the limit there (a minimal C sender,

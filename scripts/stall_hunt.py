@@ -135,27 +135,30 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
     result = Boot(index, "timeout", 0.0)
     with emulate.console(argv, subprocess.PIPE) as (proc, start):
         assert proc.stdin is not None and proc.stdout is not None
-        out = proc.stdout
-        report = ""
-        for _, line in emulate.untangle(emulate.timed_lines(out, start, start + args.timeout)):
+        pipe = proc.stdout
+        # A report lists each stalled CPU on a line of its own, then "(detected by N, ...)":
+        # it is the hunted stall if any of those CPUs ticked nothing in the grace period.
+        report, kinds = "", list[str]()
+        for _, line in emulate.untangle(emulate.timed_lines(pipe, start, start + args.timeout)):
             if line.startswith("XK ") and " cycle " in line:
                 result.cycles += 1
             if BUSY.search(line):
                 result.busy_stalls += 1
+            kind = ""
+            if REPORT.search(line):
+                report, kinds = line, []
+                continue
             if report and TICKS.search(line):
-                kind, line, report = stall_kind(report, line), report, ""
+                kinds.append(stall_kind(report, line))
+            if report and "detected by" in line:
+                kind, line, report = ("idle" if "idle" in kinds else "busy"), report, ""
                 if kind == "busy":
                     result.busy_stalls += 1
-            elif REPORT.search(line):
-                report = line
-                continue
-            else:
-                kind = ""
             if kind == "idle" or STALL.search(line):
                 up = UPTIME.match(line)
                 result.outcome, result.stall_line = "stall", line.strip()
                 result.stall_at = float(up.group(1)) if up else None
-                _xen_state(proc.stdin, out, start)
+                _xen_state(proc.stdin, pipe, start)
                 break
             if rootfs.AUTORUN_DONE in line:
                 result.outcome = "done"

@@ -104,6 +104,10 @@ def _target(args: argparse.Namespace) -> check.Target:
         return check.from_build(Path(args.dir), args.emulated)
     args.board = args.board or settings.DEFAULT_BOARD
     board = boards.load(args.board)
+    if not board.dtb_name:
+        raise XenkitError(
+            f"{board.name} has no device tree: xenkit check and map cover device-tree boards so far"
+        )
     banks = check.ram_banks(board, args.ram, args.emulated)
     # Command lines and packaged files are the board's whatever the RAM: a size that is no
     # model of the board takes its default model's.
@@ -275,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     sub = top.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build", help="build a bootable Xen system and its SD card image")
+    p = sub.add_parser("build", help="build a bootable Xen system and its boot image")
     p.add_argument("-o", "--output", help="output directory (default: out/BOARD)")
     p.add_argument("-c", "--config", help="TOML file with settings (keys as the options below)")
     settings.add_arguments(p)

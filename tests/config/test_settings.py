@@ -69,6 +69,7 @@ def test_every_path_in_a_config_file_is_relative_to_it(tmp_path: Path) -> None:
     [
         ("dom0_mem", "lots", "dom0_mem"),
         ("root_size", "12Q", "root_size"),
+        ("dom0_mem", "0", "give a size above 0"),
         ("xen_image", "/no/such/xen", "xen_image: /no/such/xen is not a readable file"),
         ("dom0_root", "nfs", "dom0_root='nfs': choose one of sd, initramfs"),
         ("netboot_server", "tftp.example", "is not an IP address"),

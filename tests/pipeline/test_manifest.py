@@ -37,6 +37,8 @@ def test_a_build_from_another_version_is_refused_in_one_line(tmp_path: Path) -> 
         (("layout", 0, "address"), "0x200000"),
         (("toolstack",), 1),
         (("files", "sd.img", "size"), None),
+        (("build_seconds",), True),
+        (("ram_banks", 0), [1]),
     ],
 )
 def test_a_damaged_field_is_named(

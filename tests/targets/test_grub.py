@@ -116,3 +116,28 @@ def test_the_live_image_is_hybrid_and_boots_xen_and_dom0_from_cd(tmp_path: Path)
     console = (out / "run" / "console.log").read_text(errors="replace")
     # Xen on TCG's -cpu max: the HVM machinery the next issue's guests need is there.
     assert "HVM: SVM enabled" in console and "Hardware Assisted Paging (HAP) detected" in console
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"toolstack": True}, "toolstack on the pc board is not built yet"),
+        ({"netboot": True}, "netboot on the pc board is not built yet"),
+    ],
+)
+def test_what_the_pc_cannot_build_yet_is_refused_before_any_download(
+    tmp_path: Path, setting: dict[str, object], message: str
+) -> None:
+    from xenkit.pipeline import build
+
+    with pytest.raises(XenkitError, match=message):
+        build.build(make_spec(board="pc", **setting), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_and_map_say_the_pc_has_no_device_tree_to_check() -> None:
+    for command in ("check", "map"):
+        proc = xenkit(command, "--board", "pc")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "pc has no device tree" in lines[0]

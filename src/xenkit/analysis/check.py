@@ -333,7 +333,7 @@ def worst(findings: Sequence[Finding]) -> Verdict:
 
 
 def report(t: Target, findings: Sequence[Finding]) -> str:
-    width = max(len(f.check) for f in findings)
+    width = max((len(f.check) for f in findings), default=0)
     lines = [f"xenkit check: {t.description}"]
     for f in findings:
         lines.append(f"  {f.verdict!s:<4}  {f.check:<{width}}  {f.detail}")

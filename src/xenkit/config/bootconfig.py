@@ -1,8 +1,8 @@
 """What a boot loads and how: Xen, Dom0, dom0less domains, cpupools, overlays, or plain Linux.
 
 One model for two front ends: xenkit's own TOML (`[dom0]`, `[[domain]]` tables) and
-ImageBuilder's shell-style config (xenkit.imagebuilder). Paths are relative to a directory
-(the `-d` of `xenkit uboot-script`); sizes are bytes.
+ImageBuilder's shell-style config (xenkit.bootscripts.imagebuilder). Paths are relative to a
+directory (the `-d` of `xenkit uboot-script`); sizes are bytes.
 """
 
 from __future__ import annotations

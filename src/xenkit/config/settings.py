@@ -53,8 +53,14 @@ class Setting:
 
 # -- parsers ----------------------------------------------------------------------------------
 def size_or_zero(value: str, where: str) -> int:
-    """A size ("512M", "2G"; a bare number is MiB); empty means 0, the setting's "unset"."""
-    return parse_size(value, where) if value else 0
+    """A size ("512M", "2G"; a bare number is MiB); empty means 0, the setting's "unset",
+    so a size of 0 is refused rather than read as unset."""
+    if not value:
+        return 0
+    size = parse_size(value, where)
+    if size <= 0:
+        raise XenkitError(f"{where}={value!r}: give a size above 0, or leave it out")
+    return size
 
 
 def existing_file(value: str, where: str) -> Path | None:

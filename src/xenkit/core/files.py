@@ -74,8 +74,11 @@ def copy_sparse(src: Path, dst: int | Path, offset: int = 0) -> Iterator[int]:
 
 
 def copy_sparse_file(src: Path, dst: Path) -> None:
-    for _ in copy_sparse(src, dst):
-        pass
+    try:
+        for _ in copy_sparse(src, dst):
+            pass
+    except OSError as exc:
+        raise XenkitError(f"copying {src} to {dst}: {exc.strerror}") from None
 
 
 def new_dir_beside(out: Path) -> Path:

@@ -44,7 +44,7 @@ PROGRAMS: dict[str, str] = {
     "fdtoverlay": "device-tree-compiler",
     "mkimage": "u-boot-tools",
     "cpio": "cpio",
-    # The bare-metal guests (xenkit.baremetal) need only the cross assembler and linker.
+    # The bare-metal guests (xenkit.system.baremetal) need only the cross assembler and linker.
     "aarch64-linux-gnu-as": "binutils-aarch64-linux-gnu",
     "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
     "aarch64-linux-gnu-objcopy": "binutils-aarch64-linux-gnu",
@@ -72,7 +72,7 @@ FILES: dict[str, str] = {
     # grub-mkrescue puts in every platform whose modules it finds: BIOS and 64-bit UEFI.
     "/usr/lib/grub/i386-pc/moddep.lst": "grub-pc-bin",
     "/usr/lib/grub/x86_64-efi/moddep.lst": "grub-efi-amd64-bin",
-    # UEFI firmware for QEMU's PC (run --firmware uefi).
+    # UEFI firmware for QEMU's PC, the live image's other boot path.
     "/usr/share/ovmf/OVMF.fd": "ovmf",
 }
 

@@ -47,9 +47,10 @@ def bzimage_version(data: bytes) -> str | None:
     from 0x200); None if `data` is no bzImage."""
     if len(data) < 0x210 or data[0x202:0x206] != b"HdrS":
         return None
-    at = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+    field = int.from_bytes(data[0x20E:0x210], "little")
+    at = field + 0x200
     end = data.find(b"\0", at, at + 256)
-    if not at or end < 0:
+    if not field or end < 0:  # 0: the kernel gives no version string
         return None
     return data[at:end].decode(errors="replace")
 

@@ -223,6 +223,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
     out = out.absolute()
     _check_output(out)
     target = targets.for_board(spec.board)
+    target.refuse(spec)
     art = gather(spec)
     tmp = files.new_dir_beside(out)
     try:

@@ -1,9 +1,10 @@
 """A build's manifest: what was built, from what, and where each piece is, written and read
 only here.
 
-Every stage after the build (run, check, map, info, guest add, serve) learns about a build
-from this file, so its shape is a typed record with a schema number: a build written by
-another version of xenkit is refused with one line, never misread.
+Every stage after the build (run, check, map, info, guest add) learns about a build from
+this file (serve only asks that there is one), so its shape is a typed record with a schema
+number: a build written by another version of xenkit is refused with one line, never
+misread.
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise TypeError(where)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, where) for v in value)
+        if len(value) != len(args):
+            raise TypeError(where)
         return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=True))
     if origin is dict:
         if not isinstance(value, dict):
@@ -174,7 +177,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return _convert(next(a for a in args if a is not type(None)), value, where)
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int):
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise TypeError(where)

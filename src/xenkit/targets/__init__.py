@@ -66,6 +66,10 @@ class Target(ABC):
     def validate(self, board: Board) -> None:
         """Refuse, with one line, a board file that lacks what this target needs."""
 
+    def refuse(self, spec: SystemSpec) -> None:  # noqa: B027 - most targets build any system
+        """Refuse, with one line, a system this target cannot build (before anything is
+        fetched or assembled for it)."""
+
     @abstractmethod
     def stage(self, job: Job) -> Staged:
         """Write the boot files, scripts and media into job.out."""

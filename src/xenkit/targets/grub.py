@@ -102,9 +102,8 @@ class Grub(Target):
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
             raise XenkitError(f"{where}: [boot] timeout is whole seconds, 0 or more")
 
-    def stage(self, job: Job) -> Staged:
-        spec = job.spec
-        if job.domains:
+    def refuse(self, spec: SystemSpec) -> None:
+        if spec.domains:
             raise XenkitError(
                 "[[domain]] tables are dom0less guests, which Xen starts only on Arm: "
                 "on the PC, start guests with xl (toolstack)"
@@ -116,6 +115,10 @@ class Grub(Target):
             )
         if spec.netboot:
             raise XenkitError("netboot on the pc board is not built yet: boot the live image")
+
+    def stage(self, job: Job) -> Staged:
+        spec = job.spec
+        self.refuse(spec)
         tree = job.out / "iso"
         (tree / "boot" / "grub").mkdir(parents=True)
         for name in (job.xen, job.kernel, job.ramdisk):

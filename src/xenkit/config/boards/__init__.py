@@ -37,7 +37,7 @@ class Emulation:
     machine: str
     memory: str  # QEMU -m; empty: the RAM model chosen for the build
     ram: tuple[Bank, ...]  # RAM the emulated board reports; empty: the RAM model's banks
-    disk: str  # "sd" or "virtio"
+    disk: str  # "sd" or "virtio" (the card's bus, U-Boot targets); "cd" for a live image
     console_serial: int
     dom0_cmdline: str
     disable: tuple[str, ...]  # compatibles of blocks QEMU does not model
@@ -161,7 +161,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
             ),
             root_modules=tuple(data.get("dom0", {}).get("root_modules", ())),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XenkitError(
             f"board file {source} is malformed near {exc}: compare with rpi4.toml"
         ) from None
