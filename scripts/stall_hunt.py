@@ -51,8 +51,8 @@ TICKS = re.compile(r"\((\d+) ticks this GP\)")
 BUSY = re.compile(r"rcu: INFO: rcu_sched self-detected stall")
 
 
-def stall_kind(report: str, cpu_line: str) -> str:
-    """'idle' or 'busy' for a "detected stalls on CPUs" report, from the CPU line after it."""
+def stall_kind(cpu_line: str) -> str:
+    """'idle' or 'busy' for one CPU line of a "detected stalls on CPUs" report."""
     ticks = TICKS.search(cpu_line)
     return "idle" if ticks and ticks.group(1) == "0" else "busy"
 
@@ -149,7 +149,7 @@ def boot_once(index: int, out: Path, args: argparse.Namespace, work: Path) -> Bo
                 report, kinds = line, []
                 continue
             if report and TICKS.search(line):
-                kinds.append(stall_kind(report, line))
+                kinds.append(stall_kind(line))
             if report and "detected by" in line:
                 kind, line, report = ("idle" if "idle" in kinds else "busy"), report, ""
                 if kind == "busy":

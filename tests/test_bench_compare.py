@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from tests.scripts import load
 
 
 def bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("uboot_script")
-    finally:
-        sys.path.remove(str(BENCH))
+    return load("benchmarks", "uboot_script")
 
 
 def test_moved_modules_mean_the_same_and_other_files_do_not() -> None:

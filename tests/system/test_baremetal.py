@@ -101,7 +101,7 @@ def test_staging_puts_the_built_image_on_the_boot_partition(cache: Path, tmp_pat
     system = make_spec(board="qemu-virt", domain=[{"name": "rtos", "kernel": "builtin:tick"}])
     boot = tmp_path / "boot"
     boot.mkdir()
-    (staged,) = build._stage_guests(system, boot, b"busybox is not needed")
+    (staged,) = build._stage_guests(system, boot, b"busybox is not needed", build.KERNEL)
     assert staged.kernel == "domU0-tick.Image" and staged.ramdisk == ""
     assert (boot / staged.kernel).read_bytes() == baremetal.build("tick").image.read_bytes()
     assert sorted(p.name for p in boot.iterdir()) == ["domU0-tick.Image"]

@@ -93,9 +93,12 @@ class Target:
 
 
 # -- building a Target ------------------------------------------------------------------------
-def from_build(build_dir: Path, emulated: bool = False) -> Target:
-    """The system in a build directory: for hardware, or as the emulator boots it."""
-    m = manifest.read(build_dir)
+def from_build(
+    build_dir: Path, emulated: bool = False, m: manifest.Manifest | None = None
+) -> Target:
+    """The system in a build directory: for hardware, or as the emulator boots it. `m` is
+    its manifest when the caller has it at hand (the build itself), else it is read."""
+    m = m or manifest.read(build_dir)
     if not m.boot_files.dtb:
         raise XenkitError(
             f"{build_dir} is a {m.board} build without a device tree: xenkit check covers "

@@ -21,7 +21,6 @@ from xenkit.config.boards import Board
 from xenkit.config.bootconfig import BootConfig, Dom0
 from xenkit.config.spec import SystemSpec
 from xenkit.core import files
-from xenkit.core.proc import need
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
 from xenkit.images import media
@@ -251,7 +250,8 @@ class UBootCard(Target):
     def stage(self, job: Job) -> Staged:
         spec, boot, out = job.spec, job.boot, job.out
         shutil.copyfile(job.art.files["uboot"], boot / FIRMWARE)
-        for name, data in self.firmware_files(job).items():
+        firmware = self.firmware_files(job)
+        for name, data in firmware.items():
             (boot / name).write_bytes(data)
         board = spec.board
         title = f"xenkit boot script for {board.description}"
@@ -272,7 +272,7 @@ class UBootCard(Target):
         if spec.netboot:
             netboot_tree(job, hw.dtb, emu.dtb, title)
             # The card keeps only what starts U-Boot, and a script that fetches the rest.
-            keep = {FIRMWARE, *self.firmware_files(job)}
+            keep = {FIRMWARE, *firmware}
             first = out / "first-stage"
             first.mkdir()
             _write_script(first, "boot", first_stage(spec))
@@ -302,7 +302,7 @@ class UBootCard(Target):
         """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
         from the card itself, so what boots is the image a user would flash. `netdev` adds
         a network card (see qemu.nic) for builds that fetch the rest over TFTP."""
-        qemu.check(board)
+        argv = qemu.start(board, ram)
         image = build_dir / CARD
         if not image.exists():
             raise XenkitError(f"{build_dir} has no {CARD}: run xenkit build -o {build_dir} first")
@@ -318,8 +318,6 @@ class UBootCard(Target):
         uboot = workdir / FIRMWARE
         uboot.unlink(missing_ok=True)
         media.fat_get(copy, FIRMWARE, uboot)
-        argv = [need(qemu.binary(board)), *qemu.machine_args(board, ram)]
-        argv += ["-display", "none", "-monitor", "none"]
         argv += self.qemu_firmware(uboot, emu / board.dtb_name)
         if board.emulate.disk == "sd":
             argv += ["-drive", f"if=sd,format=raw,file={copy}"]
@@ -346,11 +344,9 @@ class UBootCard(Target):
     ) -> RunPlan:
         """No disk, and a user-mode network whose DHCP/TFTP serve `tftp_root`: U-Boot's
         distro boot falls through to DHCP and runs `bootfile` from there."""
-        qemu.check(board)
+        argv = qemu.start(board, ram)
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = [need(qemu.binary(board)), *qemu.machine_args(board, ram)]
-        argv += ["-display", "none", "-monitor", "none"]
         argv += qemu.nic(f"user,tftp={tftp_root},bootfile={bootfile}")
         argv += self.qemu_firmware(firmware, None)
         argv += ["-serial", "chardev:con"]
-        return RunPlan(argv, tftp_root or workdir, workdir / "console.log", self.firmware)
+        return RunPlan(argv, tftp_root, workdir / "console.log", self.firmware)

@@ -12,7 +12,6 @@ from xenkit.errors import XenkitError
 class Arch:
     name: str  # as board files and Debian name it
     qemu: str  # the QEMU system emulator
-    kernel_image: str  # what Debian's kernel package holds and the boot loader takes
     xen_console: str  # Xen's console= driver for the board's UART
     # Names on the boot medium.
     xen_file: str
@@ -25,9 +24,9 @@ class Arch:
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
-    "arm64": Arch("arm64", "qemu-system-aarch64", "arm64 Image", "dtuart", "xen", "Image.gz", True),
+    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True),
     # Xen on x86: the first 16550 (com1=BAUD,8n1); GRUB's multiboot2 loads xen.gz as it is.
-    "amd64": Arch("amd64", "qemu-system-x86_64", "bzImage", "com1", "xen.gz", "vmlinuz", False),
+    "amd64": Arch("amd64", "qemu-system-x86_64", "com1", "xen.gz", "vmlinuz", False),
 }
 RAMDISK_FILE = "initrd.cpio.gz"
 

@@ -45,13 +45,24 @@ XEN, KERNEL, RAMDISK = _ARM.xen_file, _ARM.kernel_file, arch.RAMDISK_FILE
 
 
 def _manifest(
-    spec: SystemSpec, art: Artifacts, out: Path, staged: targets.Staged, elapsed: float
+    spec: SystemSpec,
+    art: Artifacts,
+    out: Path,
+    staged: targets.Staged,
+    checks: tuple[str, ...],
+    elapsed: float,
 ) -> Manifest:
     listed = {}
     for path in sorted(out.rglob("*")):
         if path.is_file() and path.name != manifest.NAME:
             listed[str(path.relative_to(out))] = FileEntry(path.stat().st_size, sha256(path))
     kernel = out / staged.boot_files.kernel
+    guest_banners = tuple(
+        initramfs.GUEST_READY.format(name=d.name) for d in spec.domains if not d.ramdisk
+    )
+    # What a boot prints once it is fully up: Dom0's banner, each boot-time guest's, and
+    # the end of Dom0's autorun script if it has one.
+    autorun = spec.dom0_autorun is not None and spec.toolstack
     return Manifest(
         xenkit=__version__,
         built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -77,36 +88,26 @@ def _manifest(
             DomainEntry(d.name, d.kernel or "dom0's", format_size(d.memory), d.vcpus)
             for d in spec.domains
         ),
-        guest_banners=tuple(
-            initramfs.GUEST_READY.format(name=d.name) for d in spec.domains if not d.ramdisk
-        ),
-        banners=_banners(spec),
+        guest_banners=guest_banners,
+        banners=(initramfs.READY, *guest_banners, *([rootfs.AUTORUN_DONE] if autorun else [])),
         toolstack=spec.toolstack,
         dom0_root=spec.dom0_root if spec.toolstack else "initramfs",
-        autorun=spec.dom0_autorun is not None and spec.toolstack,
+        autorun=autorun,
         runtime_guests=tuple(manifest.guest_entry(g) for g in spec.guests),
         xen_modules=staged.xen_modules,
         files=listed,
         media=staged.media,
-        checks=targets.for_board(spec.board).checks,
+        checks=checks,
     )
 
 
-def _banners(spec: SystemSpec) -> tuple[str, ...]:
-    """What a boot of this build prints once it is fully up: Dom0's banner, each boot-time
-    guest's, and the end of Dom0's autorun script if it has one."""
-    want = [initramfs.READY]
-    want += [initramfs.GUEST_READY.format(name=d.name) for d in spec.domains if not d.ramdisk]
-    if spec.dom0_autorun is not None and spec.toolstack:
-        want.append(rootfs.AUTORUN_DONE)
-    return tuple(want)
-
-
-def _stage_guests(spec: SystemSpec, boot: Path, busybox: bytes) -> tuple[Domain, ...]:
+def _stage_guests(
+    spec: SystemSpec, boot: Path, busybox: bytes, dom0_kernel: str
+) -> tuple[Domain, ...]:
     """Put each dom0less guest's files on the boot partition; the domains returned name them
-    there. A guest without a kernel runs Dom0's; one without a ramdisk gets a busybox
-    initramfs that prints its own banner. A built-in guest is assembled from xenkit's
-    source (through the cache) and runs alone, without a ramdisk."""
+    there. A guest without a kernel runs Dom0's (`dom0_kernel` there); one without a ramdisk
+    gets a busybox initramfs that prints its own banner. A built-in guest is assembled from
+    xenkit's source (through the cache) and runs alone, without a ramdisk."""
     staged = []
     for i, d in enumerate(spec.domains):
         if baremetal.is_builtin(d.kernel):
@@ -115,7 +116,7 @@ def _stage_guests(spec: SystemSpec, boot: Path, busybox: bytes) -> tuple[Domain,
             shutil.copyfile(baremetal.build(name).image, boot / kernel)
             staged.append(replace(d, kernel=kernel))
             continue
-        kernel = KERNEL
+        kernel = dom0_kernel
         if d.kernel:
             kernel = f"domU{i}-{Path(d.kernel).name}"
             shutil.copyfile(d.kernel, boot / kernel)
@@ -236,7 +237,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         root = tmp / "rootfs"
         root.mkdir()
         (boot / arch.RAMDISK_FILE).write_bytes(_dom0(spec, art, root))
-        domains = _stage_guests(spec, boot, art.files["busybox"].read_bytes())
+        domains = _stage_guests(spec, boot, art.files["busybox"].read_bytes(), a.kernel_file)
         job = targets.Job(
             spec,
             art,
@@ -252,8 +253,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         staged = target.stage(job)
         shutil.rmtree(root)
         (tmp / manifest.BOARD_FILE).write_text(spec.board.source)
-        m = _manifest(spec, art, tmp, staged, time.monotonic() - started)
-        manifest.write(tmp, m)
+        m = _manifest(spec, art, tmp, staged, target.checks, time.monotonic() - started)
         m = replace(m, check=_check_and_map(tmp, m))
         manifest.write(tmp, m)
         files.replace_dir(tmp, out)
@@ -268,7 +268,7 @@ def _check_and_map(out: Path, m: Manifest) -> dict[str, Any]:
     if not m.boot_files.dtb:
         (out / "check.txt").write_text(NOT_CHECKED + "\n")
         return {"worst": "not checked", "findings": [], "why": NOT_CHECKED}
-    target = check.from_build(out)
+    target = check.from_build(out, m=m)
     findings = check.run_checks(target)
     (out / "check.txt").write_text(check.report(target, findings) + "\n")
     memmap.render_files(target, out / "map")

@@ -4,6 +4,7 @@ device tree QEMU makes) do not pull in the runner."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from xenkit.config import arch
 from xenkit.config.boards import Board
-from xenkit.core.proc import run
+from xenkit.core.proc import need, run
 from xenkit.debian.apt import cache_home
 from xenkit.errors import XenkitError
 from xenkit.formats.dt import DeviceTree
@@ -44,7 +45,13 @@ def machine_args(board: Board, ram: str) -> list[str]:
 
 
 def version(board: Board) -> str:
-    return run([binary(board), "--version"], capture=True).stdout.splitlines()[0]
+    return _version(binary(board))
+
+
+@functools.cache
+def _version(qemu: str) -> str:
+    # Asked by every check and every dumped DTB's cache key: once per process is enough.
+    return run([qemu, "--version"], capture=True).stdout.splitlines()[0]
 
 
 def check(board: Board) -> None:
@@ -57,6 +64,13 @@ def check(board: Board) -> None:
             f"{found} has no {machine} machine: install QEMU >= 9 from bookworm-backports "
             "(scripts/install-system-deps.sh)"
         )
+
+
+def start(board: Board, ram: str) -> list[str]:
+    """The head of every run's command line: the board's QEMU, checked, headless, with its
+    machine options; the boot target adds its media, firmware and console."""
+    check(board)
+    return [need(binary(board)), *machine_args(board, ram), "-display", "none", "-monitor", "none"]
 
 
 def dumped_dtb(board: Board, ram: str) -> Path:

@@ -80,7 +80,6 @@ class Target(ABC):
     ) -> RunPlan:
         """QEMU booting the build as the board would, from a copy of its media."""
 
-    @abstractmethod
     def netboot_plan(
         self,
         board: Board,
@@ -91,6 +90,7 @@ class Target(ABC):
         bootfile: str,
     ) -> RunPlan:
         """QEMU with no disk, netbooting from QEMU's own DHCP/TFTP serving `tftp_root`."""
+        raise XenkitError(f"{board.name} boots through {self.name}, which cannot netboot yet")
 
 
 def available() -> list[str]:

@@ -151,29 +151,16 @@ class Grub(Target):
         self, board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = ""
     ) -> RunPlan:
         """The live image in a CD drive, read-only, so the build's file is what boots."""
-        qemu.check(board)
+        argv = qemu.start(board, ram)
         image = build_dir / ISO
         if not image.exists():
             raise XenkitError(f"{build_dir} has no {ISO}: run xenkit build -o {build_dir} first")
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = [need(qemu.binary(board)), *qemu.machine_args(board, ram)]
-        argv += ["-display", "none", "-monitor", "none"]
         argv += ["-drive", f"file={image},media=cdrom,readonly=on,format=raw"]
         if netdev:
             argv += ["-netdev", f"{netdev},id=net0", "-device", "e1000,netdev=net0"]
         argv += qemu.serial_args(board, workdir)
         return RunPlan(argv, image, workdir / "console.log", self.firmware)
-
-    def netboot_plan(
-        self,
-        board: Board,
-        ram: str,
-        tftp_root: Path,
-        firmware: Path,
-        workdir: Path,
-        bootfile: str,
-    ) -> RunPlan:
-        raise XenkitError("netboot on the pc board is not built yet: boot the live image")
 
 
 TARGET = Grub()
