@@ -6,21 +6,42 @@ from pathlib import Path
 
 from tests.conftest import make_spec
 from xenkit.config import spec
+from xenkit.run import emulate
 
 LIFECYCLE = Path(__file__).parent / "data" / "guest_lifecycle.sh"
 # Not the tick guest's default (100 ms): a guest that ignored its bootargs would show it.
 TICK_PERIOD_MS = 500
 
 
+def lifecycle(work: Path, args: str) -> Path:
+    """tests/data/guest_lifecycle.sh with its arguments fixed, to run as Dom0's autorun."""
+    script = work / "lifecycle.sh"
+    script.write_text(
+        LIFECYCLE.read_text().replace("#!/bin/bash\n", f"#!/bin/bash\nset -- {args}\n", 1)
+    )
+    return script
+
+
+def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """The lifecycle script's `XK` lines: the `xl list` rows, and the other results by key
+    (the uptime each was printed at dropped)."""
+    rows, found = [], {}
+    for line in emulate.untangled(console).splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "XK":
+            continue
+        if words[1] == "list":
+            rows.append(words[2:])
+        elif len(words) >= 3:
+            found[words[2]] = words[3:]
+    return rows, found
+
+
 def toolstack_guests(board: str, full: bool, work: Path, **settings: object) -> spec.SystemSpec:
     """Dom0 with the toolstack, a Linux dom0less guest, the tick guest and run-time guests
     that tests/data/guest_lifecycle.sh drives through xl: the whole lifecycle (`full`), or
     on the slower emulated Pi 4 what depends on the board."""
-    script = work / "lifecycle.sh"
-    args = "g1 g2" if full else "g1 '' basic"
-    script.write_text(
-        LIFECYCLE.read_text().replace("#!/bin/bash\n", f"#!/bin/bash\nset -- {args}\n", 1)
-    )
+    script = lifecycle(work, "g1 g2" if full else "g1 '' basic")
     guests: list[dict[str, object]] = [{"name": "g1", "memory": "128M", "maxvcpus": 2}]
     if full:
         # The second guest pings the first across the bridge.
@@ -42,6 +63,21 @@ def toolstack_guests(board: str, full: bool, work: Path, **settings: object) -> 
         guest=guests,
         **settings,
     )
+
+
+# QEMU's user network hands out addresses from 10.0.2.15 in the order asked: Dom0's bridge
+# asks first. 10.0.2.2 is its gateway.
+PC_DOM0 = "10.0.2.15"
+PC_GATEWAY = "10.0.2.2"
+
+
+def pc_guests(work: Path) -> spec.SystemSpec:
+    """The PC's live workbench with a PV guest the lifecycle script drives through xl,
+    everything but the second guest (whose peer's DHCP address is not known in advance):
+    the guest pings Dom0 and the gateway of the network Dom0 bridged it onto."""
+    script = lifecycle(work, "g1 '' full")
+    guest = {"name": "g1", "memory": "128M", "maxvcpus": 2, "ping": f"{PC_DOM0},gateway"}
+    return make_spec(board="pc", dom0_autorun=str(script), guest=[guest])
 
 
 def tail(console: str, lines: int = 80) -> str:

@@ -18,7 +18,7 @@ from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
 from xenkit.pipeline import build, manifest
 from xenkit.pipeline.manifest import Manifest
-from xenkit.run import emulate
+from xenkit.run import emulate, qemu
 from xenkit.system import baremetal, dtbs, rootfs
 from xenkit.system.artifacts import gather
 
@@ -51,10 +51,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.entry is not None and not args.check:
+        raise XenkitError("--entry types the choice for --check; without it, pick in the menu")
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
     board = manifest.board(build_dir)
-    plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run")
+    choices = qemu.Choices(args.firmware or "", args.media or "", args.nic or "", args.entry)
+    plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
@@ -294,6 +297,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
     p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
+    p.add_argument("--firmware", help="the PC's firmware: bios (SeaBIOS, default) or uefi (OVMF)")
+    p.add_argument("--media", help="the PC's image as a cd (default), a usb stick or a disk")
+    p.add_argument("--nic", help="the PC's network card: e1000 (default) or virtio")
+    p.add_argument(
+        "--entry",
+        type=int,
+        help="with --check: the boot menu entry to pick, from 0, typed on the serial line",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="catch memory, DMA, console and layout pitfalls before boot")

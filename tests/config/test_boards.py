@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xenkit import targets
@@ -36,6 +38,22 @@ def test_the_pc_has_no_device_tree() -> None:
     b = boards.load("pc")
     assert b.arch == "amd64" and b.target == "grub" and not b.dtb_name
     assert not b.dtb_from_qemu
+
+
+def test_the_pc_is_a_workbench_that_configures_itself() -> None:
+    b = boards.load("pc")
+    assert b.toolstack and "kernel/drivers/net/ethernet" in b.hardware_modules
+    assert {"isofs", "squashfs", "overlay", "usb_storage"} <= set(b.root_modules)
+    arm = boards.load("rpi4")
+    assert not arm.toolstack and not arm.hardware_modules
+
+
+def test_a_board_flag_that_is_not_true_or_false_is_refused(tmp_path: Path) -> None:
+    text = (boards.resources.files(boards) / "pc.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("toolstack = true", 'toolstack = "yes"'))
+    with pytest.raises(XenkitError, match="toolstack must be true or false"):
+        boards.load(str(bad))
 
 
 def test_qemu_virt_takes_its_dtb_from_qemu() -> None:

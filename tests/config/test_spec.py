@@ -95,6 +95,17 @@ def test_multi_vcpu_dom0less_guests_stay_out_of_xenstore(caplog: pytest.LogCaptu
         )
 
 
+def test_the_toolstack_is_the_boards_choice_unless_the_user_says() -> None:
+    assert make_spec(board="pc").toolstack and not make_spec(board="rpi4").toolstack
+    assert not make_spec(board="pc", toolstack=False).toolstack
+    assert make_spec(board="rpi4", toolstack=True).toolstack
+
+
+def test_pc_guests_join_the_network_dom0_bridged_by_dhcp() -> None:
+    g = make_spec(board="pc", guest=[{"name": "g1"}]).guests[0]
+    assert (g.type, g.ip, g.ping) == ("pv", "dhcp", "gateway")
+
+
 def test_dom0_root_is_sd_or_initramfs() -> None:
     assert make_spec(toolstack=True, dom0_root="initramfs").dom0_root == "initramfs"
     with pytest.raises(XenkitError, match="choose one of sd, initramfs"):

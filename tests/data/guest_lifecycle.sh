@@ -30,18 +30,27 @@ has() {  # has DOMAIN COLUMN OP VALUE: test a column, read afresh on each call
 }
 
 xl list | awk 'NR > 1 { print "XK list", $1, $2, $3, $4 }'
-say dom0less-log "$(tr '\n' ' ' </var/log/xen/init-dom0less.log)"
+say dom0less-log "$(tr '\n' ' ' </var/log/xen/init-dom0less.log 2>/dev/null)"
 
 uptime() { cut -d' ' -f1 /proc/uptime; }
 start=$(uptime)
 xl create "/etc/xen/$guest.cfg" >/tmp/create.out 2>&1
 say create $? "$(tr '\n' ' ' </tmp/create.out | tail -c 400)"
-wait_for 180 grep -q "xenkit: guest $guest ready" "$log"
+wait_for 180 grep -a -q "xenkit: guest $guest ready" "$log"
 say banner $? "$(awk -v s="$start" -v t="$(uptime)" 'BEGIN { printf "%.2f", t - s }')"
 
-wait_for 60 grep -q "xenkit: guest $guest ping" "$log"
-say guest-ping "$(grep -o "xenkit: guest $guest ping .*" "$log" | head -n 1)"
-ip=$(sed -n 's/.*xenkit\.ip=\([0-9.]*\).*/\1/p' "/etc/xen/$guest.cfg")
+# One line per address in the guest's xenkit.ping= list: guest-ping, guest-ping2 ...
+peers=$(sed -n 's/.*xenkit\.ping=\([^ "]*\).*/\1/p' "/etc/xen/$guest.cfg" | tr , ' ' | wc -w)
+# -a: a console log can hold NUL bytes, and grep would then print "binary file matches".
+pinged() { [ "$(grep -a -c "xenkit: guest $guest ping" "$log")" -ge "$peers" ]; }
+wait_for 60 pinged
+n=0
+grep -a -o "xenkit: guest $guest ping .*" "$log" | while read -r line; do
+    n=$((n + 1))
+    say "guest-ping$([ $n = 1 ] || echo $n)" "$line"
+done
+# The guest's address, static or from DHCP, as its init reported it.
+ip=$(sed -n "s/.*xenkit: guest $guest address \([0-9.]*\).*/\1/p" "$log" | head -n 1)
 # One reply first, so the count below measures the path, not its set-up; and 10 s per reply,
 # since under emulation on a loaded 2-core host the guest's vCPU can be off a CPU for seconds
 # (run alone, `-W 2` once got 2 replies of 3). A late reply still counts; a lost one fails.
@@ -73,8 +82,8 @@ PY
     if [ -n "$2" ]; then
         # A second guest on the bridge pings the first.
         xl create "/etc/xen/$2.cfg" >/dev/null 2>&1
-        wait_for 180 grep -q "xenkit: guest $2 ping" "/var/log/xen/console/guest-$2.log"
-        say peer-ping "$(grep -o "xenkit: guest $2 ping .*" "/var/log/xen/console/guest-$2.log")"
+        wait_for 180 grep -a -q "xenkit: guest $2 ping" "/var/log/xen/console/guest-$2.log"
+        say peer-ping "$(grep -a -o "xenkit: guest $2 ping .*" "/var/log/xen/console/guest-$2.log")"
         xl destroy "$2"
     fi
 fi
@@ -83,6 +92,9 @@ say vcpus-before "$(field "$guest" 4)"
 xl vcpu-set "$guest" 2
 wait_for 30 has "$guest" 4 = 2
 say vcpus-after "$(field "$guest" 4)"
+if ! has "$guest" 4 = 2; then
+    say vcpus-why "$(xl vcpu-list "$guest" | tr -s ' \n' ' ') / $(tail -n 8 "$log" | tr '\n' ' ')"
+fi
 
 say mem-before "$(field "$guest" 3)"
 xl mem-set "$guest" 96m

@@ -22,21 +22,6 @@ pytestmark = pytest.mark.qemu
 PERIOD_MS = scenarios.TICK_PERIOD_MS
 
 
-def results(console: str) -> tuple[list[list[str]], dict[str, list[str]]]:
-    """The script's `XK` lines: the `xl list` rows, and the other results by key (the
-    uptime each was printed at dropped)."""
-    rows, found = [], {}
-    for line in emulate.untangled(console).splitlines():
-        words = line.split()
-        if len(words) < 2 or words[0] != "XK":
-            continue
-        if words[1] == "list":
-            rows.append(words[2:])
-        elif len(words) >= 3:
-            found[words[2]] = words[3:]
-    return rows, found
-
-
 # The whole xl lifecycle runs on virt; the Pi 4 (slower to emulate) leaves out what does not
 # depend on the board: xl console, a second guest, pause, shutdown and re-create.
 @pytest.mark.parametrize(("board", "scope"), [("qemu-virt", "full"), ("rpi4", "basic")])
@@ -55,7 +40,7 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
     assert "xenkit: Dom0 root is /dev/" in console
 
-    rows, r = results(console)
+    rows, r = scenarios.results(console)
     # xl list: Domain-0 and the dom0less guests by their configured names.
     names = {row[0]: row for row in rows}
     assert {"Domain-0", "rtos"} <= set(names), rows
@@ -115,5 +100,5 @@ def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
     console = plan.console_log.read_text(errors="replace")
     assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert "Dom0 root is" not in console
-    rows, _ = results(console)
+    rows, _ = scenarios.results(console)
     assert rows == [["Domain-0", "0"]]

@@ -1,5 +1,5 @@
 """The PC's boot target: GRUB's menu from the settings, and one hybrid live image that boots
-Xen and Dom0 from a CD drive."""
+Xen and a self-configuring Dom0 with Xen's toolstack from a CD drive."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import scenarios
 from tests.conftest import make_spec
 from xenkit import targets
 from xenkit.config import boards
 from xenkit.errors import XenkitError
+from xenkit.pipeline import build
+from xenkit.run import emulate, qemu
 from xenkit.targets import grub
 
 
@@ -47,6 +50,57 @@ def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
         "initrd /boot/initrd.cpio.gz",
     ]
     assert entries["Xen safe mode"][0].endswith(" ".join(grub.SAFE))
+
+
+def test_the_menu_has_as_many_entries_as_run_entry_offers() -> None:
+    spec = make_spec(board="pc")
+    assert len(_entries(grub.menu(spec, 3, spec.dom0_cmdline))) == grub.TARGET.menu_entries
+
+
+@pytest.mark.parametrize(
+    ("board", "choices", "message"),
+    [
+        ("pc", qemu.Choices(media="floppy"), "--media floppy: choose one of cd, usb, disk"),
+        ("pc", qemu.Choices(entry=4), "--entry 4: give 0 to 3"),
+        ("rpi4", qemu.Choices(firmware="uefi"), "boots through rpi, which offers no choice"),
+        ("qemu-virt", qemu.Choices(entry=0), "boots through uboot, no menu"),
+    ],
+)
+def test_run_choices_a_target_does_not_offer_are_refused(
+    board: str, choices: qemu.Choices, message: str
+) -> None:
+    b = boards.load(board)
+    with pytest.raises(XenkitError, match=message):
+        targets.for_board(b).check_choices(b, choices)
+
+
+def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path) -> None:
+    """The QEMU command lines: the build's image read-only in a CD drive, a writable copy as
+    a USB stick or virtio disk; OVMF for UEFI; a menu entry typed as arrow keys and Enter."""
+    board = boards.load("pc")
+    (tmp_path / grub.ISO).write_bytes(b"\0" * 4096)
+    plans = {
+        media: grub.TARGET.run_plan(
+            board, "2G", tmp_path, tmp_path / media, choices=qemu.Choices(media=media)
+        )
+        for media in ("cd", "usb", "disk")
+    }
+    assert f"file={tmp_path / grub.ISO},media=cdrom,readonly=on,format=raw" in plans["cd"].argv
+    assert "usb-storage,bus=xhci.0,drive=medium" in plans["usb"].argv
+    assert "virtio-blk-pci,drive=medium" in plans["disk"].argv
+    assert (tmp_path / "usb" / "usb.img").stat().st_size == 4096
+    assert "-bios" not in plans["cd"].argv and "-nodefaults" in plans["cd"].argv
+    uefi = grub.TARGET.run_plan(
+        board, "2G", tmp_path, tmp_path / "u", choices=qemu.Choices("uefi", nic="virtio", entry=2)
+    )
+    assert uefi.argv[uefi.argv.index("-bios") + 1] == str(grub.OVMF)
+    assert "virtio-net-pci,netdev=net0" in uefi.argv
+    assert uefi.answers == ((grub.MENU_PROMPT, b"\x1b[B\x1b[B\r"),)
+
+
+def test_entry_without_check_is_refused(tmp_path: Path) -> None:
+    proc = xenkit("run", "--entry", "1", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.startswith("xenkit: error: --entry types the choice")
 
 
 def _board(tmp_path: Path, old: str, new: str) -> boards.Board:
@@ -87,11 +141,15 @@ def test_dom0less_guests_are_refused_on_the_pc(tmp_path: Path) -> None:
 
 
 @pytest.mark.qemu
-def test_the_live_image_is_hybrid_and_boots_xen_and_dom0_from_cd(tmp_path: Path) -> None:
+def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
+    tmp_path: Path,
+) -> None:
+    """One boot, several checks: the hybrid image, Xen with SVM and HAP, a Dom0 that finds its
+    live root on the CD, its NIC and an address by itself, and a PV guest driven through xl
+    by tests/data/guest_lifecycle.sh."""
     out = tmp_path / "pc"
-    built = xenkit("build", "--board", "pc", "-o", str(out))
-    assert built.returncode == 0, built.stderr
-    assert "live.iso" in built.stdout and "map in" not in built.stdout
+    m = build.build(scenarios.pc_guests(tmp_path), out)
+    assert m.toolstack and m.media == ("live.iso",)
     iso = out / "live.iso"
     # El Torito entries for BIOS and UEFI, and an MBR for a USB stick or disk.
     torito = subprocess.run(
@@ -107,29 +165,118 @@ def test_the_live_image_is_hybrid_and_boots_xen_and_dom0_from_cd(tmp_path: Path)
     assert "boots through grub" in info.stdout and "Xen        4.17" in info.stdout, info.stdout
     check = xenkit("check", str(out))
     assert check.returncode == 2 and "without a device tree" in check.stderr
-    ran = xenkit("run", "--check", "--quiet", "--timeout", "600", str(out))
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr
-    banner = re.search(r"Dom0 ready: Xen (4\.17[.\d]*), memory (\d+) MiB, (\d+) vCPUs", ran.stdout)
-    assert banner and banner.group(3) == "2", ran.stdout
-    for phase in ("firmware \\+ GRUB", "Xen", "Dom0 kernel", "Dom0 userspace"):
-        assert re.search(rf"^{phase}\s+\d+\.\d s\s+\d+\.\d s$", ran.stdout, re.M), ran.stdout
+
+    ran = xenkit("run", "--check", "--quiet", "--timeout", "900", str(out))
     console = (out / "run" / "console.log").read_text(errors="replace")
+    assert ran.returncode == 0, ran.stdout[-2000:] + scenarios.tail(console)
+    for phase in ("firmware \\+ GRUB", "Xen", "Dom0 kernel", "Dom0 userspace", "autorun exit"):
+        assert re.search(rf"^{phase}\s+\d+\.\d s", ran.stdout, re.M), ran.stdout
     # Xen on TCG's -cpu max: the HVM machinery the next issue's guests need is there.
     assert "HVM: SVM enabled" in console and "Hardware Assisted Paging (HAP) detected" in console
+    assert "xenkit: Dom0 root is live from /dev/sr0" in console
+    banner = re.search(
+        r"Dom0 ready: Xen (4\.17[.\d]*), memory \d+ MiB, (\d+) vCPUs, .*; "
+        r"NICs: (.*); disks: (.*); address: (\S+); virt_caps: (.*)",
+        emulate.untangled(console),
+    )
+    assert banner, console[-3000:]
+    assert banner.group(2) == "2"
+    assert banner.group(3) == "eth0/e1000/uplink"
+    assert "sr0" in banner.group(4).split()
+    assert banner.group(5) == f"{scenarios.PC_DOM0}/24"
+    assert {"pv", "hvm", "hap"} <= set(banner.group(6).split())
+
+    rows, r = scenarios.results(console)
+    assert [row[:2] for row in rows] == [["Domain-0", "0"]]
+    assert r["create"][0] == "0", r["create"]
+    assert r["banner"][0] == "0", "the PV guest never printed its banner"
+    assert r["guest-ping"][3:6] == ["ping", scenarios.PC_DOM0, "ok"], r["guest-ping"]
+    assert r["guest-ping2"][3:6] == ["ping", scenarios.PC_GATEWAY, "ok"], r["guest-ping2"]
+    # The guest's address came from the network Dom0 bridged it onto.
+    assert r["dom0-ping"][0] == "0" and r["dom0-ping"][1].startswith("10.0.2."), r["dom0-ping"]
+    assert r["dom0-ping"][2] == "3"
+    assert (r["vcpus-before"], r["vcpus-after"]) == (["1"], ["2"])
+    assert r["mem-set"] == ["0", str(96 * 1024)]
+    assert int(r["mem-after"][0]) < int(r["mem-before"][0]) == 128
+    assert r["console"] == ["answered", "0"], "xl console did not carry a command both ways"
+    assert "p" in r["paused"][0] and "p" not in r["unpaused"][0]
+    assert r["shutdown"] == ["0", "gone"] and r["recreate"] == ["0"]
+    assert r["destroy"] == ["0", "gone"] and "done" in r
+
+
+# Printed by Dom0 on the three boots below: its memory as xl and its balloon driver see it
+# (low_kb: how far it could still grow), Xen's command line, and how / is mounted.
+MEMORY_REPORT = r"""#!/bin/sh
+say() { echo "XK $(cut -d' ' -f1 /proc/uptime) $*"; }
+say dom0-mem "$(xl list 0 2>/dev/null | awk 'NR == 2 { print $3 }')"
+say balloon-low "$(cat /sys/devices/system/xen_memory/xen_memory0/info/low_kb 2>/dev/null)"
+say xen-cmdline "$(xl info 2>/dev/null | sed -n 's/^xen_commandline *: //p')"
+say root "$(awk '$2 == "/" { print $3 }' /proc/mounts)"
+"""
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("pc-live")
+    script = work / "report.sh"
+    script.write_text(MEMORY_REPORT)
+    out = work / "out"
+    build.build(make_spec(board="pc", dom0_autorun=str(script)), out)
+    return out
+
+
+# The same image three more ways, each with a menu entry and a NIC of its own: UEFI from a
+# CD with Dom0's memory capped; SeaBIOS from a USB stick; the image dd'd to a virtio disk,
+# booting Linux without Xen (the entry for machines where Xen will not start).
+@pytest.mark.qemu
+@pytest.mark.parametrize(
+    ("firmware", "media", "nic", "entry", "device"),
+    [
+        ("uefi", "cd", "e1000", 1, "sr0"),
+        ("bios", "usb", "virtio", None, "sda"),
+        ("bios", "disk", "virtio", 2, "vda"),
+    ],
+)
+def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
+    live: Path, firmware: str, media: str, nic: str, entry: int | None, device: str
+) -> None:
+    args = ["--firmware", firmware, "--media", media, "--nic", nic]
+    if entry is not None:
+        args += ["--entry", str(entry)]
+    ran = xenkit("run", "--check", "--quiet", "--timeout", "600", *args, str(live))
+    console = (live / "run" / "console.log").read_text(errors="replace")
+    assert ran.returncode == 0, ran.stdout[-2000:] + scenarios.tail(console)
+    if firmware == "uefi":
+        assert "BdsDxe: starting" in console  # OVMF's boot manager, not SeaBIOS
+    assert f"xenkit: Dom0 root is live from /dev/{device}" in console
+    banner = re.search(r"Dom0 ready: Xen (.*), memory .*; NICs: (\S+);", ran.stdout)
+    assert banner, ran.stdout
+    driver = {"e1000": "e1000", "virtio": "virtio_net"}[nic]
+    assert banner.group(2) == f"eth0/{driver}/uplink"
+    _, r = scenarios.results(console)
+    assert r["root"] == ["overlay"]
+    if entry == 2:
+        # Linux without Xen: no hypervisor line on the console, none for Dom0 to find.
+        assert banner.group(1) == "none (Linux without Xen)" and "(XEN)" not in console
+        return
+    assert banner.group(1).startswith("4.17")
+    assert r["dom0-mem"] == ["512"]
+    if entry == 1:
+        # Capped: Xen was told so, and Dom0's balloon has no room to grow.
+        assert "dom0_mem=512M,max:512M" in r["xen-cmdline"] and r["balloon-low"] == ["0"]
+    else:
+        assert "dom0_mem=512M" in r["xen-cmdline"] and int(r["balloon-low"][0]) > 0
 
 
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"toolstack": True}, "toolstack on the pc board is not built yet"),
         ({"netboot": True}, "netboot on the pc board is not built yet"),
     ],
 )
 def test_what_the_pc_cannot_build_yet_is_refused_before_any_download(
     tmp_path: Path, setting: dict[str, object], message: str
 ) -> None:
-    from xenkit.pipeline import build
-
     with pytest.raises(XenkitError, match=message):
         build.build(make_spec(board="pc", **setting), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

@@ -47,6 +47,7 @@ def test_macs_are_stable_locally_administered_xen_ouis() -> None:
         ({"colour": "red"}, "unknown key 'colour'"),
         ({"name": "9lives"}, "must start with a letter"),
         ({"name": "a b"}, "must start with a letter"),
+        ({"type": "hvm"}, "type = 'hvm' is not a guest this board runs yet: give 'pvh'"),
     ],
 )
 def test_bad_guests_are_one_line_errors(table: dict[str, object], message: str) -> None:
@@ -57,3 +58,14 @@ def test_bad_guests_are_one_line_errors(table: dict[str, object], message: str) 
 
 def test_plain_numbers_are_mib() -> None:
     assert _guest(memory=200).memory == 200 * MiB
+
+
+def test_on_the_machines_own_network_a_guest_asks_dhcp_and_pings_the_gateway() -> None:
+    """A PC's Dom0 bridges its NIC: guests join that network, not a host-only one."""
+    g = xl.guest_from_table({"name": "g1"}, 0, 4, "", "", ("pv",))
+    assert (g.type, g.ip, g.ping) == ("pv", "dhcp", "gateway")
+    text = xl.config(g)
+    assert 'type = "pv"' in text
+    assert "xenkit.ip=dhcp" in text and "xenkit.ping=gateway" in text
+    pinged = xl.guest_from_table({"name": "g1", "ping": "10.0.2.15,gateway"}, 0, 4, "", "")
+    assert "xenkit.ping=10.0.2.15,gateway" in xl.config(pinged)

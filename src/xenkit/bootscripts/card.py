@@ -297,7 +297,13 @@ class UBootCard(Target):
         )
 
     def run_plan(
-        self, board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = ""
+        self,
+        board: Board,
+        ram: str,
+        build_dir: Path,
+        workdir: Path,
+        netdev: str = "",
+        choices: qemu.Choices | None = None,
     ) -> RunPlan:
         """Copy the card image, swap in the emulation DTB and boot script, and pick U-Boot
         from the card itself, so what boots is the image a user would flash. `netdev` adds

@@ -20,13 +20,16 @@ class Arch:
     # package, and U-Boot reads the emulated card at 1.3 MiB/s while Xen inflates a gzip'd
     # Dom0 kernel itself; an x86 bzImage compresses itself.
     gzip_kernel: bool
+    # The kinds of run-time guest xl starts here, the default first (xl.cfg's `type`). On
+    # Arm there is one kind, which xl calls "pvh"; x86 PV guests need no HAP.
+    guest_types: tuple[str, ...]
 
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
-    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True),
+    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True, ("pvh",)),
     # Xen on x86: the first 16550 (com1=BAUD,8n1); GRUB's multiboot2 loads xen.gz as it is.
-    "amd64": Arch("amd64", "qemu-system-x86_64", "com1", "xen.gz", "vmlinuz", False),
+    "amd64": Arch("amd64", "qemu-system-x86_64", "com1", "xen.gz", "vmlinuz", False, ("pv",)),
 }
 RAMDISK_FILE = "initrd.cpio.gz"
 

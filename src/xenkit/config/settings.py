@@ -207,17 +207,20 @@ SETTINGS: tuple[Setting, ...] = (
         "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)",
         parse=ranged(0, 65535),
     ),
+    # None: the board's choice (the PC's live workbench has it, the Arm boards do not).
     Setting(
         "toolstack",
         bool,
-        False,
-        "give Dom0 Debian's Xen toolstack (xl, xenstored, xenconsoled) and a bridge, xenbr0",
+        None,
+        "give Dom0 Debian's Xen toolstack (xl, xenstored, xenconsoled) and a bridge, xenbr0 "
+        "(default: the board's; on for pc)",
     ),
     Setting(
         "dom0_root",
         str,
         "sd",
-        "with --toolstack: Dom0's root on the card's ext4 partition (sd) or in its initramfs",
+        "with --toolstack: Dom0's root on the boot medium (sd: the card's ext4 partition, the "
+        "PC image's compressed root) or in its initramfs",
         parse=choice(DOM0_ROOTS),
         choices=DOM0_ROOTS,
     ),
@@ -259,7 +262,13 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) 
         if s.type is list or (names and s.name not in names):
             continue
         if s.type is bool:
-            parser.add_argument(s.flag, dest=s.name, action="store_true", default=None, help=s.help)
+            parser.add_argument(
+                s.flag,
+                dest=s.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=s.help,
+            )
         else:
             parser.add_argument(
                 s.flag,

@@ -52,6 +52,8 @@ class SystemSpec:
 
 def resolve(values: dict[str, Any]) -> SystemSpec:
     board = boards.load(values["board"])
+    if values["toolstack"] is None:
+        values = {**values, "toolstack": board.toolstack}
     ram = values["ram"] or board.default_ram
     if ram not in board.ram:
         raise XenkitError(
@@ -236,6 +238,14 @@ def _join_xenstore(domains: tuple[Domain, ...], tables: list[Any]) -> tuple[Doma
     return tuple(joined)
 
 
+def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Guest:
+    """A run-time guest on `board`: on xenkit's host-only bridge, at a fixed address; on
+    a board whose Dom0 bridges the machine's own network (hardware_modules), by DHCP."""
+    net, dom0 = ("", "") if board.hardware_modules else (BRIDGE_ADDR, BRIDGE_ADDR.split("/")[0])
+    types = arch.get(board.arch).guest_types
+    return xl.guest_from_table(table, index, board.cpus, net, dom0, types)
+
+
 def _guests(
     values: dict[str, Any],
     board: Board,
@@ -250,9 +260,8 @@ def _guests(
         raise XenkitError("[[guest]] tables need Dom0's toolstack: set toolstack = true")
     guests: list[xl.Guest] = []
     taken = {"Domain-0", *(d.name for d in domains)}
-    dom0_ip = BRIDGE_ADDR.split("/")[0]
     for i, table in enumerate(tables):
-        g = xl.guest_from_table(table, i, board.cpus, BRIDGE_ADDR, dom0_ip)
+        g = guest_from_table(table, i, board)
         if g.name in taken:
             raise XenkitError(f"[[guest]] {g.name}: the name is taken; give each guest its own")
         taken.add(g.name)

@@ -25,6 +25,11 @@ PROGRAMS: dict[str, str] = {
     "qemu-system-x86_64": "qemu-system-x86",
     "grub-mkrescue": "grub-common",
     "xorriso": "xorriso",
+    # The PC's live root: a compressed read-only image, and the module index its Dom0's
+    # modprobe reads to load drivers for the hardware it finds.
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
+    "depmod": "kmod",
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",

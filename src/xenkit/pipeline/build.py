@@ -32,6 +32,7 @@ from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import DomainEntry, FileEntry, Manifest, PackageEntry
 from xenkit.system import artifacts, baremetal, initramfs, rootfs
 from xenkit.system.artifacts import Artifacts, gather, gzipped
+from xenkit.system.initramfs import RootSource
 from xenkit.xen import xl
 
 log = logging.getLogger("xenkit")
@@ -130,27 +131,36 @@ def _stage_guests(
     return tuple(staged)
 
 
-def _dom0(spec: SystemSpec, art: Artifacts, root: Path) -> bytes:
+def _dom0(
+    spec: SystemSpec, art: Artifacts, root: Path, source: RootSource
+) -> tuple[bytes, rootfs.Tree | None]:
     """Dom0's initramfs; with the toolstack, also its root filesystem in `root` (which
-    becomes the card's ext4 partition), or all of it in the initramfs."""
+    becomes the card's ext4 partition), or all of it in the initramfs. A live root
+    (`source`) gets only this build's layer in `root`; the cached tree it goes over is
+    returned for the target to write as its own layer."""
     busybox = art.files["busybox"].read_bytes()
     if not spec.toolstack:
         (root / "README").write_text(
             "Root filesystem of a xenkit image: Dom0 runs from its initramfs "
             "(build with --toolstack for Xen's tools here).\n"
         )
-        return initramfs.build(busybox)
+        return initramfs.build(busybox), None
     board = spec.board
     xen_pkg = next(p.name for p in board.packages if p.role == "xen")
-    tree = rootfs.assemble(Apt(board.arch, board.release), rootfs.xen_series(xen_pkg))
     mods = artifacts.modules(art)
+    hardware = rootfs.Hardware(mods, board.hardware_modules) if board.hardware_modules else None
+    tree = rootfs.assemble(Apt(board.arch, board.release), rootfs.xen_series(xen_pkg), hardware)
     setup = rootfs.Dom0Setup(
         bridge_addr=BRIDGE_ADDR,
         autorun=spec.dom0_autorun.read_text() if spec.dom0_autorun else "",
+        autoconfig=hardware is not None,
     )
     wanted: tuple[str, ...] = rootfs.TOOLSTACK_MODULES
     if spec.dom0_root == "initramfs":
         wanted = (*rootfs.ROOT_MODULES, *wanted)
+    layered = isinstance(source, initramfs.Live) and spec.dom0_root != "initramfs"
+    if not layered:
+        rootfs.link(tree, root)
     files = _guest_files(spec, art, mods)
     rootfs.stage(tree, root, rootfs.module_files(mods, wanted), setup, files, initramfs.READY)
     if spec.dom0_root == "initramfs":
@@ -158,9 +168,10 @@ def _dom0(spec: SystemSpec, art: Artifacts, root: Path) -> bytes:
         shutil.rmtree(root)
         root.mkdir()
         (root / "README").write_text("Dom0 runs from its initramfs (dom0_root = initramfs).\n")
-        return data
+        return data, None
     first = rootfs.module_files(mods, (*board.root_modules, *rootfs.ROOT_MODULES))
-    return initramfs.build(busybox, modules=first, root_label=rootfs.LABEL, root_init=rootfs.INIT)
+    data = initramfs.build(busybox, modules=first, root=source, root_init=rootfs.INIT)
+    return data, tree if layered else None
 
 
 def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str, bytes]:
@@ -236,7 +247,8 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         shutil.copyfile(kernel, boot / a.kernel_file)
         root = tmp / "rootfs"
         root.mkdir()
-        (boot / arch.RAMDISK_FILE).write_bytes(_dom0(spec, art, root))
+        first_stage, tree = _dom0(spec, art, root, target.root)
+        (boot / arch.RAMDISK_FILE).write_bytes(first_stage)
         domains = _stage_guests(spec, boot, art.files["busybox"].read_bytes(), a.kernel_file)
         job = targets.Job(
             spec,
@@ -249,6 +261,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
             a.xen_file,
             a.kernel_file,
             arch.RAMDISK_FILE,
+            tree,
         )
         staged = target.stage(job)
         shutil.rmtree(root)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from xenkit.config.spec import BRIDGE_ADDR, guest_room
+from xenkit.config.spec import guest_from_table, guest_room
 from xenkit.core import files
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.debian.apt import sha256
@@ -45,9 +45,7 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
             "[[guest]] table to the build config and rebuild"
         )
     board = manifest.board(build_dir)
-    g = xl.guest_from_table(
-        table, len(m.runtime_guests), board.cpus, BRIDGE_ADDR, BRIDGE_ADDR.split("/")[0]
-    )
+    g = guest_from_table(table, len(m.runtime_guests), board)
     taken = {"Domain-0", *(d.name for d in m.guests), *(d.name for d in m.runtime_guests)}
     if g.name in taken:
         raise XenkitError(f"guest {g.name}: the name is taken in {build_dir}; pick another")

@@ -20,16 +20,27 @@ from xenkit import targets
 from xenkit.config.boards import Board
 from xenkit.core.proc import spawn
 from xenkit.pipeline.manifest import Manifest
-from xenkit.run.qemu import RunPlan
+from xenkit.run.qemu import Choices, RunPlan
 from xenkit.system.initramfs import READY
 
 log = logging.getLogger("xenkit")
 
 
-def prepare(board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = "") -> RunPlan:
+def prepare(
+    board: Board,
+    ram: str,
+    build_dir: Path,
+    workdir: Path,
+    netdev: str = "",
+    choices: Choices | None = None,
+) -> RunPlan:
     """QEMU booting the build as the board would (its boot target decides how), from a copy
-    of its media. `netdev` adds a network card (qemu.nic) for builds that netboot."""
-    return targets.for_board(board).run_plan(board, ram, build_dir, workdir, netdev)
+    of its media. `netdev` adds a network card (qemu.nic) for builds that netboot;
+    `choices` are the user's, where the target offers any."""
+    target = targets.for_board(board)
+    choices = choices or Choices()
+    target.check_choices(board, choices)
+    return target.run_plan(board, ram, build_dir, workdir, netdev, choices)
 
 
 def netboot_plan(
@@ -219,6 +230,18 @@ def console(
             proc.wait()
 
 
+def answered(
+    lines: Iterable[tuple[float, str]], keys: IO[bytes], answers: Sequence[tuple[str, bytes]]
+) -> Iterator[tuple[float, str]]:
+    """The console's lines, typing each answer into `keys` once its prompt has shown."""
+    pending = list(answers)
+    for t, line in lines:
+        if pending and pending[0][0] in line:
+            keys.write(pending.pop(0)[1])
+            keys.flush()
+        yield t, line
+
+
 def watch_qemu(
     argv: list[str],
     timeout: float,
@@ -226,13 +249,20 @@ def watch_qemu(
     want: Sequence[str] = (READY,),
     linger: float = 0.0,
     firmware: str = "U-Boot",
+    answers: Sequence[tuple[str, bytes]] = (),
 ) -> CheckResult:
     """Start QEMU with the console on its stdout, follow it to the banners, stop it;
-    after `linger` more seconds if the banners came, to see what runs once all are up."""
-    with console(argv) as (proc, start):
+    after `linger` more seconds if the banners came, to see what runs once all are up.
+    `answers` are typed on the console when their prompts show (RunPlan.answers)."""
+    stdin = subprocess.PIPE if answers else subprocess.DEVNULL
+    with console(argv, stdin) as (proc, start):
         assert proc.stdout is not None
         out = proc.stdout
-        result = watch(timed_lines(out, start, start + timeout), echo, want, firmware)
+        lines = timed_lines(out, start, start + timeout)
+        if answers:
+            assert proc.stdin is not None
+            lines = answered(lines, proc.stdin, answers)
+        result = watch(lines, echo, want, firmware)
         if result.ok and linger > 0:
             for _, line in timed_lines(out, start, time.monotonic() + linger):
                 if echo is not None:
@@ -252,4 +282,4 @@ def check(
 ) -> CheckResult:
     con = f"stdio,id=con,signal=off,logfile={plan.console_log}"
     argv = [*plan.argv, "-chardev", con]
-    return watch_qemu(argv, timeout, echo, want, linger, plan.firmware)
+    return watch_qemu(argv, timeout, echo, want, linger, plan.firmware, plan.answers)

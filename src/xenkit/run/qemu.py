@@ -25,6 +25,19 @@ class RunPlan:
     console_log: Path
     # What runs from power-on until Xen (the first phase of `run --check`'s timings).
     firmware: str = "firmware"
+    # Keys typed on the console when a prompt appears, in order, as a user would (a boot
+    # menu entry chosen): (text the console shows, bytes to send).
+    answers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What `xenkit run` may choose where a boot target offers it; "" or None: its default."""
+
+    firmware: str = ""  # "bios", "uefi"
+    media: str = ""  # "cd", "usb", "disk": what the image is in
+    nic: str = ""  # the network card's model
+    entry: int | None = None  # the boot menu's entry, from 0
 
 
 def binary(board: Board) -> str:

@@ -11,14 +11,35 @@ from __future__ import annotations
 import gzip
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.formats.cpio import Archive
 
 READY = "xenkit: Dom0 ready"
 GUEST_READY = "xenkit: guest {name} ready"
-# Printed by a guest's init after it pinged the address in xenkit.ping=.
+# Printed by a guest's init after it pinged each address in xenkit.ping=.
 PING_RESULT = "xenkit: guest {name} ping {address} {result}"
+# Printed by a guest's init once its network is up (its address, static or from DHCP).
+ADDRESS = "xenkit: guest {name} address {address}"
+
+# busybox udhcpc's hook, for Dom0's bridge and for guests: $1 is the event, the lease comes
+# in the environment ($mask is the prefix length).
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+    deconfig)
+        ip -4 addr flush dev "$interface"
+        ip link set "$interface" up
+        ;;
+    bound | renew)
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        [ -z "$router" ] || ip route replace default via "${router%% *}" dev "$interface"
+        [ -z "$dns" ] || for s in $dns; do echo "nameserver $s"; done >/etc/resolv.conf
+        ;;
+esac
+exit 0
+"""
 
 # Plain POSIX sh for busybox. The banner is what `xenkit run --check` waits for, so its first
 # words must stay READY.
@@ -65,19 +86,27 @@ echo "@READY@: Xen $xen, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)"
 echo
 """
 
-# A guest's address and a peer to ping come on its kernel command line, so one initramfs
-# serves every guest.
+# A guest's address (ADDR/PREFIX or "dhcp") and the peers to ping (comma-separated;
+# "gateway" is the default route's) come on its kernel command line, so one initramfs serves
+# every guest.
 NETWORK = r"""
 ip link set lo up
 if [ -n "$addr" ]; then
     i=0
     while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    ip addr add "$addr" dev eth0 && ip link set eth0 up
+    if [ "$addr" = dhcp ]; then
+        udhcpc -i eth0 -s /etc/udhcpc.script -t 10 -T 2 -n -q >/tmp/dhcp.out 2>&1
+    else
+        ip addr add "$addr" dev eth0 && ip link set eth0 up
+    fi
+    got=$(ip addr show dev eth0 | awk '/inet / { print $2; exit }')
+    echo "@ADDRESS@ ${got:-none}"
 fi
-if [ -n "$peer" ]; then
-    if ping -c 3 -W 2 "$peer" >/tmp/ping.out 2>&1; then r=ok; else r=failed; fi
+for p in $(echo "$peer" | tr , ' '); do
+    [ "$p" = gateway ] && p=$(ip route | awk '/^default/ { print $3; exit }')
+    if ping -c 3 -W 2 "$p" >/tmp/ping.out 2>&1; then r=ok; else r=failed; fi
     echo "@PING@ $r $(tail -n 2 /tmp/ping.out | tr '\n' ' ')"
-fi
+done
 """
 
 SHELL = r"""
@@ -105,23 +134,93 @@ trap 'sync; reboot -f' TERM
 while true; do wait; done
 """
 
-# The toolstack root is on the card: wait for its partition (the SD host and its card probe
-# asynchronously), mount it and hand over.
-SWITCH = r"""
+# Dom0's root is elsewhere: wait for the filesystem with its label (disk controllers and
+# USB probe asynchronously; a USB stick under emulation takes seconds), mount it, hand over.
+FIND = r"""
 i=0
 while ! dev=$(findfs LABEL=@LABEL@ 2>/dev/null); do
     i=$((i + 1))
-    if [ $i -gt 300 ]; then echo "xenkit: no filesystem labelled @LABEL@ found"; exec sh; fi
+    if [ $i -gt 600 ]; then echo "xenkit: no filesystem labelled @LABEL@ found"; exec sh; fi
     sleep 0.1
 done
 mkdir -p /newroot
+"""
+# The toolstack root on the card's ext4 partition.
+PARTITION = r"""
 mount -t ext4 "$dev" /newroot || { echo "xenkit: cannot mount $dev"; exec sh; }
 echo "xenkit: Dom0 root is $dev"
+"""
+# A live medium is an ISO 9660 image: on a CD, or written whole to a stick or disk, where
+# the filesystem starts at the disk's first byte. Its partition table (grub-mkrescue's GPT
+# has an HFS+ partition with the same name for Macs) must not be mistaken for it, so the
+# medium is the device whose primary volume descriptor (sector 16) names it.
+FIND_ISO = r"""
+iso() {
+    [ "$(dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] &&
+        [ "$(dd if="$1" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')" = "@LABEL@" ]
+}
+i=0
+dev=""
+while [ -z "$dev" ]; do
+    for b in /sys/class/block/*; do
+        case "${b##*/}" in loop* | ram* | zram*) continue ;; esac
+        iso "/dev/${b##*/}" && dev=/dev/${b##*/} && break
+    done
+    [ -n "$dev" ] && break
+    i=$((i + 1))
+    if [ $i -gt 300 ]; then echo "xenkit: no medium labelled @LABEL@ found"; exec sh; fi
+    sleep 0.2
+done
+mkdir -p /newroot
+"""
+# A live root: read-only compressed layers on the medium under a tmpfs, joined by overlayfs.
+# /run holds the mounts and moves into the new root, so Dom0 sees its medium.
+LIVE = r"""
+fail() { echo "xenkit: $*"; exec sh; }
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/live/medium /run/live/rw
+mount -t iso9660 -o ro "$dev" /run/live/medium || fail "cannot mount $dev"
+lower=""
+for layer in @LAYERS@; do
+    dir=/run/live/$(basename "$layer" .sqfs)
+    mkdir -p "$dir"
+    mount -t squashfs -o loop,ro "/run/live/medium/$layer" "$dir" || fail "cannot mount $layer"
+    lower="$lower${lower:+:}$dir"
+done
+mount -t tmpfs -o mode=0755 tmpfs /run/live/rw
+mkdir -p /run/live/rw/upper /run/live/rw/work
+mount -t overlay overlay \
+    -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" /newroot ||
+    fail "cannot join the layers"
+echo "xenkit: Dom0 root is live from $dev"
+mkdir -p /newroot/run
+mount --move /run /newroot/run
+"""
+HANDOVER = r"""
 umount /dev/pts
 mount --move /dev /newroot/dev
 umount /sys /proc
 exec switch_root /newroot /@INIT@
 """
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Dom0's root on an ext4 filesystem with this label (a card's partition)."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class Live:
+    """Dom0's root from squashfs images on the ISO 9660 medium labelled `label`, top layer
+    first, under a tmpfs: the boot medium itself stays read-only."""
+
+    label: str
+    layers: tuple[str, ...]
+
+
+RootSource = Partition | Live
 
 PROFILE = 'PS1="$(hostname)# "\nexport PATH=/sbin:/bin:/usr/sbin:/usr/bin\n'
 
@@ -169,22 +268,29 @@ def build(
     busybox: bytes,
     guest: str = "",
     modules: Sequence[Module] = (),
-    root_label: str = "",
+    root: RootSource | None = None,
     root_init: str = "",
 ) -> bytes:
     """The gzip'd newc cpio archive, reproducible byte for byte for the same inputs.
     With `guest`, the banner names that guest instead of Dom0 (a dom0less or xl domain).
-    With `root_label`, it is Dom0's first stage: it mounts that filesystem and runs
-    `root_init` there."""
+    With `root`, it is Dom0's first stage: it mounts that root and runs `root_init` there."""
     arc = Archive()
     _base(arc, busybox)
     _modules(arc, modules)
     host = guest or "xenkit-dom0"
-    if root_label:
-        body = SWITCH.replace("@LABEL@", root_label).replace("@INIT@", root_init.lstrip("/"))
+    if root:
+        if isinstance(root, Live):
+            mount = FIND_ISO + LIVE.replace("@LAYERS@", " ".join(root.layers))
+        else:
+            mount = FIND + PARTITION
+        body = (mount + HANDOVER).replace("@LABEL@", root.label)
+        body = body.replace("@INIT@", root_init.lstrip("/"))
     elif guest:
-        ping = PING_RESULT.format(name="$name", address="$peer", result="").rstrip()
-        body = BANNER + NETWORK.replace("@PING@", ping) + GUEST_SHELL
+        ping = PING_RESULT.format(name="$name", address="$p", result="").rstrip()
+        address = ADDRESS.format(name="$name", address="").rstrip()
+        body = BANNER + NETWORK.replace("@PING@", ping).replace("@ADDRESS@", address)
+        body += GUEST_SHELL
+        arc.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     else:
         body = BANNER + SHELL
     # A guest's name may come from its command line (xenkit.name=): one initramfs then

@@ -18,11 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from xenkit.core.proc import run
+from xenkit.core.proc import need, run
 from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
+from xenkit.system.initramfs import UDHCPC_SCRIPT
 
 log = logging.getLogger("xenkit")
 
@@ -41,6 +42,10 @@ PACKAGES = (
     "util-linux",
     "busybox-static",
 )
+
+# With hardware modules, Dom0 loads drivers by modalias: kmod's modprobe reads the index
+# depmod writes at build time.
+HARDWARE_PACKAGES = ("kmod",)
 
 # Kernel modules Dom0 loads for the toolstack and guest networking; storage for the root
 # filesystem comes from the board.
@@ -75,6 +80,7 @@ LABEL = "root"
 AUTORUN_DONE = "xenkit: autorun exit"
 BUSYBOX_APPLETS = "usr/libexec/busybox"
 INIT = "usr/lib/xenkit/init"
+UDHCPC = "usr/lib/xenkit/udhcpc"
 
 
 def xen_series(package: str) -> str:
@@ -113,18 +119,68 @@ class Tree:
         return f"/usr/lib/xen-{self.xen}/bin"
 
 
-def _key(packages: list[Package]) -> str:
+@dataclass(frozen=True)
+class Hardware:
+    """Drivers for a machine xenkit cannot know in advance: every module under `dirs`
+    (paths in the kernel's module tree, or single modules by name) and what they need,
+    with depmod's index, so that Dom0 loads what fits the devices it finds."""
+
+    modules: ModuleTree
+    dirs: tuple[str, ...]
+
+    def files(self) -> list[tuple[str, Path]]:
+        names = []
+        for d in self.dirs:
+            if "/" not in d:
+                names.append(d)  # one module, by name
+                continue
+            top = self.modules.root / d
+            if not top.is_dir():
+                raise XenkitError(
+                    f"hardware module directory {d} is not in {self.modules.release}'s "
+                    "modules: check [dom0] hardware_modules in the board file"
+                )
+            names += [p.name for p in sorted(top.rglob("*.ko"))]
+        return module_files(self.modules, (*names, *TOOLSTACK_MODULES))
+
+
+def _key(packages: list[Package], hardware: Hardware | None) -> str:
     h = hashlib.sha256(f"rootfs-{FORMAT}".encode())
     for p in packages:
         h.update(f"{p.name} {p.sha256}\n".encode())
+    if hardware:
+        # The module tree's cache path names the kernel package by its hash.
+        h.update(f"{hardware.modules.root} {' '.join(hardware.dirs)}\n".encode())
     return h.hexdigest()[:24]
 
 
-def assemble(apt: Apt, xen: str) -> Tree:
-    """The toolstack root for Xen `xen`, from the cache or unpacked into it."""
+def _add_hardware(root: Path, hw: Hardware) -> int:
+    """The hardware modules, hard-linked from the module cache, and depmod's index."""
+    files = hw.files()
+    for path, src in files:
+        dst = root / path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    base = root / "usr/lib/modules" / hw.modules.release
+    for f in hw.modules.root.iterdir():
+        # modules.builtin and its modinfo: modprobe must know what needs no loading.
+        if f.is_file():
+            shutil.copyfile(f, base / f.name)
+    run([need("depmod"), "-b", root, hw.modules.release])
+    return len(files)
+
+
+def assemble(apt: Apt, xen: str, hardware: Hardware | None = None) -> Tree:
+    """The toolstack root for Xen `xen`, from the cache or unpacked into it; with
+    `hardware`, also the drivers Dom0 loads for the machine it finds."""
     names = [p.format(xen=xen) for p in PACKAGES]
+    if hardware:
+        names += HARDWARE_PACKAGES
     packages = apt.closure(names)
-    dest = cache_home() / "derived" / f"rootfs-{_key(packages)}"
+    dest = cache_home() / "derived" / f"rootfs-{_key(packages, hardware)}"
     if not (dest / ".complete").exists():
         debs = [apt.fetch(p) for p in packages]
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +192,8 @@ def assemble(apt: Apt, xen: str) -> Tree:
             for path in debs:
                 deb.unpack(path, tmp, keep=_keep, rename=_merged_usr)
             _setup(tmp)
+            if hardware:
+                log.info("Dom0 root: %d hardware modules", _add_hardware(tmp, hardware))
             (tmp / ".complete").write_text(
                 json.dumps([f"{p.name} {p.version}" for p in packages], indent=0) + "\n"
             )
@@ -225,17 +283,23 @@ mounted /sys || mount -t sysfs sysfs /sys
 mounted /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mounted /dev/pts || mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/xen /run/lock /var/log/xen/console
+# A live root's first stage hands over /run with the medium and the layers mounted in it.
+mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/xen /run/lock /run/xenkit /var/log/xen/console
 mount -o remount,rw / 2>/dev/null
 hostname -F /etc/hostname
 ip link set lo up
+# A boot menu's "Linux without Xen" runs this root too: then there is no Xen to serve.
+xen=false
+[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ] && xen=true
 for m in $(cat /etc/xenkit/modules.order); do
+    case "$m" in *xen*) $xen || continue ;; esac
     insmod "/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules ||
         echo "xenkit: insmod $m failed"
 done
-mounted /proc/xen || mount -t xenfs xenfs /proc/xen
 
+if $xen; then
+mounted /proc/xen || mount -t xenfs xenfs /proc/xen
 xenstored --pid-file /run/xen/xenstored.pid
 i=0
 until xenstore-read -s / >/dev/null 2>&1; do
@@ -244,7 +308,10 @@ until xenstore-read -s / >/dev/null 2>&1; do
 done
 xen-init-dom0 >/dev/null
 xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
-init-dom0less >/var/log/xen/init-dom0less.log 2>&1 || true
+# Only Arm's Xen starts dom0less domains (and only its toolstack has init-dom0less).
+if command -v init-dom0less >/dev/null; then
+    init-dom0less >/var/log/xen/init-dom0less.log 2>&1 || true
+fi
 # init-dom0less names the domains it finds dom0less-ID; xenkit knows their real names.
 if [ -s /etc/xenkit/dom0less ]; then
     while read -r id name; do
@@ -252,20 +319,73 @@ if [ -s /etc/xenkit/dom0less ]; then
             echo "xenkit: cannot rename dom0less-$id to $name: $(tail -n 1 /tmp/rename.out)"
     done </etc/xenkit/dom0less
 fi
+fi
+
+uplink=""
+if [ "$AUTOCONFIG" = 1 ]; then
+    # Xenoppix's autoconfig, the way udev's coldplug does it: each device the kernel found
+    # names the drivers that fit it (its modalias). Twice, since a driver can reveal devices
+    # behind it (a USB controller, its disks and NICs).
+    for pass in 1 2; do
+        modprobe -q -a -b $(find /sys/devices -name modalias -exec cat {} + 2>/dev/null |
+            sort -u) 2>/dev/null
+    done
+    nics=""
+    for n in /sys/class/net/*; do
+        [ -e "$n/device" ] && [ ! -e "$n/wireless" ] && [ ! -e "$n/phy80211" ] || continue
+        nics="$nics ${n##*/}"
+        ip link set "${n##*/}" up
+    done
+    # The first wired NIC with a link is the uplink; auto-negotiation takes a moment.
+    i=0
+    while [ -n "$nics" ] && [ -z "$uplink" ] && [ $i -lt 50 ]; do
+        for nic in $nics; do
+            [ "$(cat "/sys/class/net/$nic/carrier" 2>/dev/null)" = 1 ] && uplink=$nic && break
+        done
+        [ -n "$uplink" ] || { sleep 0.1; i=$((i + 1)); }
+    done
+fi
 
 if [ -n "$BRIDGE" ]; then
     ip link add name "$BRIDGE" type bridge stp_state 0 forward_delay 0
-    ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
-    ip link set "$BRIDGE" up
+    if [ -n "$uplink" ]; then
+        # Guests share the uplink's network: the bridge takes the NIC's MAC and its lease.
+        ip link set "$uplink" master "$BRIDGE"
+        ip link set "$BRIDGE" up
+        udhcpc -i "$BRIDGE" -s /@UDHCPC@ -t 5 -T 2 -b -p /run/udhcpc.pid \
+            >/run/xenkit/udhcpc.log 2>&1
+    else
+        ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
+        ip link set "$BRIDGE" up
+    fi
 fi
 
-xen="$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
-xen="$xen$(cat /sys/hypervisor/version/extra)"
+if $xen; then
+    version="$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
+    version="$version$(cat /sys/hypervisor/version/extra)"
+else
+    version="none (Linux without Xen)"
+fi
 mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 domains=$(xl list 2>/dev/null | tail -n +2 | wc -l)
+found=""
+if [ "$AUTOCONFIG" = 1 ]; then
+    # What Dom0 found, for a machine nobody described to xenkit.
+    nicl=""
+    for nic in $nics; do
+        drv=$(basename "$(readlink "/sys/class/net/$nic/device/driver")")
+        link=down; [ "$nic" = "$uplink" ] && link=uplink
+        nicl="$nicl${nicl:+ }$nic/$drv/$link"
+    done
+    disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | tr '\n' ' ')
+    addr=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null | awk '/inet / { print $2; exit }')
+    caps=$(xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p')
+    found="; NICs: ${nicl:-none}; disks: ${disks% }; address: ${addr:-none}; virt_caps: $caps"
+fi
 echo
-echo "@READY@: Xen $xen, memory $mem MiB, $cpus vCPUs, kernel $(uname -r), xl sees $domains domains"
+echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)," \
+    "xl sees $domains domains$found"
 echo
 
 if [ -x /etc/xenkit/autorun ]; then
@@ -288,6 +408,14 @@ class Dom0Setup:
     bridge: str = "xenbr0"
     bridge_addr: str = "10.99.0.1/24"
     autorun: str = ""  # a shell script Dom0 runs once it is up (tests, demos)
+    # Load drivers by modalias, bridge the first NIC with a link, DHCP (Board.hardware_modules).
+    autoconfig: bool = False
+
+
+def link(tree: Tree, dest: Path) -> None:
+    """The cached tree in `dest`, hard-linked: it is never written through."""
+    run(["cp", "-al", f"{tree.path}/.", dest])
+    (dest / ".complete").unlink()
 
 
 def stage(
@@ -298,18 +426,22 @@ def stage(
     files: dict[str, bytes],
     ready: str,
 ) -> None:
-    """Dom0's root for one build in `dest`: the cached tree, hard-linked (it is never
-    written through), plus this build's init, modules, settings and `files`."""
-    run(["cp", "-al", f"{tree.path}/.", dest])
-    (dest / ".complete").unlink()
+    """This build's part of Dom0's root in `dest`, over the cached tree (linked there, or a
+    layer below it on a live medium): init, modules, settings and `files`."""
     for path, src in modules:
+        if (tree.path / path).exists():
+            continue  # the tree has it (hardware modules), linked or as the layer below
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / path)
     _write(dest / "etc/xenkit/modules.order", "".join(f"{p}\n" for p, _ in modules))
-    conf = f"XEN_BIN={tree.toolstack_bin}\nBRIDGE={setup.bridge}\nBRIDGE_ADDR={setup.bridge_addr}\n"
+    conf = (
+        f"XEN_BIN={tree.toolstack_bin}\nBRIDGE={setup.bridge}\n"
+        f"BRIDGE_ADDR={setup.bridge_addr}\nAUTOCONFIG={int(setup.autoconfig)}\n"
+    )
     _write(dest / "etc/xenkit/dom0.conf", conf)
     init = DOM0_INIT.replace("@READY@", ready).replace("@AUTORUN@", AUTORUN_DONE)
-    _write(dest / INIT, init, 0o755)
+    _write(dest / INIT, init.replace("@UDHCPC@", UDHCPC), 0o755)
+    _write(dest / UDHCPC, UDHCPC_SCRIPT, 0o755)
     if setup.autorun:
         _write(dest / "etc/xenkit/autorun", setup.autorun, 0o755)
     for rel, data in files.items():

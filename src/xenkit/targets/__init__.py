@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from xenkit.errors import XenkitError
+from xenkit.system import rootfs
+from xenkit.system.initramfs import Partition, RootSource
 
 if TYPE_CHECKING:
     from xenkit.config.boards import Board
     from xenkit.config.bootconfig import Domain
     from xenkit.config.spec import SystemSpec
     from xenkit.pipeline.manifest import BootFiles, LoadEntry
-    from xenkit.run.qemu import RunPlan
+    from xenkit.run.qemu import Choices, RunPlan
     from xenkit.system.artifacts import Artifacts
     from xenkit.xen.memory import Module
 
@@ -36,13 +38,16 @@ class Job:
     art: Artifacts
     out: Path  # the build directory being written (renamed into place at the end)
     boot: Path  # out/boot
-    root: Path  # Dom0's root filesystem tree, for the target's media
+    # Dom0's root filesystem for the target's media: the whole tree, or with a layered
+    # root (Target.root is Live) only this build's layer over `tree`, the cached part.
+    root: Path
     root_size: int
     domains: tuple[Domain, ...]  # dom0less domains, their files named as in boot/
     # Names in boot/ of Xen, Dom0's kernel and Dom0's initramfs.
     xen: str
     kernel: str
     ramdisk: str
+    tree: rootfs.Tree | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,30 @@ class Target(ABC):
     firmware: ClassVar[str]
     # The pre-boot checks (xenkit.analysis.check.CHECKS, by name) that apply to its boards.
     checks: ClassVar[tuple[str, ...]]
+    # Where Dom0's first stage finds the toolstack root.
+    root: ClassVar[RootSource] = Partition(rootfs.LABEL)
+    # What `xenkit run` lets the user choose (run.qemu.Choices fields -> the values), and
+    # how many boot menu entries there are to pick from.
+    offers: ClassVar[dict[str, tuple[str, ...]]] = {}
+    menu_entries: ClassVar[int] = 0
+
+    def check_choices(self, board: Board, choices: Choices) -> None:
+        """Refuse, with one line, a run choice this target does not offer."""
+        for what in ("firmware", "media", "nic"):
+            value = getattr(choices, what)
+            offered = self.offers.get(what, ())
+            if value and value not in offered:
+                if not offered:
+                    raise XenkitError(
+                        f"--{what} {value}: {board.name} boots through {self.name}, "
+                        f"which offers no choice of {what}"
+                    )
+                raise XenkitError(f"--{what} {value}: choose one of {', '.join(offered)}")
+        entry = choices.entry
+        if entry is not None and not 0 <= entry < self.menu_entries:
+            if not self.menu_entries:
+                raise XenkitError(f"--entry: {board.name} boots through {self.name}, no menu")
+            raise XenkitError(f"--entry {entry}: give 0 to {self.menu_entries - 1}")
 
     @abstractmethod
     def validate(self, board: Board) -> None:
@@ -76,9 +105,16 @@ class Target(ABC):
 
     @abstractmethod
     def run_plan(
-        self, board: Board, ram: str, build_dir: Path, workdir: Path, netdev: str = ""
+        self,
+        board: Board,
+        ram: str,
+        build_dir: Path,
+        workdir: Path,
+        netdev: str = "",
+        choices: Choices | None = None,
     ) -> RunPlan:
-        """QEMU booting the build as the board would, from a copy of its media."""
+        """QEMU booting the build as the board would, from a copy of its media, as
+        `choices` (checked by check_choices) ask."""
 
     def netboot_plan(
         self,

@@ -1,7 +1,8 @@
 """Run-time guests: xl domain configurations for guests Dom0 starts with `xl create`.
 
 Reference: xl.cfg(5) from Xen 4.17. On Arm every guest is a PVH-like "pvh" domain booting
-a kernel image directly; its console is hvc0 and its network a PV vif on a Dom0 bridge.
+a kernel image directly; on x86 a PV guest does the same. Its console is hvc0 and its
+network a PV vif on a Dom0 bridge.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from xenkit.errors import XenkitError
 
 # Where xenkit puts the default guest's kernel and initramfs inside Dom0's root.
 GUEST_DIR = "var/lib/xenkit/guest"
-DEFAULT_KERNEL = f"/{GUEST_DIR}/Image.gz"
+DEFAULT_KERNEL = f"/{GUEST_DIR}/kernel"
 DEFAULT_RAMDISK = f"/{GUEST_DIR}/initrd.cpio.gz"
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 # Guest addresses on the bridge start here; Dom0's own is .1.
@@ -28,6 +29,7 @@ FIRST_HOST = 10
 @dataclass(frozen=True)
 class Guest:
     name: str
+    type: str = "pvh"  # xl.cfg's type: one of the architecture's (config.arch)
     kernel: str = DEFAULT_KERNEL  # path inside Dom0
     ramdisk: str = DEFAULT_RAMDISK
     memory: int = 128 * MiB
@@ -35,8 +37,9 @@ class Guest:
     vcpus: int = 1
     maxvcpus: int = 0  # 0: same as vcpus
     bridge: str = "xenbr0"
-    ip: str = ""  # address/prefix inside the guest, on the bridge's network
-    ping: str = ""  # an address the guest pings once up (Dom0's, by default)
+    ip: str = ""  # address/prefix inside the guest, on the bridge's network, or "dhcp"
+    # Addresses the guest pings once up, comma-separated ("gateway": its default route's).
+    ping: str = ""
     cmdline: str = ""
 
 
@@ -69,7 +72,7 @@ def config(g: Guest) -> str:
     lines = [
         f"# xl.cfg for {g.name}, written by xenkit. Start it with: xl create /etc/xen/{g.name}.cfg",
         f'name = "{g.name}"',
-        'type = "pvh"',
+        f'type = "{g.type}"',
         f'kernel = "{g.kernel}"',
         f'ramdisk = "{g.ramdisk}"',
         f'extra = "{" ".join(words)}"',
@@ -102,9 +105,17 @@ def too_small(memory: int, where: str) -> None:
 
 
 def guest_from_table(
-    t: dict[str, Any], index: int, cpus: int, bridge_net: str, dom0_addr: str
+    t: dict[str, Any],
+    index: int,
+    cpus: int,
+    bridge_net: str,
+    dom0_addr: str,
+    types: tuple[str, ...] = ("pvh",),
 ) -> Guest:
-    """A [[guest]] table (or `xenkit guest add` options), checked against the board."""
+    """A [[guest]] table (or `xenkit guest add` options), checked against the board: its
+    CPUs, the guest `types` its architecture runs (the first is the default), and the
+    bridge's network. Without `bridge_net` the bridge is the machine's own network, where
+    guests ask DHCP and ping the gateway."""
     where = f"[[guest]] #{index + 1}"
     known = set(Guest.__dataclass_fields__)
     unknown = set(t) - known
@@ -116,6 +127,12 @@ def guest_from_table(
         raise XenkitError(f'{where} has no name: add name = "..."')
     name = check_name(str(t["name"]), where)
     where = f"[[guest]] {name}"
+    kind = str(t.get("type", types[0]))
+    if kind not in types:
+        raise XenkitError(
+            f"{where}: type = {kind!r} is not a guest this board runs yet: "
+            f"give {' or '.join(repr(k) for k in types)}"
+        )
     memory = parse_size(t.get("memory", "128M"), f"{where} memory")
     too_small(memory, where)
     vcpus = int(t.get("vcpus", 1))
@@ -127,16 +144,20 @@ def guest_from_table(
         raise XenkitError(f"{where}: maxvcpus = {maxvcpus} is below vcpus = {vcpus}")
     bridge = str(t.get("bridge", "xenbr0"))
     ip = str(t.get("ip", ""))
-    if bridge and not ip and bridge_net:
-        net = ipaddress.ip_network(bridge_net, strict=False)
-        ip = f"{net.network_address + FIRST_HOST + index}/{net.prefixlen}"
-    if ip:
+    if bridge and not ip:
+        if bridge_net:
+            net = ipaddress.ip_network(bridge_net, strict=False)
+            ip = f"{net.network_address + FIRST_HOST + index}/{net.prefixlen}"
+        else:
+            ip = "dhcp"
+    if ip and ip != "dhcp":
         try:
             ipaddress.ip_interface(ip)
         except ValueError:
-            raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX") from None
+            raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX or dhcp") from None
     return Guest(
         name=name,
+        type=kind,
         kernel=str(t.get("kernel", DEFAULT_KERNEL)),
         ramdisk=str(t.get("ramdisk", DEFAULT_RAMDISK)),
         memory=memory,
@@ -145,7 +166,7 @@ def guest_from_table(
         maxvcpus=maxvcpus,
         bridge=bridge,
         ip=ip,
-        ping=str(t.get("ping", dom0_addr if bridge else "")),
+        ping=str(t.get("ping", (dom0_addr or "gateway") if bridge else "")),
         cmdline=str(t.get("cmdline", "")),
     )
 

@@ -83,6 +83,13 @@ class Board:
     source: str = field(default="", compare=False, repr=False)
     # Modules Dom0's first stage loads to reach its root partition (the card's controller).
     root_modules: tuple[str, ...] = ()
+    # Whether Dom0 gets the toolstack unless the user says (the PC's live workbench does).
+    toolstack: bool = False
+    # Module directories Dom0's root carries so that it loads drivers for the hardware it
+    # finds (by modalias), bridges the first wired NIC with a link into xenbr0 and asks
+    # DHCP for an address: a machine xenkit cannot know in advance. Empty: Dom0's hardware
+    # is the board's, known here, and xenbr0 is a host-only network.
+    hardware_modules: tuple[str, ...] = ()
 
     def emulated_ram(self, model: str) -> tuple[Bank, ...]:
         return self.emulate.ram or self.ram[model]
@@ -113,10 +120,17 @@ def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
     return tuple((int(a), int(b)) for a, b in raw)
 
 
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where} must be true or false")
+    return value
+
+
 def parse(data: dict[str, Any], source: str) -> Board:
     try:
         emu = data["emulate"]
         layout = data.get("layout", {})
+        dom0 = data.get("dom0", {})
         return Board(
             name=data["name"],
             description=data["description"],
@@ -159,7 +173,9 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 accel=emu.get("accel"),
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
             ),
-            root_modules=tuple(data.get("dom0", {}).get("root_modules", ())),
+            root_modules=tuple(dom0.get("root_modules", ())),
+            toolstack=_flag(dom0.get("toolstack", False), "[dom0] toolstack"),
+            hardware_modules=tuple(str(d) for d in dom0.get("hardware_modules", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XenkitError(
