@@ -100,7 +100,8 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
 
 def test_entry_without_check_is_refused(tmp_path: Path) -> None:
     proc = xenkit("run", "--entry", "1", str(tmp_path))
-    assert proc.returncode == 2 and proc.stderr.startswith("xenkit: error: --entry types the choice")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("xenkit: error: --entry types the choice")
 
 
 def _board(tmp_path: Path, old: str, new: str) -> boards.Board:
