@@ -98,6 +98,32 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
     assert uefi.answers == ((grub.MENU_PROMPT, b"\x1b[B\x1b[B\r"),)
 
 
+@pytest.mark.debian
+def test_two_builds_of_the_same_inputs_are_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dates, volume and GPT ids and the UEFI image's FAT serial all come from one epoch,
+    so a rebuild, a second apart or a year, writes the same image."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    first = build.build(make_spec(board="pc"), tmp_path / "a")
+    second = build.build(make_spec(board="pc"), tmp_path / "b")
+    assert first.files == second.files
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764115200")
+    third = build.build(make_spec(board="pc"), tmp_path / "c")
+    assert third.files["live.iso"] != first.files["live.iso"]
+    iso = (tmp_path / "c" / grub.ISO).read_bytes()
+    # The volume's creation date (primary volume descriptor, offset 813) is the epoch's.
+    assert iso[16 * 2048 + 813 : 16 * 2048 + 827] == b"20251126000000"
+
+
+def test_a_bad_source_date_epoch_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(XenkitError, match="SOURCE_DATE_EPOCH='yesterday': give whole seconds"):
+        grub.epoch()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "5")
+    assert grub.epoch() == grub.FAT_EPOCH
+
+
 def test_entry_without_check_is_refused(tmp_path: Path) -> None:
     proc = xenkit("run", "--entry", "1", str(tmp_path))
     assert proc.returncode == 2

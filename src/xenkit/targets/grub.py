@@ -16,7 +16,10 @@ guests), so a rebuild compresses megabytes, not the whole root.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import struct
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,6 +40,10 @@ ISO = "live.iso"
 VOLUME = "XENKIT"
 BASE = "live/base.sqfs"
 LAYER = "live/build.sqfs"
+# 1980-01-01: the earliest date FAT (the UEFI boot image) can hold.
+FAT_EPOCH = 315532800
+# The volume serial number in a FAT12/16 boot sector's extended BIOS parameter block.
+FAT_SERIAL = 0x27
 # UEFI for QEMU's PC (the hostdeps table installs it).
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 # Where the image goes besides a CD drive: a stick on an xHCI controller, a virtio disk.
@@ -111,7 +118,9 @@ def squashfs(src: Path, dest: Path, exclude: tuple[str, ...] = ()) -> None:
     times 0 (Dom0's clock starts in 1970 in the emulator anyway)."""
     times = ("-mkfs-time", "0", "-all-time", "0")
     skip = [a for e in exclude for a in ("-e", e)]
-    run([need("mksquashfs"), src, dest, *SQUASHFS, *times, *skip])
+    # mksquashfs refuses SOURCE_DATE_EPOCH beside its own options; the times are fixed.
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    run([need("mksquashfs"), src, dest, *SQUASHFS, *times, *skip], env=env)
 
 
 def _base(tree: Path) -> Path:
@@ -129,6 +138,39 @@ def _place(src: Path, dest: Path) -> None:
         os.link(src, dest)
     except OSError:
         shutil.copyfile(src, dest)
+
+
+def epoch() -> int:
+    """The one date the image carries: SOURCE_DATE_EPOCH when the caller sets it (the
+    reproducible-builds.org convention), else FAT's first day, 1980-01-01."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value:
+        return FAT_EPOCH
+    if not value.isdigit():
+        raise XenkitError(f"SOURCE_DATE_EPOCH={value!r}: give whole seconds since 1970")
+    return max(int(value), FAT_EPOCH)
+
+
+def mkrescue(tree: Path, dest: Path, when: int) -> None:
+    """grub-mkrescue's hybrid image of `tree`, the same bytes for the same tree: every date
+    is `when` (mtools and grub-mkrescue take SOURCE_DATE_EPOCH; xorriso is told), the GPT's
+    GUIDs come from the volume's date, and the UEFI image's FAT serial, which mformat
+    draws at random, is set from it too."""
+    stamp = time.strftime("%Y%m%d%H%M%S00", time.gmtime(when))
+    xorriso = ["-volid", VOLUME, "-volume_date", "uuid", stamp]
+    xorriso += ["-volume_date", "all_file_dates", f"={when}"]
+    xorriso += ["-boot_image", "any", "gpt_disk_guid=volume_date_uuid"]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(when)}
+    run([need("grub-mkrescue"), "-o", dest, tree, "--", *xorriso], env=env)
+    report = run(
+        [need("xorriso"), "-indev", dest, "-report_el_torito", "plain"], capture=True
+    ).stdout
+    m = re.search(r"^El Torito boot img :\s+\d+\s+UEFI\s.*\s(\d+)\s*$", report, re.M)
+    if not m:
+        raise XenkitError(f"grub-mkrescue wrote {dest.name} without a UEFI boot image")
+    with dest.open("r+b") as f:
+        f.seek(int(m.group(1)) * 2048 + FAT_SERIAL)
+        f.write(struct.pack("<I", when & 0xFFFFFFFF))
 
 
 def need_file(path: Path) -> Path:
@@ -187,17 +229,7 @@ class Grub(Target):
             _place(_base(job.tree.path), tree / BASE)
             squashfs(job.root, tree / LAYER)
         with files.replacing(job.out / ISO) as partial:
-            run(
-                [
-                    need("grub-mkrescue"),
-                    "-o",
-                    partial,
-                    tree,
-                    "--",
-                    "-volid",
-                    VOLUME,
-                ]
-            )
+            mkrescue(tree, partial, epoch())
         shutil.rmtree(tree)
         return Staged(
             boot_files=BootFiles(
