@@ -40,8 +40,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else _default_out(system.board.name)
     m = build.build(system, out)
     print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
-    image = m.media[0]
-    print(f"  image: {out}/{image} ({human((out / image).stat().st_size)})")
+    for image in m.media:
+        print(f"  image: {out}/{image} ({human((out / image).stat().st_size)})")
+    # The last is what goes on a stick or card (the one with a persistence partition).
+    image = m.media[-1]
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
     drawn = f", map in {out}/map.svg" if (out / "map.svg").exists() else ""
@@ -208,6 +210,8 @@ def cmd_guest_add(args: argparse.Namespace) -> int:
         ("maxmem", args.maxmem),
         ("maxvcpus", args.maxvcpus),
         ("ip", args.ip),
+        ("ping", args.ping),
+        ("type", args.type),
         ("cmdline", args.cmdline),
     ):
         if value is not None:
@@ -366,7 +370,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--vcpus", type=int, default=1, help="vCPUs at start (default: 1)")
     g.add_argument("--maxvcpus", type=int, help="vCPU ceiling for xl vcpu-set")
     g.add_argument("--bridge", default="xenbr0", help="Dom0 bridge for its vif ('' for none)")
-    g.add_argument("--ip", help="its address/prefix (default: the next free on the bridge)")
+    g.add_argument(
+        "--ip",
+        help="its address/prefix, or dhcp (default: the next free on xenkit's bridge; dhcp "
+        "where Dom0 bridges the machine's network, as on the pc)",
+    )
+    g.add_argument(
+        "--ping", help="addresses it pings once up, comma-separated (gateway: its router's)"
+    )
+    g.add_argument("--type", help="xl's guest type: pvh on Arm (the default), pv on the pc")
     g.add_argument("--cmdline", help="words added to its kernel command line")
     g.set_defaults(func=cmd_guest_add)
 

@@ -30,6 +30,7 @@ has() {  # has DOMAIN COLUMN OP VALUE: test a column, read afresh on each call
 }
 
 xl list | awk 'NR > 1 { print "XK list", $1, $2, $3, $4 }'
+say configs $(cd /etc/xen && ls ./*.cfg | sed 's|^\./||')
 say dom0less-log "$(tr '\n' ' ' </var/log/xen/init-dom0less.log 2>/dev/null)"
 
 uptime() { cut -d' ' -f1 /proc/uptime; }

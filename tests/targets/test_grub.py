@@ -173,10 +173,12 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
 ) -> None:
     """One boot, several checks: the hybrid image, Xen with SVM and HAP, a Dom0 that finds its
     live root on the CD, its NIC and an address by itself, and a PV guest driven through xl
-    by tests/data/guest_lifecycle.sh."""
+    by tests/data/guest_lifecycle.sh, added to the built image with `xenkit guest add`."""
     out = tmp_path / "pc"
-    m = build.build(scenarios.pc_guests(tmp_path), out)
+    m = build.build(scenarios.pc_workbench(tmp_path), out)
     assert m.toolstack and m.media == ("live.iso",)
+    added = xenkit("guest", "add", "-d", str(out), *scenarios.PC_GUEST)
+    assert added.returncode == 0 and "address dhcp" in added.stdout, added.stderr
     iso = out / "live.iso"
     # El Torito entries for BIOS and UEFI, and an MBR for a USB stick or disk.
     torito = subprocess.run(
@@ -215,6 +217,7 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
 
     rows, r = scenarios.results(console)
     assert [row[:2] for row in rows] == [["Domain-0", "0"]]
+    assert r["configs"] == ["g1.cfg", "spare.cfg"]
     assert r["create"][0] == "0", r["create"]
     assert r["banner"][0] == "0", "the PV guest never printed its banner"
     assert r["guest-ping"][3:6] == ["ping", scenarios.PC_DOM0, "ok"], r["guest-ping"]
@@ -231,14 +234,18 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
     assert r["destroy"] == ["0", "gone"] and "done" in r
 
 
-# Printed by Dom0 on the three boots below: its memory as xl and its balloon driver see it
-# (low_kb: how far it could still grow), Xen's command line, and how / is mounted.
-MEMORY_REPORT = r"""#!/bin/sh
+# Printed by Dom0 on the boots below: its memory as xl and its balloon driver see it
+# (low_kb: how far it could still grow), Xen's command line, how / is mounted, and a mark
+# it leaves in /root for the next boot of the same medium to find.
+REPORT = r"""#!/bin/sh
 say() { echo "XK $(cut -d' ' -f1 /proc/uptime) $*"; }
 say dom0-mem "$(xl list 0 2>/dev/null | awk 'NR == 2 { print $3 }')"
 say balloon-low "$(cat /sys/devices/system/xen_memory/xen_memory0/info/low_kb 2>/dev/null)"
 say xen-cmdline "$(xl info 2>/dev/null | sed -n 's/^xen_commandline *: //p')"
 say root "$(awk '$2 == "/" { print $3 }' /proc/mounts)"
+say mark "$(cat /root/mark 2>/dev/null || echo none)"
+echo "boot-at-$(cut -d' ' -f1 /proc/uptime)" >/root/mark
+sync
 """
 
 
@@ -246,27 +253,17 @@ say root "$(awk '$2 == "/" { print $3 }' /proc/mounts)"
 def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("pc-live")
     script = work / "report.sh"
-    script.write_text(MEMORY_REPORT)
+    script.write_text(REPORT)
     out = work / "out"
-    build.build(make_spec(board="pc", dom0_autorun=str(script)), out)
+    m = build.build(make_spec(board="pc", dom0_autorun=str(script), persist="64M"), out)
+    assert m.media == ("live.iso", "live-usb.img")
     return out
 
 
-# The same image three more ways, each with a menu entry and a NIC of its own: UEFI from a
-# CD with Dom0's memory capped; SeaBIOS from a USB stick; the image dd'd to a virtio disk,
-# booting Linux without Xen (the entry for machines where Xen will not start).
-@pytest.mark.qemu
-@pytest.mark.parametrize(
-    ("firmware", "media", "nic", "entry", "device"),
-    [
-        ("uefi", "cd", "e1000", 1, "sr0"),
-        ("bios", "usb", "virtio", None, "sda"),
-        ("bios", "disk", "virtio", 2, "vda"),
-    ],
-)
-def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
+def _boot(
     live: Path, firmware: str, media: str, nic: str, entry: int | None, device: str
-) -> None:
+) -> tuple[str, dict[str, list[str]]]:
+    """One boot of the `live` build; the Dom0 banner's Xen version, and REPORT's lines."""
     args = ["--firmware", firmware, "--media", media, "--nic", nic]
     if entry is not None:
         args += ["--entry", str(entry)]
@@ -285,20 +282,49 @@ def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
     if entry == 2:
         # Linux without Xen: no hypervisor line on the console, none for Dom0 to find.
         assert banner.group(1) == "none (Linux without Xen)" and "(XEN)" not in console
-        return
-    assert banner.group(1).startswith("4.17")
-    assert r["dom0-mem"] == ["512"]
+    else:
+        assert banner.group(1).startswith("4.17") and r["dom0-mem"] == ["512"]
+    return console, r
+
+
+# The same image more ways than the PV guest's CD boot, each with a menu entry and a NIC of
+# its own: UEFI from a CD with Dom0's memory capped; the image dd'd to a virtio disk,
+# booting Linux without Xen (the entry for machines where Xen will not start).
+@pytest.mark.qemu
+@pytest.mark.parametrize(
+    ("firmware", "media", "nic", "entry", "device"),
+    [("uefi", "cd", "e1000", 1, "sr0"), ("bios", "disk", "virtio", 2, "vda")],
+)
+def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
+    live: Path, firmware: str, media: str, nic: str, entry: int, device: str
+) -> None:
+    console, r = _boot(live, firmware, media, nic, entry, device)
     if entry == 1:
         # Capped: Xen was told so, and Dom0's balloon has no room to grow.
         assert "dom0_mem=512M,max:512M" in r["xen-cmdline"] and r["balloon-low"] == ["0"]
-    else:
+    assert "changes kept in RAM" in console or media != "cd"
+
+
+@pytest.mark.qemu
+def test_a_usb_stick_keeps_dom0s_changes_across_a_reboot(live: Path) -> None:
+    """SeaBIOS boots the stick image (live-usb.img, with its persistence partition) into
+    the default entry twice: the second boot finds the mark the first left in /root."""
+    for boot in ("first", "second"):
+        console, r = _boot(live, "bios", "usb", "virtio", None, "sda")
+        assert "xenkit: Dom0 root is live from /dev/sda, changes kept on /dev/sda5" in console
+        # Uncapped: Dom0 starts at 512M and may balloon up.
         assert "dom0_mem=512M" in r["xen-cmdline"] and int(r["balloon-low"][0]) > 0
+        if boot == "first":
+            assert r["mark"] == ["none"]
+        else:
+            assert r["mark"][0].startswith("boot-at-"), r["mark"]
 
 
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ({"netboot": True}, "netboot on the pc board is not built yet"),
+        ({"persist": "16M"}, "persist=16M is too small for a writable layer"),
     ],
 )
 def test_what_the_pc_cannot_build_yet_is_refused_before_any_download(

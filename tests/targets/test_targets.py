@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_spec
 from xenkit import targets
 from xenkit.analysis import check
 from xenkit.config import boards
@@ -92,3 +93,9 @@ def test_each_target_names_the_checks_that_apply_to_its_boards(pi4_dtb: Path) ->
     assert as_uboot == everything - {"config.txt enable_uart"}
     with pytest.raises(XenkitError, match="no check named spelling"):
         check.run_checks(dataclasses.replace(t, checks=("spelling",)))
+
+
+def test_persistence_is_for_live_images() -> None:
+    spec = make_spec(board="rpi4", persist="1G")
+    with pytest.raises(XenkitError, match="persist is for live images"):
+        targets.for_board(spec.board).refuse(spec)

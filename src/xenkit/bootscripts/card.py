@@ -201,6 +201,13 @@ class UBootCard(Target):
     """U-Boot from the card's FAT partition runs boot.scr; subclasses say how the board's
     firmware starts U-Boot."""
 
+    def refuse(self, spec: SystemSpec) -> None:
+        if spec.persist:
+            raise XenkitError(
+                "persist is for live images: the card's root partition is writable already; "
+                "give its size with root_size"
+            )
+
     def validate(self, board: Board) -> None:
         where = f"board {board.name} (target {self.name})"
         if not board.dtb_name:
@@ -295,6 +302,14 @@ class UBootCard(Target):
             layout=_layout(hw),
             xen_modules={"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         )
+
+    def add_to_root(self, build_dir: Path, added: dict[str, bytes]) -> tuple[str, ...]:
+        """Edit a copy of the card, checked by e2fsck (media.ext4_put), then swap it in."""
+        card = build_dir / CARD
+        with files.replacing(card) as partial:
+            files.copy_sparse_file(card, partial)
+            media.ext4_put(partial, {f"/{path}": data for path, data in added.items()})
+        return (CARD,)
 
     def run_plan(
         self,

@@ -171,6 +171,14 @@ SETTINGS: tuple[Setting, ...] = (
         "size of the ext4 root partition (default: fits its content)",
         parse=size_or_zero,
     ),
+    Setting(
+        "persist",
+        str,
+        "",
+        "live images: also write live-usb.img, the image with a writable partition of this "
+        "size that keeps Dom0's changes (/etc/xen, guest disks) across boots",
+        parse=size_or_zero,
+    ),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
     Setting(
         "netboot",

@@ -34,6 +34,7 @@ class SystemSpec:
     kernel_image: Path | None
     root_size: int
     refresh: bool
+    persist: int = 0  # a live image's persistence partition (0: none)
     domains: tuple[Domain, ...] = ()
     netboot: bool = False
     netboot_server: str = ""
@@ -100,6 +101,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         xen_image=values["xen_image"],
         kernel_image=values["kernel_image"],
         root_size=values["root_size"],
+        persist=values["persist"],
         refresh=bool(values["refresh"]),
         domains=domains,
         netboot=bool(values["netboot"]),

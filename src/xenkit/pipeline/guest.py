@@ -1,7 +1,7 @@
 """`xenkit guest add`: put a run-time guest (its xl.cfg and files) into an existing build.
 
-The card image is edited on a copy that replaces the original only when the edit has
-passed a filesystem check, so a failed add leaves the build as it was.
+The boot target edits its media (the card's root partition, the live image's layer) on a
+copy that replaces the original only when whole, so a failed add leaves the build as it was.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from xenkit import targets
 from xenkit.config.spec import guest_from_table, guest_room
-from xenkit.core import files
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.debian.apt import sha256
 from xenkit.errors import XenkitError
-from xenkit.images import media
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import FileEntry, Manifest
 from xenkit.xen import xl
@@ -57,17 +56,16 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
         )
     g, staged = xl.stage(g)
 
-    card = build_dir / "sd.img"
-    with files.replacing(card) as partial:
-        files.copy_sparse_file(card, partial)
-        media.ext4_put(partial, {f"/{path}": data for path, data in staged.items()})
-    entry = FileEntry(card.stat().st_size, sha256(card))
+    target = targets.for_board(board)
+    changed = target.add_to_root(build_dir, staged)
+    entries = {name: FileEntry((build_dir / name).stat().st_size, sha256(build_dir / name))
+               for name in changed}  # fmt: skip
     manifest.write(
         build_dir,
         replace(
             m,
             runtime_guests=(*m.runtime_guests, manifest.guest_entry(g)),
-            files={**m.files, "sd.img": entry},
+            files={**m.files, **entries},
         ),
     )
     return g

@@ -179,7 +179,10 @@ LIVE = r"""
 fail() { echo "xenkit: $*"; exec sh; }
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/live/medium /run/live/rw
-mount -t iso9660 -o ro "$dev" /run/live/medium || fail "cannot mount $dev"
+# Through a loop device: mounting the disk itself would claim all of it, and the stick's
+# persistence partition could not be mounted beside it.
+loop=$(losetup -f) && losetup -r "$loop" "$dev" || fail "no loop device for $dev"
+mount -t iso9660 -o ro "$loop" /run/live/medium || fail "cannot mount $dev"
 lower=""
 for layer in @LAYERS@; do
     dir=/run/live/$(basename "$layer" .sqfs)
@@ -187,12 +190,18 @@ for layer in @LAYERS@; do
     mount -t squashfs -o loop,ro "/run/live/medium/$layer" "$dir" || fail "cannot mount $layer"
     lower="$lower${lower:+:}$dir"
 done
-mount -t tmpfs -o mode=0755 tmpfs /run/live/rw
+# Changes go to the stick's persistence partition if it has one, else to RAM.
+kept="in RAM"
+if pdev=$(findfs LABEL=@PERSIST@ 2>/dev/null) && mount -t ext4 "$pdev" /run/live/rw; then
+    kept="on $pdev"
+else
+    mount -t tmpfs -o mode=0755 tmpfs /run/live/rw
+fi
 mkdir -p /run/live/rw/upper /run/live/rw/work
 mount -t overlay overlay \
     -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" /newroot ||
     fail "cannot join the layers"
-echo "xenkit: Dom0 root is live from $dev"
+echo "xenkit: Dom0 root is live from $dev, changes kept $kept"
 mkdir -p /newroot/run
 mount --move /run /newroot/run
 """
@@ -218,6 +227,7 @@ class Live:
 
     label: str
     layers: tuple[str, ...]
+    persist: str = ""  # the label of a writable filesystem for the changes, if one is there
 
 
 RootSource = Partition | Live
@@ -281,6 +291,7 @@ def build(
     if root:
         if isinstance(root, Live):
             mount = FIND_ISO + LIVE.replace("@LAYERS@", " ".join(root.layers))
+            mount = mount.replace("@PERSIST@", root.persist)
         else:
             mount = FIND + PARTITION
         body = (mount + HANDOVER).replace("@LABEL@", root.label)

@@ -116,6 +116,11 @@ class Target(ABC):
         """QEMU booting the build as the board would, from a copy of its media, as
         `choices` (checked by check_choices) ask."""
 
+    def add_to_root(self, build_dir: Path, added: dict[str, bytes]) -> tuple[str, ...]:
+        """Put `added` (path under / -> content) into Dom0's root in a built image, the
+        image replaced only once whole; the media files it rewrote, for the manifest."""
+        raise XenkitError(f"{self.name} cannot add files to a built Dom0 root yet: rebuild")
+
     def netboot_plan(
         self,
         board: Board,

@@ -30,6 +30,7 @@ from xenkit.core import files
 from xenkit.core.proc import need, run
 from xenkit.core.sizes import format_size
 from xenkit.errors import XenkitError
+from xenkit.images import persistence
 from xenkit.pipeline.manifest import BootFiles
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
@@ -37,9 +38,17 @@ from xenkit.system.initramfs import Live
 from xenkit.targets import Job, Staged, Target
 
 ISO = "live.iso"
+# With persist: the image for a USB stick, with the writable partition behind it.
+USB = "live-usb.img"
 VOLUME = "XENKIT"
 BASE = "live/base.sqfs"
 LAYER = "live/build.sqfs"
+# What xenkit puts on the image besides the layers (grub-mkrescue adds GRUB itself).
+_AMD64 = arch.get("amd64")
+OURS = (
+    "boot/grub/grub.cfg",
+    *(f"boot/{n}" for n in (_AMD64.xen_file, _AMD64.kernel_file, arch.RAMDISK_FILE)),
+)
 # 1980-01-01: the earliest date FAT (the UEFI boot image) can hold.
 FAT_EPOCH = 315532800
 # The volume serial number in a FAT12/16 boot sector's extended BIOS parameter block.
@@ -173,6 +182,19 @@ def mkrescue(tree: Path, dest: Path, when: int) -> None:
         f.write(struct.pack("<I", when & 0xFFFFFFFF))
 
 
+def _medium(image: Path, copy: Path) -> Path:
+    """The emulated stick or disk: a copy of `image` that lives as long as the image does,
+    so a second run is a reboot that finds what the first wrote (persistence)."""
+    st = image.stat()
+    source = f"{image} {st.st_size} {st.st_mtime_ns}\n"
+    stamp = copy.with_name(copy.name + ".source")
+    if not copy.exists() or not stamp.exists() or stamp.read_text() != source:
+        stamp.unlink(missing_ok=True)
+        files.copy_sparse_file(image, copy)
+        stamp.write_text(source)
+    return copy
+
+
 def need_file(path: Path) -> Path:
     if not path.exists():
         raise XenkitError(f"{path} is missing: run scripts/install-system-deps.sh (package ovmf)")
@@ -184,7 +206,7 @@ class Grub(Target):
     firmware = "firmware + GRUB"
     # The PC's own checks (virtualisation features, HAP, console) are still to come.
     checks = ()
-    root = Live(VOLUME, (LAYER, BASE))
+    root = Live(VOLUME, (LAYER, BASE), persistence.LABEL)
     offers: ClassVar[dict[str, tuple[str, ...]]] = {
         "firmware": ("bios", "uefi"),
         "media": ("cd", "usb", "disk"),
@@ -207,6 +229,8 @@ class Grub(Target):
             raise XenkitError(f"{where}: [boot] timeout is whole seconds, 0 or more")
 
     def refuse(self, spec: SystemSpec) -> None:
+        if spec.persist:
+            persistence.check_size(spec.persist)
         if spec.domains:
             raise XenkitError(
                 "[[domain]] tables are dom0less guests, which Xen starts only on Arm: "
@@ -228,17 +252,47 @@ class Grub(Target):
             (tree / "live").mkdir()
             _place(_base(job.tree.path), tree / BASE)
             squashfs(job.root, tree / LAYER)
-        with files.replacing(job.out / ISO) as partial:
-            mkrescue(tree, partial, epoch())
+        self._write(tree, job.out / ISO)
+        made: tuple[str, ...] = (ISO,)
+        if spec.persist:
+            persistence.add(job.out / ISO, job.out / USB, spec.persist, epoch())
+            made = (ISO, USB)
         shutil.rmtree(tree)
         return Staged(
             boot_files=BootFiles(
                 xen=f"boot/{job.xen}", kernel=f"boot/{job.kernel}", dtb="", emulator_dtb=""
             ),
-            media=(ISO,),
+            media=made,
             layout=(),
             xen_modules={},
         )
+
+    @staticmethod
+    def _write(tree: Path, iso: Path) -> None:
+        with files.replacing(iso) as partial:
+            mkrescue(tree, partial, epoch())
+
+    def add_to_root(self, build_dir: Path, added: dict[str, bytes]) -> tuple[str, ...]:
+        """A new top layer with `added` over the old one, and the image written again from
+        what xenkit put in it (GRUB's own files are grub-mkrescue's to add)."""
+        iso = build_dir / ISO
+        work = files.new_dir_beside(build_dir / ".add")
+        try:
+            tree, layer = work / "iso", work / "layer"
+            picks = [*OURS, LAYER, BASE]
+            extract = [a for p in picks for a in ("-extract", f"/{p}", str(tree / p))]
+            run([need("xorriso"), "-osirrox", "on", "-indev", iso, *extract])
+            if not (tree / LAYER).exists():
+                raise XenkitError(f"{build_dir} has no live root to add to: build with --toolstack")
+            run([need("unsquashfs"), "-q", "-no-progress", "-d", layer, tree / LAYER])
+            for path, data in added.items():
+                (layer / path).parent.mkdir(parents=True, exist_ok=True)
+                (layer / path).write_bytes(data)
+            squashfs(layer, tree / LAYER)
+            self._write(tree, iso)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return (ISO,)
 
     def run_plan(
         self,
@@ -266,9 +320,11 @@ class Grub(Target):
         if media == "cd":
             argv += ["-drive", f"file={image},media=cdrom,readonly=on,format=raw"]
         else:
-            # What a user does with the image: dd it to a stick or a disk.
-            copy = workdir / f"{media}.img"
-            files.copy_sparse_file(image, copy)
+            # What a user does with the image: dd it to a stick or a disk (the one with the
+            # persistence partition where there is one).
+            if (build_dir / USB).exists():
+                image = build_dir / USB
+            copy = _medium(image, workdir / f"{media}.img")
             argv += ["-drive", f"if=none,id=medium,format=raw,file={copy}"]
             argv += MEDIA[media]
         nic = NICS[c.nic or "e1000"]
