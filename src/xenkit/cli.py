@@ -111,7 +111,8 @@ def _target(args: argparse.Namespace) -> check.Target:
     board = boards.load(args.board)
     if not board.dtb_name:
         raise XenkitError(
-            f"{board.name} has no device tree: xenkit check and map cover device-tree boards so far"
+            f"{board.name} has no device tree to check piece by piece: check a build of it "
+            f"(xenkit build --board {board.name}; xenkit check out/{board.name})"
         )
     banks = check.ram_banks(board, args.ram, args.emulated)
     # Command lines and packaged files are the board's whatever the RAM: a size that is no

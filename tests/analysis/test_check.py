@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from xenkit.analysis import check
+from xenkit.analysis import check, facts
 from xenkit.config import boards
 from xenkit.errors import XenkitError
 from xenkit.formats.binaries import Version
 from xenkit.system.artifacts import Artifacts
+from xenkit.targets import grub
 from xenkit.xen import memory
 
 GOOD_XEN = "console=dtuart dtuart=serial1 sync_console dom0_mem=512M"
@@ -220,3 +221,71 @@ def test_bad_ram_and_sizes_are_one_line_errors(args: list[str], message: str) ->
     proc = _xenkit("check", *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+# -- the PC -----------------------------------------------------------------------------------
+def _pc(xen: str = "console=com1 com1=115200,8n1 dom0_mem=512M", **kw: object) -> check.Target:
+    fields: dict[str, object] = {
+        "board": boards.load("pc"),
+        "tree": None,
+        "ram": ((0, 2 << 30),),
+        "xen_cmdline": xen,
+        "dom0_cmdline": "console=hvc0",
+        "config_txt": None,
+        "checks": grub.TARGET.checks,
+        "cpu_flags": frozenset({"svm", "npt"}),
+        **kw,
+    }
+    return check.Target(**fields)  # type: ignore[arg-type]
+
+
+def _found(t: check.Target) -> dict[str, check.Finding]:
+    return {f.check: f for f in check.run_checks(t)}
+
+
+def test_a_pc_with_a_serial_console_room_for_guests_and_hap_passes() -> None:
+    found = _found(_pc(guests_memory=512 << 20))
+    assert list(found) == [
+        "xen version",
+        "dom0 linux version",
+        "dom0 console",
+        "pc console",
+        "guest memory",
+        "virtualisation",
+    ]
+    assert found["pc console"].verdict == check.Verdict.OK
+    assert found["guest memory"].detail == (
+        "Dom0 512M; guests up to 512M; 1472M for guests in a 2G PC"
+    )
+    assert "AMD-V with nested paging" in found["virtualisation"].detail
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "verdict", "words"),
+    [
+        (_pc("console=dtuart dom0_mem=512M"), "pc console", "fail", "console=dtuart is Arm's"),
+        (_pc("console=com1 dom0_mem=512M"), "pc console", "warn", "without com1="),
+        (_pc("console=vga dom0_mem=512M"), "pc console", "warn", "no serial line"),
+        (_pc("console=com1 com1=115200,8n1"), "guest memory", "warn", "no dom0_mem"),
+        (_pc(guests_memory=2 << 30), "guest memory", "fail", "want 2G, but a 2G PC has 1472M"),
+        (_pc(cpu_flags=frozenset({"sse2"})), "virtualisation", "warn", "no VT-x or AMD-V"),
+        (_pc(cpu_flags=frozenset({"vmx"})), "virtualisation", "warn", "without nested paging"),
+    ],
+)
+def test_pc_pitfalls_are_named_with_the_fix(
+    target: check.Target, name: str, verdict: str, words: str
+) -> None:
+    f = _found(target)[name]
+    assert str(f.verdict) == verdict and words in f.detail, f
+
+
+def test_the_emulated_pc_has_hap_from_qemus_max_cpu() -> None:
+    f = _found(_pc(emulated=True, cpu_flags=None))["virtualisation"]
+    assert f.verdict == check.Verdict.OK and "-cpu max" in f.detail
+
+
+def test_host_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx ept sse2\n\nprocessor\t: 1\n")
+    assert facts.host_cpu_flags(cpuinfo) == frozenset({"fpu", "vmx", "ept", "sse2"})
+    assert facts.host_cpu_flags(tmp_path / "missing") is None

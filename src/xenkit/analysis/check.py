@@ -1,4 +1,5 @@
-"""`xenkit check`: the Pi 4's memory, DMA, console and boot-layout pitfalls, before boot.
+"""`xenkit check`: the Pi 4's memory, DMA, console and boot-layout pitfalls, before boot;
+on the PC, Xen's console, the guests' memory and the CPU's virtualisation features.
 
 A Target (analysis.facts) gathers what is known about a system (board, DTB, RAM, command
 lines, the binaries, the boot modules); each check is a small function from a Target to a
@@ -19,7 +20,9 @@ from xenkit.analysis.facts import from_build as from_build
 from xenkit.analysis.facts import from_parts as from_parts
 from xenkit.analysis.facts import ram_banks as ram_banks
 from xenkit.analysis.facts import xen_size as xen_size
+from xenkit.config.spec import guest_room
 from xenkit.core import spans
+from xenkit.core.sizes import format_size
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
 from xenkit.formats.binaries import Version
@@ -167,7 +170,7 @@ def check_linux_version(t: Target) -> Finding:
 def _xen_console(t: Target) -> str | None:
     if cmdline_value(t.xen_cmdline, "console") not in (None, "dtuart"):
         return None
-    return cmdline_value(t.xen_cmdline, "dtuart") or t.tree.string("/chosen", "stdout-path")
+    return cmdline_value(t.xen_cmdline, "dtuart") or t.devicetree.string("/chosen", "stdout-path")
 
 
 def check_console(t: Target) -> Finding:
@@ -180,11 +183,11 @@ def check_console(t: Target) -> Finding:
             "use console=dtuart dtuart=ALIAS",
         )
     try:
-        path, driver = dt.console_uart(t.tree, ref)
+        path, driver = dt.console_uart(t.devicetree, ref)
     except XenkitError as exc:
         return Finding("xen console", Verdict.FAIL, str(exc), "point dtuart= at a UART")
-    if any(p.startswith(path + "/") for p, _ in t.tree.nodes()):
-        child = next(p for p, _ in t.tree.nodes() if p.startswith(path + "/"))
+    if any(p.startswith(path + "/") for p, _ in t.devicetree.nodes()):
+        child = next(p for p, _ in t.devicetree.nodes() if p.startswith(path + "/"))
         return Finding(
             "xen console",
             Verdict.FAIL,
@@ -218,10 +221,10 @@ def check_dom0_console(t: Target) -> Finding:
 def check_enable_uart(t: Target) -> Finding:
     ref = _xen_console(t)
     try:
-        path = t.tree.resolve_path(ref) if ref else None
+        path = t.devicetree.resolve_path(ref) if ref else None
     except XenkitError:
         path = None
-    if path is None or "brcm,bcm2835-aux-uart" not in t.tree.compatible(path):
+    if path is None or "brcm,bcm2835-aux-uart" not in t.devicetree.compatible(path):
         return Finding("config.txt enable_uart", Verdict.OK, "console is not the mini-UART")
     if t.config_txt is None:
         return Finding(
@@ -246,8 +249,8 @@ GICV2 = ("arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a7-gic", "arm,cortex-a
 
 
 def check_gic(t: Target) -> Finding:
-    for path, _ in t.tree.nodes():
-        compat = t.tree.compatible(path)
+    for path, _ in t.devicetree.nodes():
+        compat = t.devicetree.compatible(path)
         if any(c in GICV2 for c in compat):
             regs = t.addresses.device(path).regs
             if len(regs) < 4:
@@ -290,7 +293,8 @@ def check_modules(t: Target) -> Finding:
 
 
 def check_hidden(t: Target) -> Finding:
-    hidden = [p for c in t.board.xen_hides for p in t.tree.find_compatible(c) if t.tree.enabled(p)]
+    tree = t.devicetree
+    hidden = [p for c in t.board.xen_hides for p in tree.find_compatible(c) if tree.enabled(p)]
     if not hidden:
         return Finding("devices xen hides", Verdict.OK, "none")
     return Finding(
@@ -303,6 +307,108 @@ def check_hidden(t: Target) -> Finding:
 
 # Every check by the name it reports under, in report order. A boot target names the ones
 # that apply to its boards (xenkit.targets: Target.checks); a build records them.
+# -- the PC -----------------------------------------------------------------------------------
+def check_pc_console(t: Target) -> Finding:
+    """Xen on x86 writes to com1 and the screen unless told otherwise; a serial console
+    needs its line settings, or Xen keeps whatever the firmware left."""
+    given = cmdline_value(t.xen_cmdline, "console")
+    devices = (given or "com1,vga").split(",")
+    if "dtuart" in devices:
+        return Finding(
+            "pc console",
+            Verdict.FAIL,
+            "console=dtuart is Arm's: a PC's Xen has no device tree to find it in",
+            "use console=com1 com1=115200,8n1 (and vga for the screen)",
+        )
+    if "com1" not in devices:
+        return Finding(
+            "pc console",
+            Verdict.WARN,
+            f"Xen's console is {given}: no serial line keeps a log of a failed boot",
+            "add com1: console=com1,vga com1=115200,8n1",
+        )
+    line = cmdline_value(t.xen_cmdline, "com1")
+    if not line:
+        return Finding(
+            "pc console",
+            Verdict.WARN,
+            "console=com1 without com1=: Xen keeps the firmware's line settings, often none",
+            "add com1=115200,8n1",
+        )
+    screen = " and the screen" if "vga" in devices or given is None else ""
+    return Finding("pc console", Verdict.OK, f"Xen writes to com1 at {line}{screen}")
+
+
+def check_guest_memory(t: Target) -> Finding:
+    total = sum(n for _, n in t.ram)
+    where = "the emulated PC" if t.emulated else f"a {format_size(total)} PC"
+    if t.dom0_mem is None:
+        return Finding(
+            "guest memory",
+            Verdict.WARN,
+            "no dom0_mem: Xen on x86 gives Dom0 nearly all memory, and each guest waits for "
+            "Dom0's balloon to hand some back",
+            "add dom0_mem=512M (or what Dom0 needs)",
+        )
+    free = guest_room(total, t.dom0_mem, 0)
+    if t.guests_memory > free:
+        return Finding(
+            "guest memory",
+            Verdict.FAIL,
+            f"the run-time guests want {format_size(t.guests_memory)}, but {where} has "
+            f"{format_size(max(free, 0))} beside Dom0 ({format_size(t.dom0_mem)}) and Xen",
+            "give the guests less memory, lower dom0_mem, or build for more RAM (--ram)",
+        )
+    guests = f"guests up to {format_size(t.guests_memory)}" if t.guests_memory else "no guests yet"
+    return Finding(
+        "guest memory",
+        Verdict.OK,
+        f"Dom0 {format_size(t.dom0_mem)}; {guests}; {format_size(free)} for guests in {where}",
+    )
+
+
+def check_virtualisation(t: Target) -> Finding:
+    """HVM and PVH guests need VT-x or AMD-V and hardware-assisted paging: Debian's Xen is
+    built without shadow paging (../shared/field-notes.md)."""
+    if t.emulated:
+        cpu = t.board.emulate.cpu or ""
+        if cpu.startswith("max") and "svm=off" not in cpu:
+            return Finding(
+                "virtualisation",
+                Verdict.OK,
+                f"QEMU's -cpu {cpu} under TCG gives Xen AMD-V (SVM) with nested paging (HAP): "
+                "PV, PVH and HVM guests",
+            )
+        return Finding(
+            "virtualisation",
+            Verdict.WARN,
+            f"QEMU's -cpu {cpu or 'default'} gives Xen no hardware-assisted paging: PV only",
+            "emulate with cpu = max",
+        )
+    flags = t.cpu_flags
+    if flags is None:
+        return Finding("virtualisation", Verdict.WARN, "cannot read this machine's CPU flags")
+    where = "this machine (the one xenkit runs on; Dom0's banner says it for any other)"
+    kind = "VT-x" if "vmx" in flags else "AMD-V" if "svm" in flags else ""
+    if not kind:
+        return Finding(
+            "virtualisation",
+            Verdict.WARN,
+            f"{where} shows no VT-x or AMD-V: PV guests only",
+            "turn virtualisation on in the firmware setup (in a VM: nested virtualisation)",
+        )
+    if not flags & {"ept", "npt"}:
+        return Finding(
+            "virtualisation",
+            Verdict.WARN,
+            f"{where} has {kind} without nested paging, and Debian's Xen has no shadow "
+            "paging: PV guests only",
+        )
+    return Finding(
+        "virtualisation", Verdict.OK, f"{where} has {kind} with nested paging: PV, PVH, HVM"
+    )
+
+
 CHECKS: dict[str, Callable[[Target], Finding]] = {
     "xen version": check_xen_version,
     "dom0 linux version": check_linux_version,
@@ -314,6 +420,9 @@ CHECKS: dict[str, Callable[[Target], Finding]] = {
     "dom0 memory": check_dom0_memory,
     "dma reach": check_dma_reach,
     "devices xen hides": check_hidden,
+    "pc console": check_pc_console,
+    "guest memory": check_guest_memory,
+    "virtualisation": check_virtualisation,
 }
 
 
@@ -344,14 +453,17 @@ def report(t: Target, findings: Sequence[Finding]) -> str:
 
 
 def as_json(t: Target, findings: Sequence[Finding]) -> dict[str, Any]:
-    d = t.dom0
-    return {
+    out: dict[str, Any] = {
         "target": t.description,
         "worst": str(worst(findings)),
         "xen_cmdline": t.xen_cmdline,
         "dom0_cmdline": t.dom0_cmdline,
         "findings": [f.as_dict() for f in findings],
-        "dom0_banks": [{"start": s, "size": n} for s, n in d.banks],
-        "dom0_bank_lines": d.bank_lines(),
-        "model_notes": list(d.notes),
     }
+    if t.tree is not None:
+        # Xen on Arm's Dom0 memory model, which reads the device tree's reserved ranges.
+        d = t.dom0
+        out["dom0_banks"] = [{"start": s, "size": n} for s, n in d.banks]
+        out["dom0_bank_lines"] = d.bank_lines()
+        out["model_notes"] = list(d.notes)
+    return out

@@ -45,7 +45,7 @@ def cmdline_value(cmdline: str, key: str) -> str | None:
 @dataclass(frozen=True)
 class Target:
     board: Board
-    tree: dt.DeviceTree
+    tree: dt.DeviceTree | None  # None: a board without one (the PC)
     ram: tuple[tuple[int, int], ...]
     xen_cmdline: str
     dom0_cmdline: str
@@ -57,10 +57,24 @@ class Target:
     description: str = ""
     # The checks that apply (the boot target's, by name); None: every one.
     checks: tuple[str, ...] | None = None
+    # What the run-time guests may take at most, together.
+    guests_memory: int = 0
+    emulated: bool = False
+    # The CPU flags of the machine xenkit runs on (/proc/cpuinfo); None: not read.
+    cpu_flags: frozenset[str] | None = None
+
+    @property
+    def devicetree(self) -> dt.DeviceTree:
+        if self.tree is None:
+            raise XenkitError(
+                f"{self.board.name} has no device tree: the address map and the memory model "
+                "are for device-tree boards"
+            )
+        return self.tree
 
     @cached_property
     def addresses(self) -> dt.AddressMap:
-        return dt.AddressMap(self.tree)
+        return dt.AddressMap(self.devicetree)
 
     @property
     def dom0_mem(self) -> int | None:
@@ -70,7 +84,7 @@ class Target:
     @property
     def lowmem_bits(self) -> int:
         platform = self.board.dma_bitsize
-        if self.board.platform_compatible not in self.tree.compatible("/"):
+        if self.board.platform_compatible not in self.devicetree.compatible("/"):
             platform = 0
         version = self.xen_version or Version(*self.board.min_xen, "")
         return memory.lowmem_bits(platform, version.major, version.minor)
@@ -94,21 +108,24 @@ class Target:
 
 # -- building a Target ------------------------------------------------------------------------
 def from_build(
-    build_dir: Path, emulated: bool = False, m: manifest.Manifest | None = None
+    build_dir: Path,
+    emulated: bool = False,
+    m: manifest.Manifest | None = None,
+    name: Path | None = None,
 ) -> Target:
     """The system in a build directory: for hardware, or as the emulator boots it. `m` is
-    its manifest when the caller has it at hand (the build itself), else it is read."""
+    its manifest when the caller has it at hand (the build itself), else it is read; `name`
+    is what reports call the build (the build itself is written under a temporary name)."""
     m = m or manifest.read(build_dir)
-    if not m.boot_files.dtb:
-        raise XenkitError(
-            f"{build_dir} is a {m.board} build without a device tree: xenkit check covers "
-            "device-tree boards so far"
-        )
     which = "emulator" if emulated else "hardware"
     config = m.boot_files.config_txt
+    tree = None
+    if m.boot_files.dtb:
+        tree = dt.DeviceTree.load(m.path(build_dir, "emulator_dtb" if emulated else "dtb"))
+    guests = sum(parse_size(g.memory, "memory") for g in m.runtime_guests)
     return Target(
         board=manifest.board(build_dir),
-        tree=dt.DeviceTree.load(m.path(build_dir, "emulator_dtb" if emulated else "dtb")),
+        tree=tree,
         ram=m.emulated_ram_banks if emulated else m.ram_banks,
         xen_cmdline=m.xen_cmdline,
         dom0_cmdline=m.emulator_dom0_cmdline if emulated else m.dom0_cmdline,
@@ -117,9 +134,22 @@ def from_build(
         xen_version=binaries.xen_version(m.path(build_dir, "xen")),
         linux_version=binaries.linux_version(m.path(build_dir, "kernel")),
         kernel_isize=m.kernel_isize,
-        description=f"{build_dir} ({which})",
+        description=f"{name or build_dir} ({which})",
         checks=m.checks,
+        guests_memory=guests,
+        emulated=emulated,
+        cpu_flags=None if emulated else host_cpu_flags(),
     )
+
+
+def host_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """This machine's CPU flags: a PC build is often booted on the machine it was built on."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    m = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+    return frozenset(m.group(1).split()) if m else None
 
 
 def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Bank, ...]:

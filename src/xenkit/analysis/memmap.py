@@ -47,7 +47,7 @@ def regions(t: Target) -> list[Region]:
         Region(cpu, a, a + n, f"reserved ({why})", "reserved")
         for a, n, why in t.addresses.reserved()
     ]
-    tree = t.tree
+    tree = t.devicetree
     for path, _ in tree.nodes():
         if path.count("/") != 1 or path == "/":
             continue

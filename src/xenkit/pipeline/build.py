@@ -37,9 +37,6 @@ from xenkit.xen import xl
 
 log = logging.getLogger("xenkit")
 
-# xenkit check reads a board's device tree; a board without one (the PC) is not checked yet.
-NOT_CHECKED = "no device tree: xenkit check covers device-tree boards so far"
-
 # File names on the Arm boards' boot partition (other architectures: config/arch.py).
 _ARM = arch.get("arm64")
 XEN, KERNEL, RAMDISK = _ARM.xen_file, _ARM.kernel_file, arch.RAMDISK_FILE
@@ -267,7 +264,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         shutil.rmtree(root)
         (tmp / manifest.BOARD_FILE).write_text(spec.board.source)
         m = _manifest(spec, art, tmp, staged, target.checks, time.monotonic() - started)
-        m = replace(m, check=_check_and_map(tmp, m))
+        m = replace(m, check=_check_and_map(tmp, m, out))
         manifest.write(tmp, m)
         files.replace_dir(tmp, out)
     except BaseException:
@@ -276,14 +273,14 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
     return m
 
 
-def _check_and_map(out: Path, m: Manifest) -> dict[str, Any]:
-    """The check report and the address map of what was built, for the hardware image."""
-    if not m.boot_files.dtb:
-        (out / "check.txt").write_text(NOT_CHECKED + "\n")
-        return {"worst": "not checked", "findings": [], "why": NOT_CHECKED}
-    target = check.from_build(out, m=m)
+def _check_and_map(out: Path, m: Manifest, name: Path) -> dict[str, Any]:
+    """The check report and the address map of what was built into `out`, for the hardware
+    image, under the build's own `name`."""
+    target = check.from_build(out, m=m, name=name)
     findings = check.run_checks(target)
     (out / "check.txt").write_text(check.report(target, findings) + "\n")
+    if not m.boot_files.dtb:
+        return check.as_json(target, findings)  # the address map draws a device tree
     memmap.render_files(target, out / "map")
     (out / "map.txt").write_text(memmap.render_text(target) + "\n")
     return check.as_json(target, findings)

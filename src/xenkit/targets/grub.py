@@ -204,8 +204,14 @@ def need_file(path: Path) -> Path:
 class Grub(Target):
     name = "grub"
     firmware = "firmware + GRUB"
-    # The PC's own checks (virtualisation features, HAP, console) are still to come.
-    checks = ()
+    checks = (
+        "xen version",
+        "dom0 linux version",
+        "pc console",
+        "dom0 console",
+        "guest memory",
+        "virtualisation",
+    )
     root = Live(VOLUME, (LAYER, BASE), persistence.LABEL)
     offers: ClassVar[dict[str, tuple[str, ...]]] = {
         "firmware": ("bios", "uefi"),
