@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _info(m: Manifest) -> str:
+def _info(m: Manifest, build_dir: Path) -> str:
     lines = [
         f"board      {m.board} ({m.description}), RAM {m.ram}, boots through {m.target}",
         f"built      {m.built} by xenkit {m.xenkit}",
@@ -87,10 +87,13 @@ def _info(m: Manifest) -> str:
     ]
     lines += [f"  {p.name:<32} {p.version:<36} {p.sha256[:16]}" for p in m.packages]
     lines += [f"  {role:<32} {path} (local file)" for role, path in m.local_files.items()]
-    lines.append("load layout (hardware boot script)")
-    lines += [
-        f"  {p.name:<8} {p.address:>#12x} - {p.end:>#12x}  {human(p.file_size)}" for p in m.layout
-    ]
+    if m.layout:
+        lines.append("load layout (hardware boot script)")
+        lines += [
+            f"  {p.name:<8} {p.address:>#12x} - {p.end:>#12x}  {human(p.file_size)}"
+            for p in m.layout
+        ]
+    lines += targets.get(m.target).describe(build_dir)
     lines.append("files")
     lines += [f"  {name:<40} {human(f.size):>10}  {f.sha256[:16]}" for name, f in m.files.items()]
     return "\n".join(lines)
@@ -98,7 +101,7 @@ def _info(m: Manifest) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     m = manifest.read(Path(args.dir))
-    print(manifest.to_json(m).rstrip() if args.json else _info(m))
+    print(manifest.to_json(m).rstrip() if args.json else _info(m, Path(args.dir)))
     return 0
 
 

@@ -124,6 +124,15 @@ def test_a_bad_source_date_epoch_is_one_line(monkeypatch: pytest.MonkeyPatch) ->
     assert grub.epoch() == grub.FAT_EPOCH
 
 
+def test_xorriso_listings_give_each_files_size() -> None:
+    listing = (
+        "\n'/boot':\ntotal 4\ndr-xr-xr-x    1 0        0               0 Jan  1  1980 'grub'\n"
+        "-r--r--r--    1 0        0         1178795 Jan  1  1980 'xen.gz'\n\n"
+        "'/live':\n-r--r--r--    1 0        0        62398464 Jan  1  1980 'base.sqfs'\n"
+    )
+    assert grub._listed(listing) == [("boot/xen.gz", 1178795), ("live/base.sqfs", 62398464)]
+
+
 def test_entry_without_check_is_refused(tmp_path: Path) -> None:
     proc = xenkit("run", "--entry", "1", str(tmp_path))
     assert proc.returncode == 2
@@ -192,6 +201,7 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
     assert iso.read_bytes()[510:512] == b"\x55\xaa"
     info = xenkit("info", str(out))
     assert "boots through grub" in info.stdout and "Xen        4.17" in info.stdout, info.stdout
+    assert "  2  Linux without Xen" in info.stdout and "/live/base.sqfs" in info.stdout
     check = xenkit("check", "--emulated", str(out))
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ok    virtualisation" in check.stdout and "ok    guest memory" in check.stdout

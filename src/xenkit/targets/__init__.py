@@ -116,6 +116,11 @@ class Target(ABC):
         """QEMU booting the build as the board would, from a copy of its media, as
         `choices` (checked by check_choices) ask."""
 
+    def describe(self, build_dir: Path) -> list[str]:
+        """Lines for `xenkit info` about what the target wrote (a boot menu, the image's
+        contents), beyond what the manifest says."""
+        return []
+
     def add_to_root(self, build_dir: Path, added: dict[str, bytes]) -> tuple[str, ...]:
         """Put `added` (path under / -> content) into Dom0's root in a built image, the
         image replaced only once whole; the media files it rewrote, for the manifest."""

@@ -28,7 +28,7 @@ from xenkit.config.boards import Board
 from xenkit.config.spec import SystemSpec
 from xenkit.core import files
 from xenkit.core.proc import need, run
-from xenkit.core.sizes import format_size
+from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
 from xenkit.images import persistence
 from xenkit.pipeline.manifest import BootFiles
@@ -182,6 +182,17 @@ def mkrescue(tree: Path, dest: Path, when: int) -> None:
         f.write(struct.pack("<I", when & 0xFFFFFFFF))
 
 
+def _listed(listing: str) -> list[tuple[str, int]]:
+    """(path, size) from xorriso's -lsl output, which lists each directory after its name."""
+    found, folder = [], ""
+    for line in listing.splitlines():
+        if line.startswith("'/") and line.endswith("':"):
+            folder = line[2:-2]
+        elif m := re.match(r"^-\S+\s+\d+\s+\d+\s+\d+\s+(\d+)\s+.*'([^']+)'$", line):
+            found.append((f"{folder}/{m.group(2)}", int(m.group(1))))
+    return found
+
+
 def _medium(image: Path, copy: Path) -> Path:
     """The emulated stick or disk: a copy of `image` that lives as long as the image does,
     so a second run is a reboot that finds what the first wrote (persistence)."""
@@ -277,6 +288,38 @@ class Grub(Target):
     def _write(tree: Path, iso: Path) -> None:
         with files.replacing(iso) as partial:
             mkrescue(tree, partial, epoch())
+
+    def describe(self, build_dir: Path) -> list[str]:
+        """The menu as --entry numbers it, and what the image holds, read from the image."""
+        iso = build_dir / ISO
+        if not iso.exists():
+            return []
+        listing = run(
+            [need("xorriso"), "-indev", iso, "-lsl", "/boot", "/live", "--"],
+            capture=True,
+            check=False,
+        ).stdout
+        sizes = dict(_listed(listing))
+        work = files.new_dir_beside(build_dir / ".info")
+        try:
+            cfg = work / "grub.cfg"
+            run([need("xorriso"), "-osirrox", "on", "-indev", iso, "-extract", "/" + OURS[0], cfg])
+            titles = re.findall(r'^menuentry "([^"]+)"', cfg.read_text(), re.M)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        lines = ["boot menu (xenkit run --check --entry N)"]
+        lines += [f"  {i}  {title}" for i, title in enumerate(titles)]
+        lines.append(f"image {ISO} (volume {VOLUME})")
+        what = {BASE: "Dom0's root: toolstack and drivers", LAYER: "this build's layer"}
+        for path in (*OURS[1:], LAYER, BASE):
+            if path in sizes:
+                note = f"  {what[path]}" if path in what else ""
+                lines.append(f"  /{path:<22} {human(sizes[path]):>10}{note}")
+        usb = build_dir / USB
+        if usb.exists():
+            extra = usb.stat().st_size - iso.stat().st_size
+            lines.append(f"{USB}: {ISO} and a persistence partition ({human(extra)})")
+        return lines
 
     def add_to_root(self, build_dir: Path, added: dict[str, bytes]) -> tuple[str, ...]:
         """A new top layer with `added` over the old one, and the image written again from
