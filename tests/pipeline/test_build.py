@@ -117,3 +117,25 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(XenkitError, match="non-empty directory xenkit did not build"):
         build.build(make_spec(board="rpi4"), tmp_path)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.debian
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs in a mount namespace")
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A real full filesystem (40M, less than the PC image needs), in a private mount
+    namespace so the host sees nothing of it."""
+    import subprocess
+    import sys
+
+    script = (
+        f"mount -t tmpfs -o size=40M tmpfs {tmp_path} && "
+        f"{sys.executable} -m xenkit build --board pc -o {tmp_path}/out; rc=$?; "
+        f"ls -A {tmp_path}; exit $rc"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, check=False
+    )
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"xenkit: error: no space left for the build in {tmp_path}")
+    assert proc.stdout.strip() == "", "a partial build was left behind"

@@ -266,7 +266,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
     script = work / "report.sh"
     script.write_text(REPORT)
     out = work / "out"
-    m = build.build(make_spec(board="pc", dom0_autorun=str(script), persist="64M"), out)
+    system = make_spec(
+        board="pc", dom0_autorun=str(script), persist="64M", guest=[{"name": "spare"}]
+    )
+    m = build.build(system, out)
     assert m.media == ("live.iso", "live-usb.img")
     return out
 
@@ -293,6 +296,7 @@ def _boot(
     if entry == 2:
         # Linux without Xen: no hypervisor line on the console, none for Dom0 to find.
         assert banner.group(1) == "none (Linux without Xen)" and "(XEN)" not in console
+        assert "its guests (/etc/xen/*.cfg) need a Xen entry of the boot menu" in console
     else:
         assert banner.group(1).startswith("4.17") and r["dom0-mem"] == ["512"]
     return console, r

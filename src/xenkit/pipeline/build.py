@@ -8,6 +8,7 @@ boot target's business (xenkit.targets): the pipeline is the same for every boar
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import tempfile
@@ -267,10 +268,23 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         m = replace(m, check=_check_and_map(tmp, m, out))
         manifest.write(tmp, m)
         files.replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(exc):
+            free = shutil.disk_usage(out.parent).free
+            raise XenkitError(
+                f"no space left for the build in {out.parent} ({format_size(free)} free once "
+                "the partial build was removed): free some, or build elsewhere with -o"
+            ) from None
         raise
     return m
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """A full disk, met by xenkit itself or by a tool it ran (mksquashfs, xorriso, mkfs)."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return isinstance(exc, XenkitError) and "No space left on device" in str(exc)
 
 
 def _check_and_map(out: Path, m: Manifest, name: Path) -> dict[str, Any]:

@@ -388,6 +388,11 @@ echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)," 
     "xl sees $domains domains$found"
 echo
 
+if ! $xen && ls /etc/xen/*.cfg >/dev/null 2>&1; then
+    echo "xenkit: this is Linux without Xen: its guests (/etc/xen/*.cfg) need a Xen entry" \
+        "of the boot menu"
+fi
+
 if [ -x /etc/xenkit/autorun ]; then
     echo "xenkit: autorun start"
     /etc/xenkit/autorun 2>&1
