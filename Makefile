@@ -44,6 +44,7 @@ bench: deps
 	$(BIN)/python benchmarks/tftp_serve.py
 	$(BIN)/python benchmarks/tick_jitter.py --board $(BOARD)
 	$(BIN)/python benchmarks/guest_start.py --board $(BOARD)
+	$(BIN)/python benchmarks/pc_live.py
 
 clean:
 	rm -rf out

@@ -113,3 +113,25 @@ def test_guest_start_quick() -> None:
     (dom0,) = numbers(rf"power-on -> Dom0 \(toolstack\) ready:\s+{NUM} s$", out)
     (ratio,) = numbers(rf"ratio xl create / dom0less from power-on: {NUM}x$", out)
     assert created == median > 0 and dom0less > 0 and dom0 > 0 and ratio > 0
+
+
+def test_pc_live_quick() -> None:
+    out = bench("pc_live", timeout=900)
+    assert re.search(r"^xenkit on the PC \(pc board\), 1 run\(s\)", out, re.M), out
+    (cold,) = numbers(rf"^cold build\s+{NUM} s\s+-\s+-\s+-$", out)
+    assert cold > 0
+    # Each compared row: xenkit's seconds, the peer's, their ratio.
+    for metric, peer in (
+        ("warm rebuild (Xen cmdline)", "cold build"),
+        ("to Dom0 ready, bios + GRUB", "QEMU multiboot"),
+        ("PV guest start (xl create)", "Dom0's kernel phase"),
+    ):
+        pattern = rf"^{re.escape(metric)}\s+{NUM} s\s+{re.escape(peer)}\s+{NUM} s\s+{NUM}x$"
+        ours, theirs, ratio = numbers(pattern, out)
+        assert ours > 0 and theirs > 0 and ratio > 0, metric
+    mib, alpine, ratio = numbers(
+        rf"^image size \(live.iso\)\s+{NUM} MiB\s+Alpine's Xen ISO \(3.18.0\)\s+{NUM} MiB"
+        rf"\s+{NUM}x$",
+        out,
+    )
+    assert 0 < mib < alpine == 221.0 and ratio > 0
