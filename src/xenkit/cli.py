@@ -306,7 +306,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
     p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
     p.add_argument("--firmware", help="the PC's firmware: bios (SeaBIOS, default) or uefi (OVMF)")
-    p.add_argument("--media", help="the PC's image as a cd (default), a usb stick or a disk")
+    p.add_argument(
+        "--media", help="the PC's image as a cd (default), a usb stick, a virtio disk or sata"
+    )
     p.add_argument("--nic", help="the PC's network card: e1000 (default) or virtio")
     p.add_argument(
         "--entry",

@@ -55,10 +55,12 @@ FAT_EPOCH = 315532800
 FAT_SERIAL = 0x27
 # UEFI for QEMU's PC (the hostdeps table installs it).
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
-# Where the image goes besides a CD drive: a stick on an xHCI controller, a virtio disk.
+# Where the image goes besides a CD drive: a stick on an xHCI controller, a virtio disk, a
+# SATA disk on an AHCI controller.
 MEDIA = {
     "usb": ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=medium"],
     "disk": ["-device", "virtio-blk-pci,drive=medium"],
+    "sata": ["-device", "ahci,id=ahci", "-device", "ide-hd,drive=medium,bus=ahci.0"],
 }
 NICS = {"e1000": "e1000", "virtio": "virtio-net-pci"}
 # GRUB draws its menu on the serial line with this hint under it; arrow keys move down it.
@@ -226,7 +228,7 @@ class Grub(Target):
     root = Live(VOLUME, (LAYER, BASE), persistence.LABEL)
     offers: ClassVar[dict[str, tuple[str, ...]]] = {
         "firmware": ("bios", "uefi"),
-        "media": ("cd", "usb", "disk"),
+        "media": ("cd", "usb", "disk", "sata"),
         "nic": ("e1000", "virtio"),
     }
     menu_entries = 4
