@@ -42,13 +42,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
     for image in m.media:
         print(f"  image: {out}/{image} ({human((out / image).stat().st_size)})")
-    # The last is what goes on a stick or card (the one with a persistence partition).
-    image = m.media[-1]
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
     drawn = f", map in {out}/map.svg" if (out / "map.svg").exists() else ""
     print(f"  check: {m.check['worst']} (report in {out}/check.txt{drawn})")
-    print(f"  boot it: xenkit run {out}    write it: dd if={out}/{image} of=/dev/sdX bs=4M")
+    print(f"  boot it: xenkit run {out}    write it: xenkit write {out} /dev/sdX")
     return 0
 
 
@@ -97,6 +95,19 @@ def _info(m: Manifest, build_dir: Path) -> str:
     lines.append("files")
     lines += [f"  {name:<40} {human(f.size):>10}  {f.sha256[:16]}" for name, f in m.files.items()]
     return "\n".join(lines)
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    from xenkit.images import writer
+
+    build_dir = Path(args.dir)
+    m = manifest.read(build_dir)
+    # The last medium is the one for a stick or card (with the persistence partition).
+    image = build_dir / m.media[-1]
+    hint = "use a bigger one, or rebuild with a smaller --persist"
+    done = writer.write(image, Path(args.device), hint)
+    print(f"wrote {image.name} ({human(done)}) to {args.device}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -387,6 +398,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--type", help="xl's guest type: pvh on Arm (the default), pv on the pc")
     g.add_argument("--cmdline", help="words added to its kernel command line")
     g.set_defaults(func=cmd_guest_add)
+
+    p = sub.add_parser("write", help="write a build's image to a USB stick, card or disk")
+    p.add_argument("dir", help="build directory")
+    p.add_argument("device", help="the stick's block device (e.g. /dev/sdb), or an image file")
+    p.set_defaults(func=cmd_write)
 
     p = sub.add_parser("info", help="versions, layout and files of a build")
     p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="build directory")
