@@ -86,14 +86,7 @@ def test_each_target_names_the_checks_that_apply_to_its_boards(pi4_dtb: Path) ->
     # Only the Pi firmware reads config.txt; the PC has no device tree to check, and its
     # Xen no dtuart.
     assert set(rpi) - set(uboot) == {"config.txt enable_uart"}
-    assert set(grub) == {
-        "xen version",
-        "dom0 linux version",
-        "dom0 console",
-        "pc console",
-        "guest memory",
-        "virtualisation",
-    }
+    assert "pc console" in grub and not {"gic", "xen console", "dma reach"} & set(grub)
     board = boards.load("rpi4")
     t = check.from_parts(board, pi4_dtb, board.ram["4G"], "console=dtuart dtuart=serial1", "")
     everything = {f.check for f in check.run_checks(t)}

@@ -134,45 +134,48 @@ trap 'sync; reboot -f' TERM
 while true; do wait; done
 """
 
-# Dom0's root is elsewhere: wait for the filesystem with its label (disk controllers and
-# USB probe asynchronously; a USB stick under emulation takes seconds), mount it, hand over.
-FIND = r"""
+# Dom0's root is elsewhere: wait for it (disk controllers and USB probe asynchronously; a
+# USB stick under emulation takes seconds), mount it, hand over. find_dev names the device.
+WAIT = r"""
 i=0
-while ! dev=$(findfs LABEL=@LABEL@ 2>/dev/null); do
+until dev=$(find_dev); do
     i=$((i + 1))
-    if [ $i -gt 600 ]; then echo "xenkit: no filesystem labelled @LABEL@ found"; exec sh; fi
-    sleep 0.1
-done
-mkdir -p /newroot
-"""
-# The toolstack root on the card's ext4 partition.
-PARTITION = r"""
-mount -t ext4 "$dev" /newroot || { echo "xenkit: cannot mount $dev"; exec sh; }
-echo "xenkit: Dom0 root is $dev"
-"""
-# A live medium is an ISO 9660 image: on a CD, or written whole to a stick or disk, where
-# the filesystem starts at the disk's first byte. Its partition table (grub-mkrescue's GPT
-# has an HFS+ partition with the same name for Macs) must not be mistaken for it, so the
-# medium is the device whose primary volume descriptor (sector 16) names it.
-FIND_ISO = r"""
-iso() {
-    [ "$(dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] &&
-        [ "$(dd if="$1" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')" = "@LABEL@" ]
-}
-i=0
-dev=""
-while [ -z "$dev" ]; do
-    for b in /sys/class/block/*; do
-        case "${b##*/}" in loop* | ram* | zram*) continue ;; esac
-        iso "/dev/${b##*/}" && dev=/dev/${b##*/} && break
-    done
-    [ -n "$dev" ] && break
-    i=$((i + 1))
-    if [ $i -gt 300 ]; then echo "xenkit: no medium labelled @LABEL@ found"; exec sh; fi
+    if [ $i -gt 300 ]; then echo "xenkit: nothing labelled @LABEL@ found"; exec sh; fi
     sleep 0.2
 done
 mkdir -p /newroot
 """
+# The toolstack root on the card's ext4 partition, found by its label.
+PARTITION = (
+    r"""
+find_dev() { findfs LABEL=@LABEL@ 2>/dev/null; }
+"""
+    + WAIT
+    + r"""
+mount -t ext4 "$dev" /newroot || { echo "xenkit: cannot mount $dev"; exec sh; }
+echo "xenkit: Dom0 root is $dev"
+"""
+)
+# A live medium is an ISO 9660 image: on a CD, or written whole to a stick or disk, where
+# the filesystem starts at the disk's first byte. Its partition table (grub-mkrescue's GPT
+# has an HFS+ partition with the same name for Macs) must not be mistaken for it, so the
+# medium is the device whose primary volume descriptor (sector 16) names it.
+FIND_ISO = (
+    r"""
+iso() {
+    [ "$(dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] &&
+        [ "$(dd if="$1" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')" = "@LABEL@" ]
+}
+find_dev() {
+    for b in /sys/class/block/*; do
+        case "${b##*/}" in loop* | ram* | zram*) continue ;; esac
+        iso "/dev/${b##*/}" && echo "/dev/${b##*/}" && return 0
+    done
+    return 1
+}
+"""
+    + WAIT
+)
 # A live root: read-only compressed layers on the medium under a tmpfs, joined by overlayfs.
 # /run holds the mounts and moves into the new root, so Dom0 sees its medium.
 LIVE = r"""
@@ -293,7 +296,7 @@ def build(
             mount = FIND_ISO + LIVE.replace("@LAYERS@", " ".join(root.layers))
             mount = mount.replace("@PERSIST@", root.persist)
         else:
-            mount = FIND + PARTITION
+            mount = PARTITION
         body = (mount + HANDOVER).replace("@LABEL@", root.label)
         body = body.replace("@INIT@", root_init.lstrip("/"))
     elif guest:
