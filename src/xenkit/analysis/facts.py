@@ -55,7 +55,7 @@ class Target:
     linux_version: Version | None = None
     kernel_isize: int | None = None
     description: str = ""
-    # The checks that apply (the boot target's, by name); None: every one.
+    # The checks that apply (the boot target's, by name); None: a device-tree board's.
     checks: tuple[str, ...] | None = None
     # What the run-time guests may take at most, together.
     guests_memory: int = 0
