@@ -44,7 +44,8 @@ say banner $? "$(awk -v s="$start" -v t="$(uptime)" 'BEGIN { printf "%.2f", t - 
 peers=$(sed -n 's/.*xenkit\.ping=\([^ "]*\).*/\1/p' "/etc/xen/$guest.cfg" | tr , ' ' | wc -w)
 # -a: a console log can hold NUL bytes, and grep would then print "binary file matches".
 pinged() { [ "$(grep -a -c "xenkit: guest $guest ping" "$log")" -ge "$peers" ]; }
-wait_for 60 pinged
+# A DHCP lease first where the guest asks for one (up to 20 s of udhcpc's tries).
+wait_for 150 pinged || say guest-ping-late "$(tail -n 6 "$log" | tr -d '\0' | tr '\n' ' ')"
 n=0
 grep -a -o "xenkit: guest $guest ping .*" "$log" | while read -r line; do
     n=$((n + 1))

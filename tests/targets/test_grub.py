@@ -231,6 +231,7 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
     assert r["configs"] == ["g1.cfg", "spare.cfg"]
     assert r["create"][0] == "0", r["create"]
     assert r["banner"][0] == "0", "the PV guest never printed its banner"
+    assert "guest-ping2" in r, r  # guest-ping-late says what the guest's console showed
     assert r["guest-ping"][3:6] == ["ping", scenarios.PC_DOM0, "ok"], r["guest-ping"]
     assert r["guest-ping2"][3:6] == ["ping", scenarios.PC_GATEWAY, "ok"], r["guest-ping2"]
     # The guest's address came from the network Dom0 bridged it onto.
