@@ -81,6 +81,15 @@ def copy_sparse_file(src: Path, dst: Path) -> None:
         raise XenkitError(f"copying {src} to {dst}: {exc.strerror}") from None
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where both sit on one filesystem (free, and the source is never written
+    through), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def new_dir_beside(out: Path) -> Path:
     """An empty directory beside `out` to build into, then `replace_dir` it over `out`."""
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))

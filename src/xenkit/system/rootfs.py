@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from xenkit.core.files import link_or_copy
 from xenkit.core.proc import need, run
 from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home
@@ -156,21 +157,18 @@ def _key(packages: list[Package], hardware: Hardware | None) -> str:
 
 def _add_hardware(root: Path, hw: Hardware) -> int:
     """The hardware modules, hard-linked from the module cache, and depmod's index."""
-    files = hw.files()
-    for path, src in files:
+    found = hw.files()
+    for path, src in found:
         dst = root / path
         dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
+        link_or_copy(src, dst)
     base = root / "usr/lib/modules" / hw.modules.release
     for f in hw.modules.root.iterdir():
         # modules.builtin and its modinfo: modprobe must know what needs no loading.
         if f.is_file():
             shutil.copyfile(f, base / f.name)
     run([need("depmod"), "-b", root, hw.modules.release])
-    return len(files)
+    return len(found)
 
 
 def assemble(apt: Apt, xen: str, hardware: Hardware | None = None) -> Tree:

@@ -26,7 +26,7 @@ from typing import ClassVar
 from xenkit.config import arch
 from xenkit.config.boards import Board
 from xenkit.config.spec import SystemSpec
-from xenkit.core import files
+from xenkit.core import files, hostdeps
 from xenkit.core.proc import need, run
 from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
@@ -143,12 +143,10 @@ def _base(tree: Path) -> Path:
     return image
 
 
-def _place(src: Path, dest: Path) -> None:
-    """A hard link where the cache and the build share a filesystem, else a copy."""
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
+def _extract(iso: Path, paths: list[str], dest: Path) -> None:
+    """Files xenkit put on the image, back out of it, to the same paths under `dest`."""
+    picks = [a for p in paths for a in ("-extract", f"/{p}", str(dest / p))]
+    run([need("xorriso"), "-osirrox", "on", "-indev", iso, *picks])
 
 
 def epoch() -> int:
@@ -210,7 +208,10 @@ def _medium(image: Path, copy: Path) -> Path:
 
 def need_file(path: Path) -> Path:
     if not path.exists():
-        raise XenkitError(f"{path} is missing: run scripts/install-system-deps.sh (package ovmf)")
+        package = hostdeps.FILES.get(str(path), "the package that has it")
+        raise XenkitError(
+            f"{path} is missing: run scripts/install-system-deps.sh (package {package})"
+        )
     return path
 
 
@@ -269,7 +270,7 @@ class Grub(Target):
         (tree / "boot" / "grub" / "grub.cfg").write_text(menu(spec, timeout, spec.dom0_cmdline))
         if job.tree:
             (tree / "live").mkdir()
-            _place(_base(job.tree.path), tree / BASE)
+            files.link_or_copy(_base(job.tree.path), tree / BASE)
             squashfs(job.root, tree / LAYER)
         self._write(tree, job.out / ISO)
         made: tuple[str, ...] = (ISO,)
@@ -304,9 +305,8 @@ class Grub(Target):
         sizes = dict(_listed(listing))
         work = files.new_dir_beside(build_dir / ".info")
         try:
-            cfg = work / "grub.cfg"
-            run([need("xorriso"), "-osirrox", "on", "-indev", iso, "-extract", "/" + OURS[0], cfg])
-            titles = re.findall(r'^menuentry "([^"]+)"', cfg.read_text(), re.M)
+            _extract(iso, [OURS[0]], work)
+            titles = re.findall(r'^menuentry "([^"]+)"', (work / OURS[0]).read_text(), re.M)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         lines = ["boot menu (xenkit run --check --entry N)"]
@@ -330,9 +330,7 @@ class Grub(Target):
         work = files.new_dir_beside(build_dir / ".add")
         try:
             tree, layer = work / "iso", work / "layer"
-            picks = [*OURS, LAYER, BASE]
-            extract = [a for p in picks for a in ("-extract", f"/{p}", str(tree / p))]
-            run([need("xorriso"), "-osirrox", "on", "-indev", iso, *extract])
+            _extract(iso, [*OURS, LAYER, BASE], tree)
             if not (tree / LAYER).exists():
                 raise XenkitError(f"{build_dir} has no live root to add to: build with --toolstack")
             run([need("unsquashfs"), "-q", "-no-progress", "-d", layer, tree / LAYER])
