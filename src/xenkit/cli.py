@@ -56,7 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
     board = manifest.board(build_dir)
-    choices = qemu.Choices(args.firmware or "", args.media or "", args.nic or "", args.entry)
+    choices = qemu.Choices(
+        args.firmware or "", args.media or "", args.nic or "", args.entry, args.cpu or ""
+    )
     plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)
     if not args.check:
         return emulate.interactive(plan)
@@ -227,12 +229,14 @@ def cmd_guest_add(args: argparse.Namespace) -> int:
         ("ip", args.ip),
         ("ping", args.ping),
         ("type", args.type),
+        ("pv_drivers", args.pv_drivers),
+        ("disk", args.disk),
         ("cmdline", args.cmdline),
     ):
         if value is not None:
             table[key] = str(Path(value).resolve()) if key in ("kernel", "ramdisk") else value
     g = guest.add(Path(args.dir), table)
-    print(f"added {g.name} to {args.dir}: in Dom0, xl create /etc/xen/{g.name}.cfg")
+    print(f"added {g.type} guest {g.name} to {args.dir}: in Dom0, xenkit-start {g.name}")
     print(
         f"  memory {format_size(g.memory)} (up to {format_size(max(g.memory, g.maxmem))}),"
         f" vCPUs {g.vcpus} (up to {max(g.vcpus, g.maxvcpus)}), address {g.ip or 'none'}"
@@ -322,6 +326,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--nic", help="the PC's network card: e1000 (default) or virtio")
     p.add_argument(
+        "--cpu",
+        help="QEMU's -cpu in place of the board's (e.g. qemu64: a PC without VT-x/AMD-V)",
+    )
+    p.add_argument(
         "--entry",
         type=int,
         help="with --check: the boot menu entry to pick, from 0, typed on the serial line",
@@ -395,7 +403,18 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--ping", help="addresses it pings once up, comma-separated (gateway: its router's)"
     )
-    g.add_argument("--type", help="xl's guest type: pvh on Arm (the default), pv on the pc")
+    g.add_argument(
+        "--type",
+        help="pv (the default), pvh or hvm on the pc; on Arm guests are all one kind: leave out",
+    )
+    g.add_argument(
+        "--no-pv-drivers",
+        dest="pv_drivers",
+        action="store_false",
+        default=None,
+        help="an HVM guest with the emulated NIC and disk instead of Xen's PV drivers",
+    )
+    g.add_argument("--disk", help="a disk image of this size for it (made in Dom0 at first start)")
     g.add_argument("--cmdline", help="words added to its kernel command line")
     g.set_defaults(func=cmd_guest_add)
 

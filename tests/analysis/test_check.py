@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -279,9 +280,48 @@ def test_pc_pitfalls_are_named_with_the_fix(
     assert str(f.verdict) == verdict and words in f.detail, f
 
 
-def test_the_emulated_pc_has_hap_from_qemus_max_cpu() -> None:
+def test_the_emulated_pc_has_hap_from_its_qemu_cpu() -> None:
     f = _found(_pc(emulated=True, cpu_flags=None))["virtualisation"]
-    assert f.verdict == check.Verdict.OK and "-cpu max" in f.detail
+    assert f.verdict == check.Verdict.OK and "AMD-V with nested paging" in f.detail
+
+
+@pytest.mark.parametrize(
+    ("cpu", "flags"),
+    [
+        ("max", {"svm", "npt"}),
+        ("max,fsgsbase=off", {"svm", "npt", "fsgsbase"} - {"fsgsbase"}),
+        ("max,svm=off", {"npt"}),
+        ("max,-npt", {"svm"}),
+        ("qemu64", {"svm"}),
+        ("qemu64,-svm", set()),
+        ("qemu64,+svm,+npt", {"svm", "npt"}),
+        ("qemu64,svm=on,npt=on", {"svm", "npt"}),
+    ],
+)
+def test_qemus_cpu_option_says_what_virtualisation_xen_gets(cpu: str, flags: set[str]) -> None:
+    assert check.emulated_cpu_flags(cpu) & {"svm", "npt", "vmx", "ept"} == flags
+
+
+def _emulated_pc(cpu: str, guests: tuple[tuple[str, str], ...]) -> check.Target:
+    board = boards.load("pc")
+    board = replace(board, emulate=replace(board.emulate, cpu=cpu))
+    return _pc(board=board, emulated=True, cpu_flags=None, guest_types=guests)
+
+
+def test_guests_the_emulated_pc_cannot_run_fail_with_the_fix() -> None:
+    guests = (("g1", "pv"), ("g2", "hvm"), ("g3", "pvh"))
+    f = _found(_emulated_pc("qemu64", guests))["virtualisation"]
+    assert f.verdict == check.Verdict.FAIL
+    assert f.detail == (
+        "the emulated PC (QEMU -cpu qemu64) has AMD-V without nested paging, and Debian's "
+        "Xen has no shadow paging: PV guests only; g2 (hvm), g3 (pvh) cannot run"
+    )
+    assert f.fix.startswith('give them type = "pv", or emulate')
+    assert str(_found(_emulated_pc("qemu64", guests[:1]))["virtualisation"].verdict) == "warn"
+    assert str(_found(_emulated_pc("qemu64,+svm,+npt", guests))["virtualisation"].verdict) == "ok"
+    # On hardware a live image may boot on another PC: a warning, not a failure.
+    host = _pc(cpu_flags=frozenset({"sse2"}), guest_types=guests)
+    assert str(_found(host)["virtualisation"].verdict) == "warn"
 
 
 def test_host_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

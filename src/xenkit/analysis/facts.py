@@ -62,6 +62,8 @@ class Target:
     emulated: bool = False
     # The CPU flags of the machine xenkit runs on (/proc/cpuinfo); None: not read.
     cpu_flags: frozenset[str] | None = None
+    # The run-time guests' (name, type).
+    guest_types: tuple[tuple[str, str], ...] = ()
 
     @property
     def devicetree(self) -> dt.DeviceTree:
@@ -139,6 +141,7 @@ def from_build(
         guests_memory=guests,
         emulated=emulated,
         cpu_flags=None if emulated else host_cpu_flags(),
+        guest_types=tuple((g.name, g.type) for g in m.runtime_guests),
     )
 
 

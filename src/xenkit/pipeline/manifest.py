@@ -78,10 +78,11 @@ class GuestEntry:
     vcpus: int
     maxvcpus: int
     ip: str
+    type: str = ""  # pv, pvh, hvm on x86; arm on Arm ("" in manifests before types)
 
 
 def guest_entry(g: xl.Guest) -> GuestEntry:
-    return GuestEntry(g.name, format_size(g.memory), g.vcpus, g.maxvcpus, g.ip)
+    return GuestEntry(g.name, format_size(g.memory), g.vcpus, g.maxvcpus, g.ip, g.type)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -40,6 +40,10 @@ def prepare(
     target = targets.for_board(board)
     choices = choices or Choices()
     target.check_choices(board, choices)
+    if choices.cpu:
+        # Any board's emulator takes another CPU model (one without virtualisation, to see
+        # what a guest type needs).
+        board = replace(board, emulate=replace(board.emulate, cpu=choices.cpu))
     return target.run_plan(board, ram, build_dir, workdir, netdev, choices)
 
 

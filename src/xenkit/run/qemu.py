@@ -38,6 +38,7 @@ class Choices:
     media: str = ""  # "cd", "usb", "disk": what the image is in
     nic: str = ""  # the network card's model
     entry: int | None = None  # the boot menu's entry, from 0
+    cpu: str = ""  # QEMU's -cpu, in place of the board's
 
 
 def binary(board: Board) -> str:

@@ -5,7 +5,7 @@ grub-mkrescue writes the image from a directory, without root or loop mounts: an
 filesystem with El Torito entries for BIOS and UEFI and an MBR, so the same file boots from a
 CD, and written to a USB stick or used as a disk (../shared/field-notes.md: verified with
 SeaBIOS from CD, OVMF from CD and SeaBIOS as a USB stick). Under QEMU it boots from a CD
-drive, on the pc machine with -cpu max (TCG gives Xen SVM and hardware-assisted paging).
+drive, on the pc machine with a CPU model that gives Xen SVM and nested paging under TCG.
 
 Dom0's root is live: two squashfs layers on the image under a tmpfs. The lower one is the
 toolstack tree with the drivers for any PC, the same for every build of one package set and
