@@ -73,15 +73,17 @@ PC_GATEWAY = "10.0.2.2"
 
 # The PV guest the PC's lifecycle drives (added with `xenkit guest add`): it pings Dom0 and
 # the gateway of the network Dom0 bridged it onto.
-PC_GUEST = ("g1", "--maxvcpus", "2", "--ping", f"{PC_DOM0},gateway")
+PC_GUEST = ("g1", "--maxvcpus", "2", "--ping", f"{PC_DOM0},gateway", "--disk", "64M")
 
 
 def pc_workbench(work: Path) -> spec.SystemSpec:
     """The PC's live workbench whose Dom0 runs the lifecycle script on guest g1: everything
-    but the second guest, whose peer's DHCP address is not known in advance. A [[guest]]
-    that is never started shows the tables and `guest add` land side by side."""
+    but the second guest, whose peer's DHCP address is not known in advance. [[guest]]
+    tables that are never started show the tables and `guest add` land side by side, and an
+    HVM guest what Dom0 says on a PC that cannot run it."""
     script = lifecycle(work, "g1 '' full")
-    return make_spec(board="pc", dom0_autorun=str(script), guest=[{"name": "spare"}])
+    guests = [{"name": "spare"}, {"name": "h1", "type": "hvm"}]
+    return make_spec(board="pc", dom0_autorun=str(script), guest=guests)
 
 
 def tail(console: str, lines: int = 80) -> str:

@@ -35,7 +35,9 @@ say dom0less-log "$(tr '\n' ' ' </var/log/xen/init-dom0less.log 2>/dev/null)"
 
 uptime() { cut -d' ' -f1 /proc/uptime; }
 start=$(uptime)
-xl create "/etc/xen/$guest.cfg" >/tmp/create.out 2>&1
+# xenkit's Dom0 starts guests with xenkit-start (xl create, after it checked the guest can run
+# here and made its disk).
+xenkit-start "$guest" >/tmp/create.out 2>&1
 say create $? "$(tr '\n' ' ' </tmp/create.out | tail -c 400)"
 wait_for 180 grep -a -q "xenkit: guest $guest ready" "$log"
 say banner $? "$(awk -v s="$start" -v t="$(uptime)" 'BEGIN { printf "%.2f", t - s }')"
@@ -51,6 +53,8 @@ grep -a -o "xenkit: guest $guest ping .*" "$log" | while read -r line; do
     n=$((n + 1))
     say "guest-ping$([ $n = 1 ] || echo $n)" "$line"
 done
+say guest-disks "$(grep -a -o "xenkit: guest $guest disks.*" "$log" | head -n 1 | cut -d' ' -f5-)"
+say guest-driver "$(sed -n "s/.*xenkit: guest $guest address .* driver \([^ ]*\).*/\1/p" "$log" | head -n 1)"
 # The guest's address, static or from DHCP, as its init reported it.
 ip=$(sed -n "s/.*xenkit: guest $guest address \([0-9.]*\).*/\1/p" "$log" | head -n 1)
 # One reply first, so the count below measures the path, not its set-up; and 10 s per reply,
@@ -83,7 +87,7 @@ print("XK", open("/proc/uptime").read().split()[0], "console",
 PY
     if [ -n "$2" ]; then
         # A second guest on the bridge pings the first.
-        xl create "/etc/xen/$2.cfg" >/dev/null 2>&1
+        xenkit-start "$2" >/dev/null 2>&1
         wait_for 180 grep -a -q "xenkit: guest $2 ping" "/var/log/xen/console/guest-$2.log"
         say peer-ping "$(grep -a -o "xenkit: guest $2 ping .*" "/var/log/xen/console/guest-$2.log")"
         xl destroy "$2"
@@ -120,7 +124,7 @@ if $full; then
     wait_for 30 gone "$guest"
     say shutdown $rc "$(gone "$guest" && echo gone || echo present)"
 
-    xl create "/etc/xen/$guest.cfg" >/dev/null 2>&1
+    xenkit-start "$guest" >/dev/null 2>&1
     say recreate $?
 fi
 xl destroy "$guest"

@@ -47,7 +47,8 @@ def test_macs_are_stable_locally_administered_xen_ouis() -> None:
         ({"colour": "red"}, "unknown key 'colour'"),
         ({"name": "9lives"}, "must start with a letter"),
         ({"name": "a b"}, "must start with a letter"),
-        ({"type": "hvm"}, "type = 'hvm' is not a guest this board runs yet: give 'pvh'"),
+        ({"type": "hvm"}, "type = 'hvm': on this board every guest is the one kind 'arm'"),
+        ({"type": "pvh"}, "leave type out"),
     ],
 )
 def test_bad_guests_are_one_line_errors(table: dict[str, object], message: str) -> None:
@@ -69,3 +70,61 @@ def test_on_the_machines_own_network_a_guest_asks_dhcp_and_pings_the_gateway() -
     assert "xenkit.ip=dhcp" in text and "xenkit.ping=gateway" in text
     pinged = xl.guest_from_table({"name": "g1", "ping": "10.0.2.15,gateway"}, 0, 4, "", "")
     assert "xenkit.ping=10.0.2.15,gateway" in xl.config(pinged)
+
+
+PC_TYPES = ("pv", "pvh", "hvm")
+
+
+def _pc(**t: object) -> xl.Guest:
+    return xl.guest_from_table({"name": "g1", **t}, 0, 2, "", "", PC_TYPES)
+
+
+def _cfg(g: xl.Guest) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in xl.config(g).splitlines() if " = " in line)
+
+
+def test_an_hvm_guest_boots_its_kernel_with_pv_drivers_and_a_serial_console() -> None:
+    lines = _cfg(_pc(type="hvm", maxvcpus=2, disk="1G"))
+    assert lines["type"] == '"hvm"' and lines["maxvcpus"] == "2"
+    assert lines["kernel"] == f'"{xl.DEFAULT_KERNEL}"'
+    # xl console shows an HVM guest's serial port; hvc0 last gets init's output too.
+    assert lines["extra"].startswith('"console=ttyS0 console=hvc0 ')
+    assert lines["serial"] == '"pty"' and lines["vga"] == '"none"'
+    assert "acpi" not in lines  # vCPU hotplug in an HVM guest is ACPI's
+    assert "type=ioemu" not in lines["vif"]  # the PV vif; Linux unplugs the emulated NIC
+    assert (
+        lines["disk"]
+        == f'[ "format=raw,vdev=xvda,access=rw,backendtype=qdisk,target={xl.DISK_DIR}/g1.img" ]'
+    )
+    assert f"# xenkit-disk: {xl.DISK_DIR}/g1.img {1 << 30}" in xl.config(_pc(disk="1G"))
+
+
+def test_without_pv_drivers_an_hvm_guest_keeps_the_emulated_nic_and_disk() -> None:
+    lines = _cfg(_pc(type="hvm", pv_drivers=False, disk="64M"))
+    assert "xen_emul_unplug=never" in lines["extra"]
+    assert "type=ioemu,model=e1000" in lines["vif"]
+    assert "vdev=hda" in lines["disk"]
+
+
+def test_pv_and_pvh_guests_have_only_pv_devices() -> None:
+    for kind in ("pv", "pvh"):
+        lines = _cfg(_pc(type=kind))
+        assert lines["type"] == f'"{kind}"'
+        assert lines["extra"].startswith('"console=hvc0 ')
+        assert "serial" not in lines and "ioemu" not in lines["vif"]
+    assert _cfg(_guest())["type"] == '"pvh"'  # Arm's one kind, as xl.cfg names it
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"type": "kvm"}, "type = 'kvm' is not a guest type here: give 'pv', 'pvh', 'hvm'"),
+        ({"type": "pv", "pv_drivers": False}, "pv_drivers = false is for HVM guests"),
+        ({"type": "hvm", "pv_drivers": "no"}, "must be true or false"),
+        ({"disk": "lots"}, "disk: cannot read 'lots' as a size"),
+    ],
+)
+def test_bad_pc_guests_are_one_line_errors(table: dict[str, object], message: str) -> None:
+    with pytest.raises(XenkitError, match=message) as exc:
+        _pc(**table)
+    assert "\n" not in str(exc.value)

@@ -20,17 +20,36 @@ class Arch:
     # package, and U-Boot reads the emulated card at 1.3 MiB/s while Xen inflates a gzip'd
     # Dom0 kernel itself; an x86 bzImage compresses itself.
     gzip_kernel: bool
-    # The kinds of run-time guest xl starts here, the default first (xl.cfg's `type`). On
-    # Arm there is one kind, which xl calls "pvh"; x86 PV guests need no HAP.
+    # The kinds of run-time guest a user can ask for here, the default first. On Arm there
+    # is one kind ("arm", which xl.cfg calls "pvh"); on x86 PV guests need no VT-x/AMD-V,
+    # PVH and HVM ones need it with nested paging (HAP: Debian's Xen has no shadow paging).
     guest_types: tuple[str, ...]
+    # Dom0 packages for the guest types beyond the first (HVM's device model and firmware).
+    guest_packages: tuple[str, ...] = ()
+    # Guest kernel modules beyond the PV ones (an HVM guest's emulated NIC and disk).
+    guest_modules: tuple[str, ...] = ()
 
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
-    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True, ("pvh",)),
+    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True, ("arm",)),
     # Xen on x86: the first 16550 (com1=BAUD,8n1); GRUB's multiboot2 loads xen.gz as it is.
-    "amd64": Arch("amd64", "qemu-system-x86_64", "com1", "xen.gz", "vmlinuz", False, ("pv",)),
+    # HVM guests need Debian's device model build of QEMU (with SeaBIOS; hvmloader comes with
+    # xen-utils); e1000 and ata_piix drive what it emulates when PV drivers are turned off.
+    "amd64": Arch(
+        "amd64",
+        "qemu-system-x86_64",
+        "com1",
+        "xen.gz",
+        "vmlinuz",
+        False,
+        ("pv", "pvh", "hvm"),
+        guest_packages=("qemu-system-xen",),
+        guest_modules=("e1000", "ata_piix", "sd_mod"),
+    ),
 }
+# Guest types that run in a hardware-virtualised container and so need VT-x/AMD-V and HAP.
+HARDWARE_GUESTS = ("pvh", "hvm")
 RAMDISK_FILE = "initrd.cpio.gz"
 
 

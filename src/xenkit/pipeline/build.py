@@ -147,7 +147,12 @@ def _dom0(
     xen_pkg = next(p.name for p in board.packages if p.role == "xen")
     mods = artifacts.modules(art)
     hardware = rootfs.Hardware(mods, board.hardware_modules) if board.hardware_modules else None
-    tree = rootfs.assemble(Apt(board.arch, board.release), rootfs.xen_series(xen_pkg), hardware)
+    tree = rootfs.assemble(
+        Apt(board.arch, board.release),
+        rootfs.xen_series(xen_pkg),
+        hardware,
+        arch.get(board.arch).guest_packages,
+    )
     setup = rootfs.Dom0Setup(
         bridge_addr=BRIDGE_ADDR,
         autorun=spec.dom0_autorun.read_text() if spec.dom0_autorun else "",
@@ -178,10 +183,17 @@ def _guest_files(spec: SystemSpec, art: Artifacts, mods: ModuleTree) -> dict[str
     guest_ramdisk = initramfs.build(
         art.files["busybox"].read_bytes(),
         guest="guest",
-        modules=rootfs.module_files(mods, rootfs.GUEST_MODULES),
+        modules=rootfs.module_files(
+            mods, (*rootfs.GUEST_MODULES, *arch.get(spec.board.arch).guest_modules)
+        ),
     )
+    # As Dom0's: a gzip'd Image on Arm; on x86 the bzImage as it is, which the HVM device
+    # model loads itself (QEMU refused a gzip'd one: "linux kernel too old").
+    guest_kernel = art.files["kernel"]
+    if arch.get(spec.board.arch).gzip_kernel:
+        guest_kernel = gzipped(guest_kernel)
     files = {
-        xl.DEFAULT_KERNEL.lstrip("/"): gzipped(art.files["kernel"]).read_bytes(),
+        xl.DEFAULT_KERNEL.lstrip("/"): guest_kernel.read_bytes(),
         xl.DEFAULT_RAMDISK.lstrip("/"): guest_ramdisk,
     }
     for g in spec.guests:

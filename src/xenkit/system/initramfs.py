@@ -20,8 +20,13 @@ READY = "xenkit: Dom0 ready"
 GUEST_READY = "xenkit: guest {name} ready"
 # Printed by a guest's init after it pinged each address in xenkit.ping=.
 PING_RESULT = "xenkit: guest {name} ping {address} {result}"
-# Printed by a guest's init once its network is up (its address, static or from DHCP).
-ADDRESS = "xenkit: guest {name} address {address}"
+# Printed by a guest's init once its network is up (its address, static or from DHCP, and
+# the NIC's driver: "vif" is Xen's netfront).
+ADDRESS = "xenkit: guest {name} address {address} driver {driver}"
+# Printed by a guest's init whenever the vCPUs online change (sysfs's list, e.g. "0-1").
+VCPUS = "xenkit: guest {name} vcpus online {cpus}"
+# Printed by a guest's init once up: the disks it sees (xvda: Xen's blkfront).
+DISKS = "xenkit: guest {name} disks {disks}"
 
 # busybox udhcpc's hook, for Dom0's bridge and for guests: $1 is the event, the lease comes
 # in the environment ($mask is the prefix length).
@@ -100,8 +105,10 @@ if [ -n "$addr" ]; then
         ip addr add "$addr" dev eth0 && ip link set eth0 up
     fi
     got=$(ip addr show dev eth0 | awk '/inet / { print $2; exit }')
-    echo "@ADDRESS@ ${got:-none}"
+    drv=$(basename "$(readlink /sys/class/net/eth0/device/driver)" 2>/dev/null)
+    echo "@ADDRESS@ ${got:-none} driver ${drv:-none}"
 fi
+echo "@DISKS@ $(ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\n' ' ')"
 for p in $(echo "$peer" | tr , ' '); do
     [ "$p" = gateway ] && p=$(ip route | awk '/^default/ { print $3; exit }')
     if ping -c 3 -W 2 "$p" >/tmp/ping.out 2>&1; then r=ok; else r=failed; fi
@@ -122,12 +129,22 @@ GUEST_SHELL = r"""
 # `xl vcpu-set` makes a vCPU present; bringing it online is userspace's job (udev's, on a
 # full distribution).
 (
+    was=$(cat /sys/devices/system/cpu/online)
     while sleep 1; do
         for f in /sys/devices/system/cpu/cpu[1-9]*/online; do
             [ -e "$f" ] && [ "$(cat "$f")" = 0 ] && echo 1 >"$f" 2>/dev/null
         done
+        now=$(cat /sys/devices/system/cpu/online)
+        [ "$now" = "$was" ] || echo "@VCPUS@ $now"
+        was=$now
     done
 ) &
+# An HVM guest's emulated serial port is what `xl console` shows there: a shell on it too.
+case " $(cat /proc/cmdline) " in
+    *" console=ttyS0 "*)
+        ( while true; do setsid sh -c 'exec sh -l </dev/ttyS0 >/dev/ttyS0 2>&1'; sleep 1; done ) &
+        ;;
+esac
 trap 'sync; poweroff -f' USR1 USR2
 trap 'sync; reboot -f' TERM
 ( while true; do setsid cttyhack sh -l; sleep 1; done ) &
@@ -301,9 +318,12 @@ def build(
         body = body.replace("@INIT@", root_init.lstrip("/"))
     elif guest:
         ping = PING_RESULT.format(name="$name", address="$p", result="").rstrip()
-        address = ADDRESS.format(name="$name", address="").rstrip()
+        address = ADDRESS.format(name="$name", address="", driver="").split("  ")[0]
+        vcpus = VCPUS.format(name="$name", cpus="").rstrip()
+        disks = DISKS.format(name="$name", disks="").rstrip()
         body = BANNER + NETWORK.replace("@PING@", ping).replace("@ADDRESS@", address)
-        body += GUEST_SHELL
+        body = body.replace("@DISKS@", disks)
+        body += GUEST_SHELL.replace("@VCPUS@", vcpus)
         arc.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     else:
         body = BANNER + SHELL

@@ -24,6 +24,7 @@ from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
+from xenkit.system.dom0scripts import DOM0_INIT, GUEST_TOOL_SCRIPT, GUESTS_LIB
 from xenkit.system.initramfs import UDHCPC_SCRIPT
 
 log = logging.getLogger("xenkit")
@@ -82,6 +83,8 @@ AUTORUN_DONE = "xenkit: autorun exit"
 BUSYBOX_APPLETS = "usr/libexec/busybox"
 INIT = "usr/lib/xenkit/init"
 UDHCPC = "usr/lib/xenkit/udhcpc"
+GUEST_TOOL = "usr/sbin/xenkit-start"
+GUEST_TOOL_LIB = "usr/lib/xenkit/guests.sh"
 
 
 def xen_series(package: str) -> str:
@@ -171,10 +174,13 @@ def _add_hardware(root: Path, hw: Hardware) -> int:
     return len(found)
 
 
-def assemble(apt: Apt, xen: str, hardware: Hardware | None = None) -> Tree:
+def assemble(
+    apt: Apt, xen: str, hardware: Hardware | None = None, extra: tuple[str, ...] = ()
+) -> Tree:
     """The toolstack root for Xen `xen`, from the cache or unpacked into it; with
-    `hardware`, also the drivers Dom0 loads for the machine it finds."""
-    names = [p.format(xen=xen) for p in PACKAGES]
+    `hardware`, also the drivers Dom0 loads for the machine it finds; `extra` packages
+    besides (the architecture's guest_packages)."""
+    names = [p.format(xen=xen) for p in PACKAGES] + list(extra)
     if hardware:
         names += HARDWARE_PACKAGES
     packages = apt.closure(names)
@@ -269,141 +275,6 @@ def module_files(tree: ModuleTree, names: tuple[str, ...]) -> list[tuple[str, Pa
     return [(str(base / p.relative_to(tree.root)), p) for p in tree.load_order(names)]
 
 
-# xenkit's Dom0 init on the toolstack root: what Debian's init.d/xen would do at boot, for a
-# system with no init system. Settings come from /etc/xenkit/dom0.conf.
-DOM0_INIT = r"""#!/bin/sh
-. /etc/xenkit/dom0.conf
-export PATH="$XEN_BIN:/usr/sbin:/usr/bin:/usr/libexec/busybox"
-mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
-export HOME=/root TERM=vt100
-mounted /proc || mount -t proc proc /proc
-mounted /sys || mount -t sysfs sysfs /sys
-mounted /dev || mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mounted /dev/pts || mount -t devpts devpts /dev/pts
-# A live root's first stage hands over /run with the medium and the layers mounted in it.
-mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/xen /run/lock /run/xenkit /var/log/xen/console
-mount -o remount,rw / 2>/dev/null
-hostname -F /etc/hostname
-ip link set lo up
-# A boot menu's "Linux without Xen" runs this root too: then there is no Xen to serve.
-xen=false
-[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ] && xen=true
-for m in $(cat /etc/xenkit/modules.order); do
-    case "$m" in *xen*) $xen || continue ;; esac
-    insmod "/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules ||
-        echo "xenkit: insmod $m failed"
-done
-
-if $xen; then
-mounted /proc/xen || mount -t xenfs xenfs /proc/xen
-xenstored --pid-file /run/xen/xenstored.pid
-i=0
-until xenstore-read -s / >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "xenkit: xenstored did not start"; break; }
-    sleep 0.1
-done
-xen-init-dom0 >/dev/null
-xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
-# Only Arm's Xen starts dom0less domains (and only its toolstack has init-dom0less).
-if command -v init-dom0less >/dev/null; then
-    init-dom0less >/var/log/xen/init-dom0less.log 2>&1 || true
-fi
-# init-dom0less names the domains it finds dom0less-ID; xenkit knows their real names.
-if [ -s /etc/xenkit/dom0less ]; then
-    while read -r id name; do
-        xl rename "dom0less-$id" "$name" >/tmp/rename.out 2>&1 ||
-            echo "xenkit: cannot rename dom0less-$id to $name: $(tail -n 1 /tmp/rename.out)"
-    done </etc/xenkit/dom0less
-fi
-fi
-
-uplink=""
-if [ "$AUTOCONFIG" = 1 ]; then
-    # Xenoppix's autoconfig, the way udev's coldplug does it: each device the kernel found
-    # names the drivers that fit it (its modalias). Twice, since a driver can reveal devices
-    # behind it (a USB controller, its disks and NICs).
-    for pass in 1 2; do
-        modprobe -q -a -b $(find /sys/devices -name modalias -exec cat {} + 2>/dev/null |
-            sort -u) 2>/dev/null
-    done
-    nics=""
-    for n in /sys/class/net/*; do
-        [ -e "$n/device" ] && [ ! -e "$n/wireless" ] && [ ! -e "$n/phy80211" ] || continue
-        nics="$nics ${n##*/}"
-        ip link set "${n##*/}" up
-    done
-    # The first wired NIC with a link is the uplink; auto-negotiation takes a moment.
-    i=0
-    while [ -n "$nics" ] && [ -z "$uplink" ] && [ $i -lt 50 ]; do
-        for nic in $nics; do
-            [ "$(cat "/sys/class/net/$nic/carrier" 2>/dev/null)" = 1 ] && uplink=$nic && break
-        done
-        [ -n "$uplink" ] || { sleep 0.1; i=$((i + 1)); }
-    done
-fi
-
-if [ -n "$BRIDGE" ]; then
-    ip link add name "$BRIDGE" type bridge stp_state 0 forward_delay 0
-    if [ -n "$uplink" ]; then
-        # Guests share the uplink's network: the bridge takes the NIC's MAC and its lease.
-        ip link set "$uplink" master "$BRIDGE"
-        ip link set "$BRIDGE" up
-        udhcpc -i "$BRIDGE" -s /@UDHCPC@ -t 5 -T 2 -b -p /run/udhcpc.pid \
-            >/run/xenkit/udhcpc.log 2>&1
-    else
-        ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
-        ip link set "$BRIDGE" up
-    fi
-fi
-
-if $xen; then
-    version="$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
-    version="$version$(cat /sys/hypervisor/version/extra)"
-else
-    version="none (Linux without Xen)"
-fi
-mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
-cpus=$(grep -c '^processor' /proc/cpuinfo)
-domains=$(xl list 2>/dev/null | tail -n +2 | wc -l)
-found=""
-if [ "$AUTOCONFIG" = 1 ]; then
-    # What Dom0 found, for a machine nobody described to xenkit.
-    nicl=""
-    for nic in $nics; do
-        drv=$(basename "$(readlink "/sys/class/net/$nic/device/driver")")
-        link=down; [ "$nic" = "$uplink" ] && link=uplink
-        nicl="$nicl${nicl:+ }$nic/$drv/$link"
-    done
-    disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | tr '\n' ' ')
-    addr=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null | awk '/inet / { print $2; exit }')
-    caps=$(xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p')
-    found="; NICs: ${nicl:-none}; disks: ${disks% }; address: ${addr:-none}; virt_caps: $caps"
-fi
-echo
-echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)," \
-    "xl sees $domains domains$found"
-echo
-
-if ! $xen && ls /etc/xen/*.cfg >/dev/null 2>&1; then
-    echo "xenkit: this is Linux without Xen: its guests (/etc/xen/*.cfg) need a Xen entry" \
-        "of the boot menu"
-fi
-
-if [ -x /etc/xenkit/autorun ]; then
-    echo "xenkit: autorun start"
-    /etc/xenkit/autorun 2>&1
-    echo "@AUTORUN@ $?"
-fi
-
-while true; do
-    setsid cttyhack bash -l
-    sleep 1
-done
-"""
-
-
 @dataclass(frozen=True)
 class Dom0Setup:
     """Per-build settings of the toolstack Dom0."""
@@ -443,7 +314,9 @@ def stage(
     )
     _write(dest / "etc/xenkit/dom0.conf", conf)
     init = DOM0_INIT.replace("@READY@", ready).replace("@AUTORUN@", AUTORUN_DONE)
-    _write(dest / INIT, init.replace("@UDHCPC@", UDHCPC), 0o755)
+    _write(dest / INIT, init.replace("@UDHCPC@", UDHCPC).replace("@LIB@", GUEST_TOOL_LIB), 0o755)
+    _write(dest / GUEST_TOOL_LIB, GUESTS_LIB)
+    _write(dest / GUEST_TOOL, GUEST_TOOL_SCRIPT.replace("@LIB@", GUEST_TOOL_LIB), 0o755)
     _write(dest / UDHCPC, UDHCPC_SCRIPT, 0o755)
     if setup.autorun:
         _write(dest / "etc/xenkit/autorun", setup.autorun, 0o755)

@@ -1,8 +1,12 @@
 """Run-time guests: xl domain configurations for guests Dom0 starts with `xl create`.
 
-Reference: xl.cfg(5) from Xen 4.17. On Arm every guest is a PVH-like "pvh" domain booting
-a kernel image directly; on x86 a PV guest does the same. Its console is hvc0 and its
-network a PV vif on a Dom0 bridge.
+Reference: xl.cfg(5) from Xen 4.17. On Arm every guest is one kind (xl.cfg's "pvh")
+booting a kernel image directly. On x86 a guest is PV (no hardware virtualisation needed),
+PVH (a hardware container without emulated devices) or HVM (a whole emulated PC from
+Debian's device model, here booting the kernel directly too). Each has Xen's PV console
+(hvc0; an HVM guest also its emulated serial port, which `xl console` shows), and its
+network is a PV vif on a Dom0 bridge, or the device model's emulated NIC when an HVM guest
+is asked to do without PV drivers.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ DEFAULT_RAMDISK = f"/{GUEST_DIR}/initrd.cpio.gz"
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 # Guest addresses on the bridge start here; Dom0's own is .1.
 FIRST_HOST = 10
+# Guest disks are sparse files Dom0 makes on first start, in its root: on a live medium that
+# is the USB stick's persistence partition when there is one, else RAM.
+DISK_DIR = "/var/lib/xenkit/disks"
 
 
 @dataclass(frozen=True)
 class Guest:
     name: str
-    type: str = "pvh"  # xl.cfg's type: one of the architecture's (config.arch)
+    type: str = "arm"  # one of the architecture's guest types (config.arch)
     kernel: str = DEFAULT_KERNEL  # path inside Dom0
     ramdisk: str = DEFAULT_RAMDISK
     memory: int = 128 * MiB
@@ -41,6 +48,13 @@ class Guest:
     # Addresses the guest pings once up, comma-separated ("gateway": its default route's).
     ping: str = ""
     cmdline: str = ""
+    # HVM only: use Xen's PV network and disk drivers (PVHVM), not the emulated ones.
+    pv_drivers: bool = True
+    disk: int = 0  # bytes of a disk image made for the guest in DISK_DIR; 0: none
+
+    @property
+    def disk_path(self) -> str:
+        return f"{DISK_DIR}/{self.name}.img" if self.disk else ""
 
 
 def check_name(name: str, where: str) -> str:
@@ -63,6 +77,12 @@ def config(g: Guest) -> str:
     # Debian's arm64 kernel sets 64 MiB aside for CMA, which a small guest without devices
     # never uses and its kernel cannot allocate from: a 128 MiB guest ran out of memory.
     words = ["console=hvc0", "cma=0", f"xenkit.name={g.name}"]
+    if g.type == "hvm":
+        # The emulated serial port first, so `xl console` (which shows it for HVM) has the
+        # kernel's messages; hvc0 last, so init's output also reaches Xen's console log.
+        words.insert(0, "console=ttyS0")
+        if not g.pv_drivers:
+            words.append("xen_emul_unplug=never")
     if g.ip:
         words.append(f"xenkit.ip={g.ip}")
     if g.ping:
@@ -70,9 +90,10 @@ def config(g: Guest) -> str:
     if g.cmdline:
         words.append(g.cmdline)
     lines = [
-        f"# xl.cfg for {g.name}, written by xenkit. Start it with: xl create /etc/xen/{g.name}.cfg",
+        f"# xl.cfg for {g.name}, written by xenkit. Start it with: xenkit-start {g.name}",
+        f"# (or xl create /etc/xen/{g.name}.cfg)",
         f'name = "{g.name}"',
-        f'type = "{g.type}"',
+        f'type = "{"pvh" if g.type == "arm" else g.type}"',
         f'kernel = "{g.kernel}"',
         f'ramdisk = "{g.ramdisk}"',
         f'extra = "{" ".join(words)}"',
@@ -80,12 +101,26 @@ def config(g: Guest) -> str:
         f"maxmem = {max(g.maxmem, g.memory) // MiB}",
         f"vcpus = {g.vcpus}",
         f"maxvcpus = {max(g.maxvcpus, g.vcpus)}",
+    ]
+    if g.type == "arm":
         # Stated, not defaulted: Xen 4.17's libxl asserts on an unset acpi when `xl mem-set`
         # reads the saved configuration back on Arm.
-        "acpi = 0",
-    ]
+        lines.append("acpi = 0")
+    if g.type == "hvm":
+        # No display: the device model then runs with -nographic, and the guest's console
+        # is its serial port and hvc0.
+        lines += ['serial = "pty"', 'vga = "none"', "vnc = 0", "sdl = 0"]
+    emulated = g.type == "hvm" and not g.pv_drivers
     if g.bridge:
-        lines.append(f'vif = [ "mac={mac(g.name)},bridge={g.bridge}" ]')
+        nic = ",type=ioemu,model=e1000" if emulated else ""
+        lines.append(f'vif = [ "mac={mac(g.name)},bridge={g.bridge}{nic}" ]')
+    if g.disk:
+        vdev = "hda" if emulated else "xvda"
+        # QEMU's PV disk backend (qdisk) serves the file: Xen's block hotplug script, which
+        # would put it on a loop device, timed out in xenkit's Dom0.
+        spec = f"format=raw,vdev={vdev},access=rw,backendtype=qdisk,target={g.disk_path}"
+        lines.append(f'disk = [ "{spec}" ]')
+        lines.append(f"# xenkit-disk: {g.disk_path} {g.disk}")
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +145,7 @@ def guest_from_table(
     cpus: int,
     bridge_net: str,
     dom0_addr: str,
-    types: tuple[str, ...] = ("pvh",),
+    types: tuple[str, ...] = ("arm",),
 ) -> Guest:
     """A [[guest]] table (or `xenkit guest add` options), checked against the board: its
     CPUs, the guest `types` its architecture runs (the first is the default), and the
@@ -129,10 +164,24 @@ def guest_from_table(
     where = f"[[guest]] {name}"
     kind = str(t.get("type", types[0]))
     if kind not in types:
+        if len(types) == 1:
+            raise XenkitError(
+                f"{where}: type = {kind!r}: on this board every guest is the one kind "
+                f'{types[0]!r} (hardware-assisted, xl.cfg\'s "pvh"): leave type out'
+            )
         raise XenkitError(
-            f"{where}: type = {kind!r} is not a guest this board runs yet: "
-            f"give {' or '.join(repr(k) for k in types)}"
+            f"{where}: type = {kind!r} is not a guest type here: give "
+            f"{', '.join(repr(k) for k in types)}"
         )
+    pv_drivers = t.get("pv_drivers", True)
+    if not isinstance(pv_drivers, bool):
+        raise XenkitError(f"{where}: pv_drivers = {pv_drivers!r} must be true or false")
+    if not pv_drivers and kind != "hvm":
+        raise XenkitError(
+            f"{where}: pv_drivers = false is for HVM guests (a {kind} guest has only PV "
+            'devices): set type = "hvm" or drop it'
+        )
+    disk = parse_size(t["disk"], f"{where} disk") if t.get("disk") else 0
     memory = parse_size(t.get("memory", "128M"), f"{where} memory")
     too_small(memory, where)
     vcpus = int(t.get("vcpus", 1))
@@ -168,6 +217,8 @@ def guest_from_table(
         ip=ip,
         ping=str(t.get("ping", (dom0_addr or "gateway") if bridge else "")),
         cmdline=str(t.get("cmdline", "")),
+        pv_drivers=pv_drivers,
+        disk=disk,
     )
 
 
