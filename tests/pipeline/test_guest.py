@@ -33,7 +33,7 @@ def test_guest_add_writes_the_config_and_files(
     initrd.write_bytes(b"not really an initramfs, but bytes to carry")
     argv = ["guest", "add", "db", "-d", str(toolstack_build), "--memory", "64M", "--vcpus", "2"]
     assert cli.main([*argv, "--initramfs", str(initrd)]) == 0
-    assert "xl create /etc/xen/db.cfg" in capsys.readouterr().out
+    assert "in Dom0, xenkit-start db" in capsys.readouterr().out
     card = toolstack_build / "sd.img"
     cfg = media.ext4_get(card, "/etc/xen/db.cfg")
     assert cfg is not None
