@@ -20,6 +20,7 @@ from xenkit import targets
 from xenkit.config.boards import Board
 from xenkit.core.proc import spawn
 from xenkit.pipeline.manifest import Manifest
+from xenkit.run import qemu
 from xenkit.run.qemu import Choices, RunPlan
 from xenkit.system.initramfs import READY
 
@@ -43,6 +44,7 @@ def prepare(
     if choices.cpu:
         # Any board's emulator takes another CPU model (one without virtualisation, to see
         # what a guest type needs).
+        qemu.check_cpu(board, choices.cpu)
         board = replace(board, emulate=replace(board.emulate, cpu=choices.cpu))
     return target.run_plan(board, ram, build_dir, workdir, netdev, choices)
 

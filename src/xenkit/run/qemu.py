@@ -80,6 +80,27 @@ def check(board: Board) -> None:
         )
 
 
+def cpu_models(listing: str) -> set[str]:
+    """The CPU model names in `qemu-system-* -cpu help`: indented lines under "Available
+    CPUs:", up to the first blank line (x86 lists its CPUID flags after one)."""
+    models: set[str] = set()
+    for line in listing.split("Available CPUs:", 1)[-1].lstrip("\n").splitlines():
+        if not line.strip():
+            break
+        models.add(line.split()[0])
+    return models
+
+
+def check_cpu(board: Board, cpu: str) -> None:
+    """Refuse a -cpu whose model the board's QEMU does not have, before it boots."""
+    model = cpu.split(",")[0]
+    if model not in cpu_models(run([binary(board), "-cpu", "help"], capture=True).stdout):
+        raise XenkitError(
+            f"--cpu {cpu}: {binary(board)} has no CPU model {model!r}; "
+            f"list them with {binary(board)} -cpu help"
+        )
+
+
 def start(board: Board, ram: str) -> list[str]:
     """The head of every run's command line: the board's QEMU, checked, headless, with its
     machine options; the boot target adds its media, firmware and console."""
