@@ -36,6 +36,52 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str) ->
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "name", "kind"),
+    [
+        ("build", "c.toml", "give a TOML file"),
+        ("uboot-script", "c.toml", "give a TOML file"),
+        ("uboot-script", "c.cfg", "give an ImageBuilder config"),
+    ],
+)
+def test_a_config_that_is_not_utf8_is_one_line(
+    tmp_path: Path, command: str, name: str, kind: str
+) -> None:
+    config = tmp_path / name
+    config.write_bytes(b"\xff\xfe\x00garbage")
+    proc = xenkit(
+        command, "-c", str(config), *(["-o", str(tmp_path / "out")] * (command == "build"))
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"xenkit: error: config {config} is not UTF-8 text: {kind}")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_internal_error_is_one_line_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (any exception that is not a XenkitError) gets one line, exit 3, and its
+    traceback only with --debug or XENKIT_DEBUG."""
+    from xenkit import cli
+
+    def broken(args: object) -> int:
+        raise KeyError("board")
+
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    monkeypatch.delenv("XENKIT_DEBUG", raising=False)
+    assert cli.main(["info", "somewhere"]) == 3
+    assert capsys.readouterr().err == (
+        "xenkit: internal error: KeyError ('board'); rerun with --debug (or XENKIT_DEBUG=1) "
+        "for the traceback and report it\n"
+    )
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "info", "somewhere"])
+    monkeypatch.setenv("XENKIT_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.main(["info", "somewhere"])
+
+
 def test_missing_sd_image_is_reported(tmp_path: Path) -> None:
     write_build(tmp_path, sample())
     proc = xenkit("run", str(tmp_path))

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -303,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="xenkit", description=__doc__)
     top.add_argument("--version", action="version", version=f"xenkit {__version__}")
     top.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    top.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build", help="build a bootable Xen system and its boot image")
@@ -445,3 +447,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xenkit: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # The last line of defence: a bug is one line and a way to report it, not a wall of
+        # Python; the traceback is there for whoever asks.
+        if args.debug or os.environ.get("XENKIT_DEBUG"):
+            raise
+        where = f" ({exc})" if str(exc) else ""
+        print(
+            f"xenkit: internal error: {type(exc).__name__}{where}; rerun with --debug "
+            "(or XENKIT_DEBUG=1) for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 3

@@ -336,5 +336,9 @@ def load(path: Path, load_cmd: str | None = None) -> tuple[BootConfig, Raw]:
         text = path.read_text()
     except OSError as exc:
         raise XenkitError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise XenkitError(
+            f"config {path} is not UTF-8 text: give an ImageBuilder config (shell variables)"
+        ) from None
     raw = parse(text, str(path))
     return to_config(raw, load_cmd), raw

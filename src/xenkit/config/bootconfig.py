@@ -282,3 +282,5 @@ def load_toml(path: Path) -> BootConfig:
         raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise XenkitError(f"config {path} is not UTF-8 text: give a TOML file") from None
