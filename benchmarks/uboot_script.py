@@ -49,12 +49,12 @@ QUICK = {"runs": 1, "guests": GUESTS[:1]}
 MEMORY_START, MEMORY_END = 0x40000000, 0x240000000
 
 
-def _image(path: Path, file_size: int, image_size: int) -> None:
+def _image(path: Path, file_size: int, image_size: int, body: bytes = b"") -> None:
     head = bytearray(64)
     head[16:24] = image_size.to_bytes(8, "little")
     head[56:60] = b"ARM\x64"
     with path.open("wb") as f:
-        f.write(head)
+        f.write(head + body)
         f.truncate(file_size)
 
 
@@ -62,7 +62,8 @@ def files(root: Path) -> None:
     """Inputs with the sizes of Debian's arm64 Image and Xen 4.17, a real cpio ramdisk and a
     small board DTB, so ImageBuilder's `file` checks pass too."""
     _image(root / "Image", 32956352, 0x2010000)
-    _image(root / "xen", 983048, 0x1360C8)
+    # With what xenkit reads Xen's version from, as the real one has.
+    _image(root / "xen", 983048, 0x1360C8, b"\0xen,xen-4.17\0\x004.17.0\0")
     arc = cpio.Archive()
     arc.file("init", b"#!/bin/sh\n" + b"x" * 4_000_000, 0o755)
     (root / "rootfs.cpio").write_bytes(arc.to_bytes())

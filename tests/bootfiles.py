@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 from pathlib import Path
 
@@ -40,20 +41,28 @@ def dtb(dts: str, out: Path) -> Path:
     return out
 
 
-def image(path: Path, file_size: int, image_size: int) -> Path:
-    """A file with an arm64 Image header claiming `image_size` (Linux and Xen have one)."""
+def image(path: Path, file_size: int, image_size: int, body: bytes = b"") -> Path:
+    """A file with an arm64 Image header claiming `image_size` (Linux and Xen have one),
+    `body` after it."""
     head = bytearray(64)
     head[16:24] = image_size.to_bytes(8, "little")
     head[56:60] = b"ARM\x64"
     with path.open("wb") as f:
-        f.write(head)
+        f.write(head + body)
         f.truncate(file_size)
     return path
 
 
-def blob(path: Path, size: int) -> Path:
+# What identifies Xen 4.17 on Arm inside its image (formats/binaries.xen_version).
+XEN_MARKS = b"\0xen,xen-4.17\0\x004.17.0\0"
+CPIO_HEAD = b"070701" + b"0" * 104  # a cpio newc header's start
+
+
+def ramdisk(path: Path, size: int) -> Path:
+    """A cpio archive's start, gzip'd if the name says so, padded to `size`."""
+    data = gzip.compress(CPIO_HEAD, mtime=0) if path.suffix == ".gz" else CPIO_HEAD
     with path.open("wb") as f:
-        f.write(b"\x1f\x8b")
+        f.write(data)
         f.truncate(size)
     return path
 
@@ -62,9 +71,9 @@ def populate(root: Path, dts: str = BOARD_DTS) -> Path:
     """The files of ImageBuilder's example runs, with the same sizes: Debian's 6.1 Image,
     Xen 4.17, a Dom0 and a domU rootfs."""
     image(root / "Image", 32956352, 0x2010000)
-    image(root / "xen", 983048, 0x1360C8)
-    blob(root / "dom0-rootfs.cpio.gz", 4000902)
-    blob(root / "domU-rootfs.cpio", 2500608)
+    image(root / "xen", 983048, 0x1360C8, XEN_MARKS)
+    ramdisk(root / "dom0-rootfs.cpio.gz", 4000902)
+    ramdisk(root / "domU-rootfs.cpio", 2500608)
     dtb(dts, root / "board.dtb")
     dtb('/dts-v1/; / { passthrough { compatible = "simple-bus"; }; };', root / "pt.dtb")
     return root

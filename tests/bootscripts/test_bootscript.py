@@ -303,6 +303,13 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
             r"DOMU_VCPUS\[0\]=8: the board has 4 CPUs",
         ),
         ('MEMORY_END="0x42E00000"\n', "boot modules do not fit"),
+        # Files that are not what their variable needs (issue 19: these once gave exit 0).
+        (
+            'NUM_DOMUS=1\nDOMU_KERNEL[0]="dom0-rootfs.cpio.gz"\n',
+            r"DOMU_KERNEL\[0\]: .*dom0-rootfs.cpio.gz looks like gzip'd cpio archive, not arm64",
+        ),
+        ('DEVICE_TREE="Image"\n', r"DEVICE_TREE: .*Image looks like arm64 Image, not device tree"),
+        ('XEN="Image"\n', r".*Image does not look like a Xen hypervisor image"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:

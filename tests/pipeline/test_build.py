@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bootfiles import XEN_MARKS
 from tests.conftest import make_spec
 from xenkit.bootscripts import uimage
 from xenkit.config import boards
@@ -93,7 +94,7 @@ def test_a_layout_that_cannot_fit_fails_and_leaves_nothing(tmp_path: Path) -> No
     f_head[56:60] = b"ARM\x64"
     f_head[16:24] = (1100 << 20).to_bytes(8, "little")
     with huge.open("r+b") as f:
-        f.write(f_head)
+        f.write(f_head + XEN_MARKS)
     out = tmp_path / "out"
     with pytest.raises(XenkitError, match="boot modules do not fit: xen"):
         build.build(make_spec(board="rpi4", xen_image=str(huge)), out)

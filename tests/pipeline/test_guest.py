@@ -3,10 +3,12 @@ partition, the manifest records the guest, bad requests change nothing."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
 
+from tests.bootfiles import CPIO_HEAD
 from tests.conftest import make_spec
 from xenkit import cli
 from xenkit.debian.apt import sha256
@@ -30,7 +32,7 @@ def test_guest_add_writes_the_config_and_files(
     toolstack_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     initrd = tmp_path / "my-initrd.gz"
-    initrd.write_bytes(b"not really an initramfs, but bytes to carry")
+    initrd.write_bytes(gzip.compress(CPIO_HEAD + b"bytes to carry", mtime=0))
     argv = ["guest", "add", "db", "-d", str(toolstack_build), "--memory", "64M", "--vcpus", "2"]
     assert cli.main([*argv, "--initramfs", str(initrd)]) == 0
     assert "in Dom0, xenkit-start db" in capsys.readouterr().out
@@ -52,7 +54,7 @@ def test_guest_add_writes_the_config_and_files(
         (["web"], "the name is taken"),
         (["big", "--memory", "4G"], "does not fit"),
         (["many", "--vcpus", "9"], "vcpus = 9, but the board has 4"),
-        (["k", "--kernel", "/nonexistent/Image"], "is not a readable file"),
+        (["k", "--kernel", "/nonexistent/Image"], "kernel /nonexistent/Image does not exist"),
     ],
 )
 def test_bad_guest_add_is_refused_and_changes_nothing(

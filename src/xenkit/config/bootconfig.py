@@ -15,6 +15,7 @@ from typing import Any
 from xenkit.config import builtin
 from xenkit.core.sizes import MiB, parse_size
 from xenkit.errors import XenkitError
+from xenkit.formats import binaries, identify
 
 ENHANCED = ("", "enabled", "no-xenstore")
 BOOT_CMDS = ("booti", "bootm", "bootefi", "none")
@@ -130,6 +131,18 @@ def variable(role: str) -> str:
     return f"{name}[{index}]"
 
 
+def _check_kind(role: str, path: Path) -> None:
+    """The file a variable names is what the variable needs (ImageBuilder is for arm64)."""
+    if role == "xen":
+        binaries.xen_version(path)
+    elif role.endswith("ramdisk"):
+        identify.require(path, identify.RAMDISKS, variable(role))
+    elif role == "dtb" or role.endswith("-dtb") or role.startswith("overlay"):
+        identify.require(path, identify.DTBS, variable(role))
+    elif role in ("dom0", "linux") or role.startswith("domU"):
+        identify.require(path, identify.KERNELS["arm64"], variable(role))
+
+
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
     """Errors a boot script cannot survive, each naming the variable and the fix."""
     for role, path in cfg.files():
@@ -140,6 +153,8 @@ def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
             )
         if path and not (root / path).is_file():
             raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
+        if path:
+            _check_kind(role, root / path)
     if not cfg.device_tree:
         raise XenkitError("DEVICE_TREE is not set: name the board's DTB")
     if not cfg.xen and not cfg.linux:

@@ -15,6 +15,7 @@ from xenkit.config.bootconfig import Domain, domain_from_table
 from xenkit.config.settings import Dom0Root
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
+from xenkit.formats import binaries, identify
 from xenkit.xen import xl
 
 log = logging.getLogger("xenkit")
@@ -89,6 +90,13 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     if values["toolstack"]:
         domains = _join_xenstore(domains, values["domain"])
     guests = _guests(values, board, banks, dom0_mem, domains)
+    # The user's own binaries are checked here, under the names the user gave: once copied
+    # into the build, a message would name xenkit's temporary copy.
+    if values["xen_image"]:
+        binaries.xen_version(values["xen_image"])
+    if values["kernel_image"]:
+        accepted = identify.KERNELS[board.arch]
+        identify.require(values["kernel_image"], accepted, "kernel_image (--kernel-image)")
     return SystemSpec(
         board=board,
         ram=ram,
@@ -135,10 +143,18 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             d = _builtin(d, table)
         else:
             xl.too_small(d.memory, f"[[domain]] {d.name}")
-        for what in ("kernel", "ramdisk", "passthrough_dtb"):
+        kinds = {
+            "kernel": identify.KERNELS[board.arch],
+            "ramdisk": identify.RAMDISKS,
+            "passthrough_dtb": identify.DTBS,
+        }
+        for what, accepted in kinds.items():
             path = getattr(d, what)
-            if path and not builtin.is_builtin(path) and not Path(path).is_file():
+            if not path or builtin.is_builtin(path):
+                continue
+            if not Path(path).is_file():
                 raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
+            identify.require(Path(path), accepted, f"[[domain]] {d.name}: {what}")
         if not 1 <= d.vcpus <= board.cpus:
             raise XenkitError(
                 f"[[domain]] {d.name}: vcpus = {d.vcpus}, but {board.name} has {board.cpus} CPUs"
@@ -245,7 +261,18 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
     a board whose Dom0 bridges the machine's own network (hardware_modules), by DHCP."""
     net, dom0 = ("", "") if board.hardware_modules else (BRIDGE_ADDR, BRIDGE_ADDR.split("/")[0])
     types = arch.get(board.arch).guest_types
-    return xl.guest_from_table(table, index, board.cpus, net, dom0, types)
+    g = xl.guest_from_table(table, index, board.cpus, net, dom0, types)
+    for what, default, accepted in (
+        ("kernel", xl.DEFAULT_KERNEL, identify.KERNELS[board.arch]),
+        ("ramdisk", xl.DEFAULT_RAMDISK, identify.RAMDISKS),
+    ):
+        path = getattr(g, what)
+        if path == default:
+            continue
+        if not Path(path).is_file():
+            raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
+        identify.require(Path(path), accepted, f"[[guest]] {g.name}: {what}")
+    return g
 
 
 def _guests(
@@ -267,10 +294,6 @@ def _guests(
         if g.name in taken:
             raise XenkitError(f"[[guest]] {g.name}: the name is taken; give each guest its own")
         taken.add(g.name)
-        for what in ("kernel", "ramdisk"):
-            path = getattr(g, what)
-            if path not in (xl.DEFAULT_KERNEL, xl.DEFAULT_RAMDISK) and not Path(path).is_file():
-                raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
         guests.append(g)
     free = guest_room(sum(n for _, n in banks), dom0_mem, sum(d.memory for d in domains))
     wanted = sum(max(g.memory, g.maxmem) for g in guests)
