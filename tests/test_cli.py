@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -86,6 +87,19 @@ def test_missing_sd_image_is_reported(tmp_path: Path) -> None:
     write_build(tmp_path, sample())
     proc = xenkit("run", str(tmp_path))
     assert proc.returncode == 2 and "has no sd.img" in proc.stderr, proc.stderr
+
+
+def test_run_says_first_when_the_guests_do_not_fit_the_emulator(tmp_path: Path) -> None:
+    """The sample build's guest fits the 4G Pi 4; give it more than the emulated one has."""
+    m = sample()
+    big = dataclasses.replace(m.runtime_guests[0], memory="512M")
+    write_build(tmp_path, dataclasses.replace(m, runtime_guests=(big,)))
+    proc = xenkit("run", str(tmp_path))
+    first, *_ = proc.stderr.splitlines()
+    assert first.startswith("xenkit: the emulator has 960M of RAM: beside Dom0 (512M)"), first
+    assert "the run-time guests want 512M, so xenkit run cannot start them all" in first
+    write_build(tmp_path, m)
+    assert "the emulator has" not in xenkit("run", str(tmp_path)).stderr
 
 
 def test_a_build_by_an_older_xenkit_asks_for_a_rebuild(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from xenkit import __version__, targets
 from xenkit.analysis import check, memmap
 from xenkit.config import boards, settings, spec
-from xenkit.core.sizes import format_size, human
+from xenkit.core.sizes import format_size, human, parse_size
 from xenkit.errors import XenkitError
 from xenkit.pipeline import build, manifest
 from xenkit.pipeline.manifest import Manifest
@@ -60,6 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     choices = qemu.Choices(
         args.firmware or "", args.media or "", args.nic or "", args.entry, args.cpu or ""
     )
+    if shortfall := spec.emulator_shortfall(
+        sum(n for _, n in m.emulated_ram_banks),
+        parse_size(m.dom0_mem, "dom0_mem"),
+        sum(parse_size(g.memory, "memory") for g in m.guests),
+        sum(parse_size(g.memory, "memory") for g in m.runtime_guests),
+    ):
+        log.warning("%s", shortfall)
     plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)
     if not args.check:
         return emulate.interactive(plan)

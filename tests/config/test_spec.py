@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.conftest import make_spec
+from xenkit.config import spec
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
 
@@ -143,3 +146,30 @@ def test_a_bare_number_is_mib_everywhere() -> None:
 def test_domains_too_small_to_boot_are_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(XenkitError, match=message):
         make_spec(board="qemu-virt", **overrides)
+
+
+def test_a_plan_that_fits_the_board_but_not_its_emulator_is_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 19's case: fine on the 4G Pi 4, but the emulated one has 960 MiB, where xl
+    create once failed with "can't allocate low memory" and nothing said why."""
+    domains = [{"name": "a", "memory": "160M"}, {"name": "t", "kernel": "builtin:tick"}]
+    with caplog.at_level(logging.WARNING, logger="xenkit"):
+        s = make_spec(
+            board="rpi4", dom0_mem="640M", toolstack=True, domain=domains, guest=[{"name": "g"}]
+        )
+    assert s.guests and len(caplog.records) == 1
+    assert caplog.records[0].getMessage() == (
+        "[[guest]]: the emulator has 960M of RAM: beside Dom0 (640M) and the dom0less guests "
+        "about 80M is free, but the run-time guests want 128M, so xenkit run cannot start them "
+        "all (give them less memory, or lower dom0_mem)"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xenkit"):
+        make_spec(board="rpi4", dom0_mem="384M", toolstack=True, guest=[{"name": "g"}])
+    assert not caplog.records
+
+
+def test_the_emulator_shortfall_is_empty_when_it_fits() -> None:
+    assert spec.emulator_shortfall(960 << 20, 384 << 20, 0, 128 << 20) == ""
+    assert "want 600M" in spec.emulator_shortfall(960 << 20, 384 << 20, 0, 600 << 20)

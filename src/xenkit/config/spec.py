@@ -90,6 +90,14 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     if values["toolstack"]:
         domains = _join_xenstore(domains, values["domain"])
     guests = _guests(values, board, banks, dom0_mem, domains)
+    dom0less = sum(d.memory for d in domains)
+    if shortfall := emulator_shortfall(
+        sum(n for _, n in board.emulated_ram(ram)),
+        dom0_mem,
+        dom0less,
+        sum(max(g.memory, g.maxmem) for g in guests),
+    ):
+        log.warning("[[guest]]: %s", shortfall)
     # The user's own binaries are checked here, under the names the user gave: once copied
     # into the build, a message would name xenkit's temporary copy.
     if values["xen_image"]:
@@ -223,6 +231,21 @@ XEN_OVERHEAD = 64 * MiB
 def guest_room(total: int, dom0_mem: int, guests: int) -> int:
     """Memory left for more guests beside Dom0 and `guests` bytes of guests already."""
     return total - dom0_mem - XEN_OVERHEAD - guests
+
+
+def emulator_shortfall(emulated: int, dom0_mem: int, dom0less: int, runtime: int) -> str:
+    """Why a plan that fits the board does not fit its emulator's `emulated` bytes of RAM
+    (the emulated Pi 4 has 960 MiB of the 4G board's): "" if it fits. A warning, not an
+    error, since the image is for the board."""
+    free = guest_room(emulated, dom0_mem, dom0less)
+    if runtime <= free:
+        return ""
+    return (
+        f"the emulator has {format_size(emulated)} of RAM: beside Dom0 ({format_size(dom0_mem)})"
+        f" and the dom0less guests about {format_size(max(free, 0) // MiB * MiB)} is free, but "
+        f"the run-time guests want {format_size(runtime)}, so xenkit run cannot start them all "
+        "(give them less memory, or lower dom0_mem)"
+    )
 
 
 # Dom0's bridge and its address: guests get addresses on this network.
