@@ -173,3 +173,10 @@ def test_a_plan_that_fits_the_board_but_not_its_emulator_is_a_warning(
 def test_the_emulator_shortfall_is_empty_when_it_fits() -> None:
     assert spec.emulator_shortfall(960 << 20, 384 << 20, 0, 128 << 20) == ""
     assert "want 600M" in spec.emulator_shortfall(960 << 20, 384 << 20, 0, 600 << 20)
+
+
+def test_a_guest_disk_needs_the_qdisk_backend_only_the_pc_dom0_has() -> None:
+    guest = [{"name": "g", "disk": "64M"}]
+    with pytest.raises(XenkitError, match="drop disk on qemu-virt"):
+        make_spec(board="qemu-virt", toolstack=True, guest=guest)
+    assert make_spec(board="pc", guest=guest).guests[0].disk == 64 * MiB

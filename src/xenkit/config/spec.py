@@ -285,6 +285,11 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
     net, dom0 = ("", "") if board.hardware_modules else (BRIDGE_ADDR, BRIDGE_ADDR.split("/")[0])
     types = arch.get(board.arch).guest_types
     g = xl.guest_from_table(table, index, board.cpus, net, dom0, types)
+    if g.disk and "qemu-system-xen" not in arch.get(board.arch).guest_packages:
+        raise XenkitError(
+            f"[[guest]] {g.name}: disk = ...: its backend is QEMU's (qdisk), which Dom0 "
+            f"carries only on the PC so far; drop disk on {board.name}"
+        )
     for what, default, accepted in (
         ("kernel", xl.DEFAULT_KERNEL, identify.KERNELS[board.arch]),
         ("ramdisk", xl.DEFAULT_RAMDISK, identify.RAMDISKS),
