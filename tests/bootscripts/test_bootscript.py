@@ -310,6 +310,7 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         ('DEVICE_TREE="Image"\n', r"DEVICE_TREE: .*Image looks like arm64 Image, not device tree"),
         ('XEN="Image"\n', r".*Image does not look like a Xen hypervisor image"),
+        ('XEN_POLICY="board.dtb"\n', r"XEN_POLICY: .*board.dtb looks like device tree blob"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
@@ -416,7 +417,7 @@ def test_overlays_policy_and_extra_commands(tmp_path: Path) -> None:
         input=overlay.encode(),
         check=True,
     )
-    (root / "policy").write_bytes(b"\x8c\xff\x7c\xf9" + b"\0" * 5000)
+    (root / "policy").write_bytes(b"\x8c\xff\x7c\xf9\x08\0\0\0XenFlask" + b"\0" * 5000)
     (root / "extra.txt").write_text("echo before boot\nsetenv bootdelay 0\n")
     text = (
         HEAD

@@ -32,6 +32,7 @@ def test_each_kind_is_named(tmp_path: Path) -> None:
     assert identify.what(lzma.compress(CPIO_HEAD)) == "xz'd cpio archive"
     assert identify.what(b"\xd0\x0d\xfe\xed" + bytes(60)) == "device tree blob"
     assert identify.what(b"\x7fELF\x02\x01") == "ELF file"
+    assert identify.what(b"\x8c\xff\x7c\xf9\x08\0\0\0XenFlask\0") == "Xen FLASK policy"
     assert identify.what(b"root:x:0:0:root:/root:/bin/bash\n") == "text"
     assert identify.what(b"") == "an empty file"
     assert identify.what(b"\x1f\x8b" + bytes(100)) == "damaged gzip data"

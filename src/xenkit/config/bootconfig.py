@@ -135,6 +135,8 @@ def _check_kind(role: str, path: Path) -> None:
     """The file a variable names is what the variable needs (ImageBuilder is for arm64)."""
     if role == "xen":
         binaries.xen_version(path)
+    elif role == "xen-policy":
+        identify.require(path, identify.POLICIES, variable(role))
     elif role.endswith("ramdisk"):
         identify.require(path, identify.RAMDISKS, variable(role))
     elif role == "dtb" or role.endswith("-dtb") or role.startswith("overlay"):

@@ -24,11 +24,14 @@ ELF = "ELF file"
 UIMAGE = "U-Boot uImage"
 DTB = "device tree blob"
 CPIO = "cpio archive"
+# Xen's FLASK policy: POLICYDB_MAGIC 0xf97cff8c (little-endian), then the "XenFlask" string.
+XSM_POLICY = "Xen FLASK policy"
 
 _MAGICS = (
     (b"\x7fELF", ELF),
     (b"\x27\x05\x19\x56", UIMAGE),
     (b"\xd0\x0d\xfe\xed", DTB),
+    (b"\x8c\xff\x7c\xf9\x08\x00\x00\x00XenFlask", XSM_POLICY),
     (b"070701", CPIO),
     (b"070702", CPIO),
     (b"\x28\xb5\x2f\xfd", "zstd data"),
@@ -45,6 +48,7 @@ KERNELS = {
 }
 RAMDISKS = (CPIO, f"gzip'd {CPIO}", f"xz'd {CPIO}", "zstd data", "lz4 data", "bzip2 data")
 DTBS = (DTB,)
+POLICIES = (XSM_POLICY,)
 
 
 def _plain(head: bytes) -> str:
