@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xenkit.bootscripts import imagebuilder
+from xenkit.config import settings as xsettings
+from xenkit.config import spec
 from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
@@ -57,3 +59,53 @@ def test_manifests(data: object) -> None:
             manifest.from_json(json.dumps(doc), "fuzz.json")
         except XenkitError as exc:
             _one_line(exc)
+
+
+# Values of the kinds a TOML file holds.
+TOML_VALUE = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.text(max_size=12),
+    st.sampled_from(["512M", "0", "4G", "max", "pv", "hvm", "pvh", "dhcp", "10.99.0.5/24"]),
+)
+GUEST_KEYS = ["name", "type", "memory", "maxmem", "vcpus", "maxvcpus", "ip", "ping", "disk",
+              "pv_drivers", "bridge", "colour"]  # fmt: skip
+DOMAIN_KEYS = ["name", "memory", "vcpus", "cmdline", "enhanced", "colour"]
+NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
+
+
+def _tables(keys: list[str]) -> st.SearchStrategy[list[dict[str, object]]]:
+    table = st.dictionaries(st.sampled_from(keys), TOML_VALUE, max_size=5)
+    named = st.tuples(NAMES, table).map(lambda t: {**t[1], "name": t[0]})
+    return st.lists(st.one_of(named, table), max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["rpi4", "qemu-virt", "pc"]),
+    st.dictionaries(
+        st.sampled_from(["dom0_mem", "dom0_vcpus", "ram", "toolstack", "xen_extra", "persist"]),
+        TOML_VALUE,
+        max_size=4,
+    ),
+    _tables(GUEST_KEYS),
+    _tables(DOMAIN_KEYS),
+)
+def test_build_settings(
+    board: str, values: dict[str, object], guests: list[dict[str, object]], domains: list[object]
+) -> None:
+    """A config's settings and [[guest]]/[[domain]] tables, through the same coercion and
+    resolution as `xenkit build -c`, up to the resolved spec (nothing is built)."""
+    try:
+        file_values = {
+            name: xsettings._coerce(xsettings.BY_NAME[name], value, "fuzz.toml")
+            for name, value in {
+                **values,
+                "board": board,
+                "guest": guests,
+                "domain": domains,
+            }.items()
+        }
+        spec.resolve(xsettings.resolve(file_values, {}))
+    except XenkitError as exc:
+        _one_line(exc)
