@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sum(n for _, n in m.emulated_ram_banks),
         parse_size(m.dom0_mem, "dom0_mem"),
         sum(parse_size(g.memory, "memory") for g in m.guests),
-        sum(parse_size(g.memory, "memory") for g in m.runtime_guests),
+        {g.name: parse_size(g.memory, "memory") for g in m.runtime_guests},
     ):
         log.warning("%s", shortfall)
     plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)

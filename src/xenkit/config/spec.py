@@ -95,7 +95,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         sum(n for _, n in board.emulated_ram(ram)),
         dom0_mem,
         dom0less,
-        sum(max(g.memory, g.maxmem) for g in guests),
+        {g.name: max(g.memory, g.maxmem) for g in guests},
     ):
         log.warning("[[guest]]: %s", shortfall)
     # The user's own binaries are checked here, under the names the user gave: once copied
@@ -233,18 +233,20 @@ def guest_room(total: int, dom0_mem: int, guests: int) -> int:
     return total - dom0_mem - XEN_OVERHEAD - guests
 
 
-def emulator_shortfall(emulated: int, dom0_mem: int, dom0less: int, runtime: int) -> str:
+def emulator_shortfall(emulated: int, dom0_mem: int, dom0less: int, runtime: dict[str, int]) -> str:
     """Why a plan that fits the board does not fit its emulator's `emulated` bytes of RAM
-    (the emulated Pi 4 has 960 MiB of the 4G board's): "" if it fits. A warning, not an
-    error, since the image is for the board."""
+    (the emulated Pi 4 has 960 MiB of the 4G board's), given the run-time guests' memory by
+    name: "" if it fits. A warning, not an error, since the image is for the board."""
     free = guest_room(emulated, dom0_mem, dom0less)
-    if runtime <= free:
+    wanted = sum(runtime.values())
+    if wanted <= free:
         return ""
+    each = ", ".join(f"{name} {format_size(n)}" for name, n in runtime.items())
     return (
         f"the emulator has {format_size(emulated)} of RAM: beside Dom0 ({format_size(dom0_mem)})"
         f" and the dom0less guests about {format_size(max(free, 0) // MiB * MiB)} is free, but "
-        f"the run-time guests want {format_size(runtime)}, so xenkit run cannot start them all "
-        "(give them less memory, or lower dom0_mem)"
+        f"the run-time guests want {format_size(wanted)} ({each}), so xenkit run cannot start "
+        "them all (give them less memory, or lower dom0_mem)"
     )
 
 
