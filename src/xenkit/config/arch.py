@@ -29,6 +29,15 @@ class Arch:
     # Guest kernel modules beyond the PV ones (an HVM guest's emulated NIC and disk).
     guest_modules: tuple[str, ...] = ()
 
+    @property
+    def qdisk(self) -> bool:
+        """Whether Dom0 has QEMU's PV disk backend, which serves guest disk images: it comes
+        with the device model."""
+        return DEVICE_MODEL in self.guest_packages
+
+
+# Debian's build of QEMU as Xen's device model (and PV backends such as qdisk).
+DEVICE_MODEL = "qemu-system-xen"
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
@@ -44,7 +53,7 @@ ARCHES = {
         "vmlinuz",
         False,
         ("pv", "pvh", "hvm"),
-        guest_packages=("qemu-system-xen",),
+        guest_packages=(DEVICE_MODEL,),
         guest_modules=("e1000", "ata_piix", "sd_mod"),
     ),
 }

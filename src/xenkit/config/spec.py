@@ -151,18 +151,14 @@ def _domains(tables: list[Any], board: Board, banks: tuple[Bank, ...],
             d = _builtin(d, table)
         else:
             xl.too_small(d.memory, f"[[domain]] {d.name}")
-        kinds = {
-            "kernel": identify.KERNELS[board.arch],
-            "ramdisk": identify.RAMDISKS,
-            "passthrough_dtb": identify.DTBS,
-        }
-        for what, accepted in kinds.items():
+        for what, accepted in (
+            ("kernel", identify.KERNELS[board.arch]),
+            ("ramdisk", identify.RAMDISKS),
+            ("passthrough_dtb", identify.DTBS),
+        ):
             path = getattr(d, what)
-            if not path or builtin.is_builtin(path):
-                continue
-            if not Path(path).is_file():
-                raise XenkitError(f"[[domain]] {d.name}: {what} {path} does not exist")
-            identify.require(Path(path), accepted, f"[[domain]] {d.name}: {what}")
+            if path and not builtin.is_builtin(path):
+                _user_file(path, accepted, f"[[domain]] {d.name}", what)
         if not 1 <= d.vcpus <= board.cpus:
             raise XenkitError(
                 f"[[domain]] {d.name}: vcpus = {d.vcpus}, but {board.name} has {board.cpus} CPUs"
@@ -287,7 +283,7 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
     net, dom0 = ("", "") if board.hardware_modules else (BRIDGE_ADDR, BRIDGE_ADDR.split("/")[0])
     types = arch.get(board.arch).guest_types
     g = xl.guest_from_table(table, index, board.cpus, net, dom0, types)
-    if g.disk and "qemu-system-xen" not in arch.get(board.arch).guest_packages:
+    if g.disk and not arch.get(board.arch).qdisk:
         raise XenkitError(
             f"[[guest]] {g.name}: disk = ...: its backend is QEMU's (qdisk), which Dom0 "
             f"carries only on the PC so far; drop disk on {board.name}"
@@ -297,12 +293,16 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
         ("ramdisk", xl.DEFAULT_RAMDISK, identify.RAMDISKS),
     ):
         path = getattr(g, what)
-        if path == default:
-            continue
-        if not Path(path).is_file():
-            raise XenkitError(f"[[guest]] {g.name}: {what} {path} does not exist")
-        identify.require(Path(path), accepted, f"[[guest]] {g.name}: {what}")
+        if path != default:
+            _user_file(path, accepted, f"[[guest]] {g.name}", what)
     return g
+
+
+def _user_file(path: str, accepted: tuple[str, ...], owner: str, what: str) -> None:
+    """A file a [[domain]] or [[guest]] table names: there, and what its place needs."""
+    if not Path(path).is_file():
+        raise XenkitError(f"{owner}: {what} {path} does not exist")
+    identify.require(Path(path), accepted, f"{owner}: {what}")
 
 
 def _guests(

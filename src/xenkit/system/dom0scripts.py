@@ -98,6 +98,8 @@ if $xen; then
 else
     version="none (Linux without Xen)"
 fi
+caps=""
+$xen && caps=$(virt_caps)
 mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 domains=$(xl list 2>/dev/null | tail -n +2 | wc -l)
@@ -112,18 +114,17 @@ if [ "$AUTOCONFIG" = 1 ]; then
     done
     disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | tr '\n' ' ')
     addr=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null | awk '/inet / { print $2; exit }')
-    caps=$(xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p')
     found="; NICs: ${nicl:-none}; disks: ${disks% }; address: ${addr:-none}; virt_caps: $caps"
 fi
 runs=""
-$xen && runs="; guests: $(runnable_types | sed 's/ /, /g')"
+$xen && runs="; guests: $(runnable_types "$caps" | sed 's/ /, /g')"
 echo
 echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)," \
     "xl sees $domains domains$runs$found"
 echo
 if $xen; then
     for cfg in /etc/xen/*.cfg; do
-        [ -f "$cfg" ] && cannot_run "$(basename "$cfg" .cfg)" "$cfg"
+        [ -f "$cfg" ] && cannot_run "$(basename "$cfg" .cfg)" "$cfg" "$caps"
     done
 fi
 
@@ -149,20 +150,24 @@ done
 # runs (from `xl info`'s virt_caps; PVH and HVM need hardware virtualisation with HAP, since
 # Debian's Xen has no shadow paging), and why a guest cannot start here.
 GUESTS_LIB = r"""
+# The words of `xl info`'s virt_caps. Callers that ask more than once pass them on, since
+# under emulation each `xl info` takes a noticeable moment.
+virt_caps() { xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p'; }
+# runnable_types [CAPS]
 runnable_types() {
     case "$(uname -m)" in x86_64) ;; *) echo "arm"; return ;; esac
-    caps=" $(xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p') "
+    caps=" ${1-$(virt_caps)} "
     hvm=false
     case "$caps" in *" hvm "*) case "$caps" in *" hap "*) hvm=true ;; esac ;; esac
     if $hvm; then echo "pv pvh hvm"; else echo "pv"; fi
 }
-# cannot_run NAME CFG: nothing if the guest's xl.cfg is a type this machine runs, else one
-# line saying why.
+# cannot_run NAME CFG [CAPS]: nothing if the guest's xl.cfg is a type this machine runs,
+# else one line saying why.
 cannot_run() {
     type=$(sed -n 's/^type *= *"\(.*\)"/\1/p' "$2")
     [ "$(uname -m)" = x86_64 ] || return 0
-    case " $(runnable_types) " in *" ${type:-pv} "*) return 0 ;; esac
-    caps=$(xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p')
+    caps=${3-$(virt_caps)}
+    case " $(runnable_types "$caps") " in *" ${type:-pv} "*) return 0 ;; esac
     echo "xenkit: guest $1 is $type, but this machine's Xen runs only PV guests" \
         "(virt_caps: ${caps:-none}; $type needs VT-x or AMD-V with nested paging):" \
         "make it type = \"pv\""
@@ -181,10 +186,11 @@ if [ $# = 0 ]; then
     exit 2
 fi
 rc=0
+caps=$(virt_caps)
 for name in "$@"; do
     cfg=/etc/xen/$name.cfg
     [ -f "$cfg" ] || { echo "xenkit-start: no guest $name (no $cfg)"; rc=2; continue; }
-    why=$(cannot_run "$name" "$cfg")
+    why=$(cannot_run "$name" "$cfg" "$caps")
     [ -z "$why" ] || { echo "$why"; rc=2; continue; }
     sed -n 's/^# xenkit-disk: //p' "$cfg" | while read -r path size; do
         [ -e "$path" ] && continue
