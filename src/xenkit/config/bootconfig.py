@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkit.config import builtin
-from xenkit.core.sizes import MiB, parse_size
+from xenkit.core.sizes import MiB, parse_count, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, identify
 
@@ -236,7 +236,7 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
         # As ImageBuilder: a guest with a virtual PL011 gets it as its console.
         cmdline=str(t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else "")),
         memory=parse_size(t.get("memory", "512M"), f"{where} memory"),
-        vcpus=int(t.get("vcpus", 1)),
+        vcpus=parse_count(t.get("vcpus", 1), f"{where} vcpus"),
         vpl011=bool(t.get("vpl011", True)),
         passthrough_dtb=str(t.get("passthrough_dtb", "")),
         passthrough_paths=tuple(t.get("passthrough_paths", ())),
@@ -267,7 +267,7 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
                 ramdisk=str(dom0.get("ramdisk", "")),
                 cmdline=str(dom0.get("cmdline", "")),
                 memory=parse_size(dom0.get("memory", 0), "dom0.memory"),
-                vcpus=int(dom0.get("vcpus", 0)),
+                vcpus=parse_count(dom0.get("vcpus", 0), "dom0.vcpus"),
             )
             if dom0
             else None,

@@ -28,6 +28,15 @@ def parse_size(text: str | int, what: str = "size", bare: int = MiB) -> int:
     return int(m.group(1)) * (_UNITS[unit] if unit or s[-1:].isalpha() else bare)
 
 
+def parse_count(value: object, what: str) -> int:
+    """A whole number a user writes (vCPUs): an integer, or a string of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise XenkitError(f"{what}: {value!r} is not a whole number; write e.g. 2")
+
+
 def format_size(n: int) -> str:
     """Largest exact unit, as Xen's dom0_mem= and humans like it: 512M, 2G, 1536K."""
     for unit, scale in (("T", 1 << 40), ("G", GiB), ("M", MiB), ("K", KiB)):

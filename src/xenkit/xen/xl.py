@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from xenkit.core.sizes import MiB, format_size, parse_size
+from xenkit.core.sizes import MiB, format_size, parse_count, parse_size
 from xenkit.errors import XenkitError
 
 # Where xenkit puts the default guest's kernel and initramfs inside Dom0's root.
@@ -184,8 +184,8 @@ def guest_from_table(
     disk = parse_size(t["disk"], f"{where} disk") if t.get("disk") else 0
     memory = parse_size(t.get("memory", "128M"), f"{where} memory")
     too_small(memory, where)
-    vcpus = int(t.get("vcpus", 1))
-    maxvcpus = int(t.get("maxvcpus", 0)) or vcpus
+    vcpus = parse_count(t.get("vcpus", 1), f"{where} vcpus")
+    maxvcpus = parse_count(t.get("maxvcpus", 0), f"{where} maxvcpus") or vcpus
     for what, n in (("vcpus", vcpus), ("maxvcpus", maxvcpus)):
         if not 1 <= n <= cpus:
             raise XenkitError(f"{where}: {what} = {n}, but the board has {cpus} CPUs")
