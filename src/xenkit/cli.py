@@ -57,9 +57,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
     board = manifest.board(build_dir)
+    from xenkit.images import chunkstore
+    from xenkit.serve import http
+
+    netdir = build_dir / "netroot"
+    mirrors = tuple(settings.http_urls(",".join(args.mirror or ()), "--mirror"))
+    server = None
+    if netdir.is_dir() and not mirrors:
+        # The build's own store, served from here: QEMU's user network reaches the host's
+        # loopback at 10.0.2.2.
+        server = http.HttpServer({"/netroot/store/": netdir / "store"}, "127.0.0.1")
+        mirrors = (f"http://10.0.2.2:{server.port}/netroot/store/",)
+        log.info("run: serving %s over HTTP on port %d", netdir, server.port)
     choices = qemu.Choices(
-        args.firmware or "", args.media or "", args.nic or "", args.entry, args.cpu or ""
+        args.firmware or "",
+        args.media or "",
+        args.nic or "",
+        args.entry,
+        args.cpu or "",
+        mirrors if netdir.is_dir() else (),
+        args.cache_disk or "",
     )
+    try:
+        return _run(args, build_dir, m, board, choices)
+    finally:
+        if server:
+            server.stop()
+            published = chunkstore.Published.read(netdir)
+            print(published.fetched(server.stats.bytes, server.stats.chunks))
+
+
+def _run(
+    args: argparse.Namespace,
+    build_dir: Path,
+    m: Manifest,
+    board: boards.Board,
+    choices: qemu.Choices,
+) -> int:
     if shortfall := spec.emulator_shortfall(
         sum(n for _, n in m.emulated_ram_banks),
         parse_size(m.dom0_mem, "dom0_mem"),
@@ -342,6 +376,18 @@ def parser() -> argparse.ArgumentParser:
         "--entry",
         type=int,
         help="with --check: the boot menu entry to pick, from 0, typed on the serial line",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        metavar="URL",
+        help="a network root's chunk store to fetch from, in turn (repeat it; default: the "
+        "build's own, served by this command)",
+    )
+    p.add_argument(
+        "--cache-disk",
+        metavar="FILE",
+        help="a network root's cache partition: a disk image, made if missing, kept across runs",
     )
     p.set_defaults(func=cmd_run)
 

@@ -115,6 +115,28 @@ def ipv4_interface(value: str, where: str) -> str:
     return str(iface)
 
 
+def directory(value: str, where: str) -> Path | None:
+    """A directory xenkit may create (a chunk store several builds share)."""
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise XenkitError(f"{where}: {value} exists and is not a directory; give a directory")
+    return path
+
+
+def http_urls(value: str, where: str) -> tuple[str, ...]:
+    """Mirrors of a chunk store: http:// URLs, comma-separated (the first stage has no TLS)."""
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    for u in urls:
+        host = u[len("http://") :].split("/")[0]
+        if not u.startswith("http://") or not host or any(c in u for c in " '\"$`"):
+            raise XenkitError(
+                f"{where}: {u!r} is not a plain http:// URL; give e.g. http://10.0.0.1:8080/"
+            )
+    return urls
+
+
 def tables(value: list[Any], where: str) -> list[dict[str, Any]]:
     if not all(isinstance(t, dict) for t in value):
         raise XenkitError(f"{where}: give [[{where}]] tables in the config file")
@@ -214,6 +236,30 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)",
         parse=ranged(0, 65535),
+    ),
+    Setting(
+        "net_root",
+        bool,
+        False,
+        "PC: a small boot medium (net.iso) whose Dom0 root comes over HTTP, fetched lazily "
+        "from the chunk store written beside it (netroot/)",
+    ),
+    Setting(
+        "net_store",
+        str,
+        "",
+        "net_root: put the chunks in this store, shared with other builds, instead of "
+        "the build's netroot/store",
+        parse=directory,
+        path=True,
+    ),
+    Setting(
+        "mirrors",
+        str,
+        "",
+        "net_root: the stores' URLs Dom0 fetches from, in turn, comma-separated (default: "
+        "the DHCP boot file if it is an http:// URL, else the DHCP server's port 8080)",
+        parse=http_urls,
     ),
     # None: the board's choice (the PC's live workbench has it, the Arm boards do not).
     Setting(

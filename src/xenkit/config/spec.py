@@ -46,6 +46,9 @@ class SystemSpec:
     dom0_root: Dom0Root = "sd"
     dom0_autorun: Path | None = None
     guests: tuple[xl.Guest, ...] = ()
+    net_root: bool = False
+    net_store: Path | None = None
+    mirrors: tuple[str, ...] = ()
 
     @property
     def ram_total(self) -> int:
@@ -129,6 +132,9 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         dom0_root=values["dom0_root"],
         dom0_autorun=values["dom0_autorun"],
         guests=guests,
+        net_root=bool(values["net_root"]),
+        net_store=values["net_store"],
+        mirrors=values["mirrors"],
     )
 
 

@@ -30,6 +30,9 @@ PROGRAMS: dict[str, str] = {
     "mksquashfs": "squashfs-tools",
     "unsquashfs": "squashfs-tools",
     "depmod": "kmod",
+    # A network root: the chunk store and index, and the tests that read through it.
+    "casync": "casync",
+    "chroot": "coreutils",
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",

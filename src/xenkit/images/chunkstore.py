@@ -67,3 +67,35 @@ def add(blob: Path, store: Path, index: Path) -> Added:
         partial.unlink(missing_ok=True)
     fresh = {c.id: c.size for c in parsed.chunks if c.id not in had}
     return Added(parsed, len(fresh), sum(fresh.values()))
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a build's netroot/ holds: its indexes' chunks, and their gzip'd size in the
+    store (what a client would fetch to read every byte)."""
+
+    chunks: int
+    size: int  # the layers' bytes
+    stored: int  # their chunks' bytes in the store
+
+    @staticmethod
+    def read(netdir: Path) -> Published:
+        ids: dict[str, int] = {}
+        size = 0
+        for index in sorted(netdir.glob("*.caibx")):
+            parsed = caibx.parse(index.read_bytes(), str(index))
+            size += parsed.size
+            ids.update((c.id, c.size) for c in parsed.chunks)
+        stored = 0
+        for chunk_id in ids:
+            path = chunk_path(netdir / "store", chunk_id)
+            stored += path.stat().st_size if path.exists() else 0
+        return Published(len(ids), size, stored)
+
+    def fetched(self, sent: int, chunks: int) -> str:
+        """One line: what a boot fetched against the whole root."""
+        return (
+            f"net root: {chunks} of {self.chunks} chunks fetched, {sent / 2**20:.1f} MiB on "
+            f"the wire: {100 * sent / self.stored:.0f}% of the store's "
+            f"{self.stored / 2**20:.1f} MiB for a {self.size / 2**20:.1f} MiB root"
+        )

@@ -31,7 +31,7 @@ from xenkit.formats import binaries
 from xenkit.formats import kernel as kernel_format
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import DomainEntry, FileEntry, Manifest, PackageEntry
-from xenkit.system import artifacts, baremetal, initramfs, rootfs
+from xenkit.system import artifacts, baremetal, initramfs, netroot, rootfs
 from xenkit.system.artifacts import Artifacts, gather, gzipped
 from xenkit.system.initramfs import RootSource
 from xenkit.xen import xl
@@ -147,11 +147,13 @@ def _dom0(
     xen_pkg = next(p.name for p in board.packages if p.role == "xen")
     mods = artifacts.modules(art)
     hardware = rootfs.Hardware(mods, board.hardware_modules) if board.hardware_modules else None
+    net = isinstance(source, netroot.Net)
     tree = rootfs.assemble(
         Apt(board.arch, board.release),
         rootfs.xen_series(xen_pkg),
         hardware,
-        arch.get(board.arch).guest_packages,
+        # A network root's first stage runs Debian's casync, taken from Dom0's tree.
+        (*arch.get(board.arch).guest_packages, *(("casync",) if net else ())),
     )
     setup = rootfs.Dom0Setup(
         bridge_addr=BRIDGE_ADDR,
@@ -161,7 +163,7 @@ def _dom0(
     wanted: tuple[str, ...] = rootfs.TOOLSTACK_MODULES
     if spec.dom0_root == "initramfs":
         wanted = (*rootfs.ROOT_MODULES, *wanted)
-    layered = isinstance(source, initramfs.Live) and spec.dom0_root != "initramfs"
+    layered = isinstance(source, initramfs.Live | netroot.Net) and spec.dom0_root != "initramfs"
     if not layered:
         rootfs.link(tree, root)
     files = _guest_files(spec, art, mods)
@@ -172,8 +174,13 @@ def _dom0(
         root.mkdir()
         (root / "README").write_text("Dom0 runs from its initramfs (dom0_root = initramfs).\n")
         return data, None
-    first = rootfs.module_files(mods, (*board.root_modules, *rootfs.ROOT_MODULES))
-    data = initramfs.build(busybox, modules=first, root=source, root_init=rootfs.INIT)
+    wanted = (*board.root_modules, *rootfs.ROOT_MODULES, *(board.net_modules if net else ()))
+    first = rootfs.module_files(mods, wanted)
+    extra: dict[str, bytes] = {}
+    if net:
+        extra = {rel: p.read_bytes() for rel, p in netroot.program_files(tree.path).items()}
+        extra.update(netroot.front_files())
+    data = initramfs.build(busybox, modules=first, root=source, root_init=rootfs.INIT, files=extra)
     return data, tree if layered else None
 
 
@@ -257,7 +264,7 @@ def build(spec: SystemSpec, out: Path) -> Manifest:
         shutil.copyfile(kernel, boot / a.kernel_file)
         root = tmp / "rootfs"
         root.mkdir()
-        first_stage, tree = _dom0(spec, art, root, target.root)
+        first_stage, tree = _dom0(spec, art, root, target.root_source(spec))
         (boot / arch.RAMDISK_FILE).write_bytes(first_stage)
         domains = _stage_guests(spec, boot, art.files["busybox"].read_bytes(), a.kernel_file)
         job = targets.Job(

@@ -39,6 +39,10 @@ class Choices:
     nic: str = ""  # the network card's model
     entry: int | None = None  # the boot menu's entry, from 0
     cpu: str = ""  # QEMU's -cpu, in place of the board's
+    # A network root: the chunk stores Dom0 fetches from (handed over as the DHCP boot file)
+    # and a disk image for its cache partition.
+    mirrors: tuple[str, ...] = ()
+    cache_disk: str = ""
 
 
 def binary(board: Board) -> str:

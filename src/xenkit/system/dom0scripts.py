@@ -78,7 +78,11 @@ if [ "$AUTOCONFIG" = 1 ]; then
     done
 fi
 
-if [ -n "$BRIDGE" ]; then
+if [ -n "$BRIDGE" ] && [ -e "/sys/class/net/$BRIDGE" ]; then
+    # A network root's first stage made the bridge: Dom0's root comes over it, so it stays
+    # as it is (its DHCP client lives on in /run/xenkit/front).
+    uplink=$(ls "/sys/class/net/$BRIDGE/brif" 2>/dev/null | head -n 1)
+elif [ -n "$BRIDGE" ]; then
     ip link add name "$BRIDGE" type bridge stp_state 0 forward_delay 0
     if [ -n "$uplink" ]; then
         # Guests share the uplink's network: the bridge takes the NIC's MAC and its lease.
@@ -112,7 +116,7 @@ if [ "$AUTOCONFIG" = 1 ]; then
         link=down; [ "$nic" = "$uplink" ] && link=uplink
         nicl="$nicl${nicl:+ }$nic/$drv/$link"
     done
-    disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | tr '\n' ' ')
+    disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' -e '^nbd' | tr '\n' ' ')
     addr=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null | awk '/inet / { print $2; exit }')
     found="; NICs: ${nicl:-none}; disks: ${disks% }; address: ${addr:-none}; virt_caps: $caps"
 fi
@@ -132,6 +136,10 @@ if ! $xen && ls /etc/xen/*.cfg >/dev/null 2>&1; then
     echo "xenkit: this is Linux without Xen: its guests (/etc/xen/*.cfg) need a Xen entry" \
         "of the boot menu"
 fi
+
+# A network root with a cache partition: fetch the rest of the root in the background, so
+# the next boot needs no server (the first stage said so in /run/xenkit/fill).
+[ -e /run/xenkit/fill ] && (@FILL@ &)
 
 if [ -x /etc/xenkit/autorun ]; then
     echo "xenkit: autorun start"

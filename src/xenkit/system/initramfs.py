@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.formats.cpio import Archive
+from xenkit.system import netroot
 
 READY = "xenkit: Dom0 ready"
 GUEST_READY = "xenkit: guest {name} ready"
@@ -250,7 +251,7 @@ class Live:
     persist: str = ""  # the label of a writable filesystem for the changes, if one is there
 
 
-RootSource = Partition | Live
+RootSource = Partition | Live | netroot.Net
 
 PROFILE = 'PS1="$(hostname)# "\nexport PATH=/sbin:/bin:/usr/sbin:/usr/bin\n'
 
@@ -294,21 +295,42 @@ def _modules(arc: Archive, modules: Sequence[Module]) -> None:
     arc.file("etc/modules.order", "".join(f"{p}\n" for p, _ in modules).encode())
 
 
+def _files(arc: Archive, files: dict[str, bytes]) -> None:
+    """`files` (path -> content) with the directories they need (the kernel's unpacker
+    makes none)."""
+    made = {e.name for e in arc.entries}
+    for path in sorted(files):
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                arc.dir(d)
+                made.add(d)
+        arc.file(path, files[path], 0o755)
+
+
 def build(
     busybox: bytes,
     guest: str = "",
     modules: Sequence[Module] = (),
     root: RootSource | None = None,
     root_init: str = "",
+    files: dict[str, bytes] | None = None,
 ) -> bytes:
     """The gzip'd newc cpio archive, reproducible byte for byte for the same inputs.
     With `guest`, the banner names that guest instead of Dom0 (a dom0less or xl domain).
-    With `root`, it is Dom0's first stage: it mounts that root and runs `root_init` there."""
+    With `root`, it is Dom0's first stage: it mounts that root and runs `root_init` there.
+    `files` go in besides (programs the first stage runs)."""
     arc = Archive()
     _base(arc, busybox)
     _modules(arc, modules)
+    _files(arc, files or {})
     host = guest or "xenkit-dom0"
-    if root:
+    if isinstance(root, netroot.Net):
+        body = (netroot.stage_script(root, root.layers) + HANDOVER).replace(
+            "@INIT@", root_init.lstrip("/")
+        )
+    elif root:
         if isinstance(root, Live):
             mount = FIND_ISO + LIVE.replace("@LAYERS@", " ".join(root.layers))
             mount = mount.replace("@PERSIST@", root.persist)

@@ -164,6 +164,7 @@ rm -rf $f/cache/.part.* $f/cache/.busy.*
 chroot $f /bin/httpd -p 127.0.0.1:@PORT@ -h /www || fail "the chunk front did not start"
 
 export TMPDIR=/run/xenkit/tmp CASYNC_PROTOCOL_PATH=/usr/lib/casync/protocols
+export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
 lower=""
 n=0
 for layer in @LAYERS@; do

@@ -24,6 +24,7 @@ from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package, cache_home
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
+from xenkit.system import netroot
 from xenkit.system.dom0scripts import DOM0_INIT, GUEST_TOOL_SCRIPT, GUESTS_LIB
 from xenkit.system.initramfs import UDHCPC_SCRIPT
 
@@ -314,6 +315,7 @@ def stage(
     )
     _write(dest / "etc/xenkit/dom0.conf", conf)
     init = DOM0_INIT.replace("@READY@", ready).replace("@AUTORUN@", AUTORUN_DONE)
+    init = init.replace("@FILL@", netroot.FILL.replace("@FRONT@", netroot.FRONT))
     _write(dest / INIT, init.replace("@UDHCPC@", UDHCPC).replace("@LIB@", GUEST_TOOL_LIB), 0o755)
     _write(dest / GUEST_TOOL_LIB, GUESTS_LIB)
     _write(dest / GUEST_TOOL, GUEST_TOOL_SCRIPT.replace("@LIB@", GUEST_TOOL_LIB), 0o755)

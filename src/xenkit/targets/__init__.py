@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from xenkit.errors import XenkitError
-from xenkit.system import rootfs
+from xenkit.system import netroot, rootfs
 from xenkit.system.initramfs import Partition, RootSource
 
 if TYPE_CHECKING:
@@ -95,9 +95,21 @@ class Target(ABC):
     def validate(self, board: Board) -> None:
         """Refuse, with one line, a board file that lacks what this target needs."""
 
-    def refuse(self, spec: SystemSpec) -> None:  # noqa: B027 - most targets build any system
+    def refuse(self, spec: SystemSpec) -> None:
         """Refuse, with one line, a system this target cannot build (before anything is
         fetched or assembled for it)."""
+        if (spec.net_store or spec.mirrors) and not spec.net_root:
+            raise XenkitError("net_store and mirrors are for a network root: add --net-root")
+        if spec.net_root and not isinstance(self.root_source(spec), netroot.Net):
+            raise XenkitError(
+                f"net_root: {spec.board.name} boots through {self.name}, which has no network "
+                "root yet: build for the pc board"
+            )
+
+    def root_source(self, spec: SystemSpec) -> RootSource:
+        """Where this system's Dom0 finds its root (the target's medium, unless the system
+        asks for another)."""
+        return self.root
 
     @abstractmethod
     def stage(self, job: Job) -> Staged:

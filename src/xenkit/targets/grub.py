@@ -15,6 +15,7 @@ guests), so a rebuild compresses megabytes, not the whole root.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -30,14 +31,21 @@ from xenkit.core import files, hostdeps
 from xenkit.core.proc import need, run
 from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
-from xenkit.images import persistence
+from xenkit.formats.cpio import Archive
+from xenkit.images import chunkstore, persistence
 from xenkit.pipeline.manifest import BootFiles
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
-from xenkit.system.initramfs import Live
+from xenkit.system import netroot
+from xenkit.system.initramfs import Live, RootSource
 from xenkit.targets import Job, Staged, Target
 
+log = logging.getLogger("xenkit")
+
 ISO = "live.iso"
+# With net_root: the boot medium alone; Dom0's root is in netroot/ beside it.
+NET_ISO = "net.iso"
+NETROOT = "netroot"
 # With persist: the image for a USB stick, with the writable partition behind it.
 USB = "live-usb.img"
 VOLUME = "XENKIT"
@@ -86,7 +94,10 @@ def _capped(xen_cmdline: str, dom0_mem: int) -> str:
 
 
 def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
-    """grub.cfg: on the serial line and the screen alike, Xen by default."""
+    """grub.cfg: on the serial line and the screen alike, Xen by default. A network root's
+    initramfs is a gzip'd archive with the pinned indexes appended uncompressed: GRUB
+    must pass it as it is (it would inflate the first member only)."""
+    nounzip = "--nounzip " if spec.net_root else ""
     a = arch.get(spec.board.arch)
     xen, kernel, initrd = (f"/boot/{n}" for n in (a.xen_file, a.kernel_file, arch.RAMDISK_FILE))
     linux = [w for w in dom0_cmdline.split() if w not in XEN_ONLY]
@@ -97,7 +108,7 @@ def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
             f'menuentry "{title}" {{',
             f"    multiboot2 {xen} {xen_cmdline}",
             f"    module2 {kernel} {dom0_cmdline}",
-            f"    module2 {initrd}",
+            f"    module2 {nounzip}{initrd}",
             "}",
         ]
 
@@ -141,6 +152,35 @@ def _base(tree: Path) -> Path:
         with files.replacing(image) as partial:
             squashfs(tree, partial, exclude=(".complete",))
     return image
+
+
+def _publish(layers: dict[str, Path], shared: Path | None, netdir: Path) -> bytes:
+    """Each layer into the chunk store (the build's own, or `shared` linked as its store),
+    its index into `netdir`; the indexes and the chunks' order as an uncompressed cpio
+    archive for the end of the initramfs, which pins them."""
+    netdir.mkdir()
+    store = netdir / "store"
+    if shared:
+        shared.mkdir(parents=True, exist_ok=True)
+        store.symlink_to(shared)
+    arc = Archive()
+    arc.dir(netroot.PINS)
+    order: dict[str, list[str]] = {}
+    for layer, image in layers.items():
+        name = Path(layer).stem
+        added = chunkstore.add(image, store, netdir / f"{name}.caibx")
+        order[name] = [c.id for c in added.index.chunks]
+        log.info(
+            "net root: %s layer %s in %d chunks, %d new, %.1f%% already in the store",
+            name,
+            human(added.index.size),
+            len(added.index.chunks),
+            added.new,
+            100 * added.shared,
+        )
+        arc.file(f"{netroot.PINS}/{name}.caibx", (netdir / f"{name}.caibx").read_bytes())
+    arc.file(f"{netroot.PINS}/chunks", netroot.chunk_lists(order))
+    return arc.to_bytes()
 
 
 def _extract(iso: Path, paths: list[str], dest: Path) -> None:
@@ -206,6 +246,21 @@ def _medium(image: Path, copy: Path) -> Path:
     return copy
 
 
+# Big enough for a whole root's chunks (the PC's: 48 MiB gzip'd) and sparse until filled.
+CACHE_SIZE = 512 * 1024 * 1024
+
+
+def cache_disk(path: Path) -> Path:
+    """The emulated machine's cache partition: the disk image at `path`, made empty (ext4,
+    labelled for the first stage) if it is not there yet, kept across runs."""
+    if not path.exists():
+        with files.replacing(path) as partial:
+            with partial.open("wb") as f:
+                f.truncate(CACHE_SIZE)
+            run([need("mkfs.ext4"), "-q", "-F", "-L", netroot.CACHE_LABEL, partial])
+    return path.absolute()
+
+
 def need_file(path: Path) -> Path:
     if not path.exists():
         package = hostdeps.FILES.get(str(path), "the package that has it")
@@ -248,7 +303,23 @@ class Grub(Target):
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
             raise XenkitError(f"{where}: [boot] timeout is whole seconds, 0 or more")
 
+    def root_source(self, spec: SystemSpec) -> RootSource:
+        if spec.net_root:
+            return netroot.Net(self.root.layers, mirrors=spec.mirrors)
+        return self.root
+
     def refuse(self, spec: SystemSpec) -> None:
+        super().refuse(spec)
+        if spec.net_root and (not spec.toolstack or spec.dom0_root == "initramfs"):
+            raise XenkitError(
+                "net_root is Dom0's toolstack root over the network: drop --no-toolstack "
+                "and dom0_root = initramfs"
+            )
+        if spec.net_root and spec.persist:
+            raise XenkitError(
+                "persist keeps changes on the live USB image, which a network root has not: "
+                "drop one of them"
+            )
         if spec.persist:
             persistence.check_size(spec.persist)
         if spec.domains:
@@ -268,12 +339,25 @@ class Grub(Target):
             shutil.copyfile(job.boot / name, tree / "boot" / name)
         timeout = int(spec.board.boot.get("timeout", TIMEOUT))
         (tree / "boot" / "grub" / "grub.cfg").write_text(menu(spec, timeout, spec.dom0_cmdline))
-        if job.tree:
+        made: tuple[str, ...] = (ISO,)
+        if spec.net_root and job.tree:
+            squashfs(job.root, job.out / "layer.sqfs")
+            pins = _publish(
+                {LAYER: job.out / "layer.sqfs", BASE: _base(job.tree.path)},
+                spec.net_store,
+                job.out / NETROOT,
+            )
+            (job.out / "layer.sqfs").unlink()
+            with (tree / "boot" / job.ramdisk).open("ab") as f:
+                # Linux takes an uncompressed archive after a compressed one only at an
+                # offset that is a multiple of 4 (init/initramfs.c), and skips zeros.
+                f.write(b"\0" * (-f.tell() % 4) + pins)
+            made = (NET_ISO, NETROOT)
+        elif job.tree:
             (tree / "live").mkdir()
             files.link_or_copy(_base(job.tree.path), tree / BASE)
             squashfs(job.root, tree / LAYER)
-        self._write(tree, job.out / ISO)
-        made: tuple[str, ...] = (ISO,)
+        self._write(tree, job.out / made[0])
         if spec.persist:
             persistence.add(job.out / ISO, job.out / USB, spec.persist, epoch())
             made = (ISO, USB)
@@ -357,6 +441,10 @@ class Grub(Target):
         SeaBIOS or OVMF; a NIC on QEMU's user network; a menu entry typed on the serial line."""
         c = choices or qemu.Choices()
         image = build_dir / ISO
+        if (build_dir / NET_ISO).exists():
+            image = build_dir / NET_ISO
+        elif c.mirrors or c.cache_disk:
+            raise XenkitError(f"{build_dir} has no network root: build it with --net-root")
         if not image.exists():
             raise XenkitError(f"{build_dir} has no {ISO}: run xenkit build -o {build_dir} first")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -376,8 +464,15 @@ class Grub(Target):
             copy = _medium(image, workdir / f"{media}.img")
             argv += ["-drive", f"if=none,id=medium,format=raw,file={copy}"]
             argv += MEDIA[media]
+        if c.cache_disk:
+            argv += ["-drive", f"if=none,id=cache,format=raw,file={cache_disk(Path(c.cache_disk))}"]
+            argv += ["-device", "virtio-blk-pci,drive=cache"]
         nic = NICS[c.nic or "e1000"]
-        argv += ["-netdev", f"{netdev or 'user'},id=net0", "-device", f"{nic},netdev=net0"]
+        net = netdev or "user"
+        if c.mirrors:
+            # QEMU's DHCP hands the stores' URLs over as the boot file (a comma doubled).
+            net += ",bootfile=" + ",,".join(c.mirrors)
+        argv += ["-netdev", f"{net},id=net0", "-device", f"{nic},netdev=net0"]
         argv += qemu.serial_args(board, workdir)
         answers: tuple[tuple[str, bytes], ...] = ()
         if c.entry is not None:

@@ -90,6 +90,9 @@ class Board:
     # DHCP for an address: a machine xenkit cannot know in advance. Empty: Dom0's hardware
     # is the board's, known here, and xenbr0 is a host-only network.
     hardware_modules: tuple[str, ...] = ()
+    # Modules a first stage whose root comes over the network loads besides root_modules:
+    # NICs, the bridge Dom0's root and guests share, NBD for the lazily fetched layers.
+    net_modules: tuple[str, ...] = ()
 
     def emulated_ram(self, model: str) -> tuple[Bank, ...]:
         return self.emulate.ram or self.ram[model]
@@ -176,6 +179,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
             root_modules=tuple(dom0.get("root_modules", ())),
             toolstack=_flag(dom0.get("toolstack", False), "[dom0] toolstack"),
             hardware_modules=tuple(str(d) for d in dom0.get("hardware_modules", ())),
+            net_modules=tuple(str(d) for d in dom0.get("net_modules", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XenkitError(
