@@ -57,34 +57,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
     board = manifest.board(build_dir)
-    from xenkit.images import chunkstore
-    from xenkit.serve import http
+    from xenkit.serve import netboot
 
-    netdir = build_dir / "netroot"
-    mirrors = tuple(settings.http_urls(",".join(args.mirror or ()), "--mirror"))
-    server = None
-    if netdir.is_dir() and not mirrors:
-        # The build's own store, served from here: QEMU's user network reaches the host's
-        # loopback at 10.0.2.2.
-        server = http.HttpServer({"/netroot/store/": netdir / "store"}, "127.0.0.1")
-        mirrors = (f"http://10.0.2.2:{server.port}/netroot/store/",)
-        log.info("run: serving %s over HTTP on port %d", netdir, server.port)
-    choices = qemu.Choices(
-        args.firmware or "",
-        args.media or "",
-        args.nic or "",
-        args.entry,
-        args.cpu or "",
-        mirrors if netdir.is_dir() else (),
-        args.cache_disk or "",
-    )
-    try:
+    given = settings.http_urls(",".join(args.mirror or ()), "--mirror")
+    with netboot.store_for_run(build_dir, given) as mirrors:
+        choices = qemu.Choices(
+            args.firmware or "",
+            args.media or "",
+            args.nic or "",
+            args.entry,
+            args.cpu or "",
+            mirrors,
+            args.cache_disk or "",
+        )
         return _run(args, build_dir, m, board, choices)
-    finally:
-        if server:
-            server.stop()
-            published = chunkstore.Published.read(netdir)
-            print(published.fetched(server.stats.bytes, server.stats.chunks))
 
 
 def _run(
@@ -105,7 +91,7 @@ def _run(
     if not args.check:
         return emulate.interactive(plan)
     echo = None if args.quiet else sys.stdout
-    result = emulate.check(plan, args.timeout, echo, emulate.banners(m))
+    result = emulate.check(plan, args.timeout, echo, [*emulate.banners(m), *(args.wait_for or ())])
     print()
     print(f"xenkit run --check: {board.description}: {result.reason}")
     if result.banner:
@@ -313,7 +299,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             netboot.serve(
-                build_dir, args.bind, args.port, args.emulated, args.proxy_dhcp or "", watch
+                build_dir,
+                args.bind,
+                args.port,
+                args.emulated,
+                args.proxy_dhcp or "",
+                watch,
+                http_port=args.http_port,
             )
         )
     return 0
@@ -364,9 +356,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, help="seconds --check waits")
     p.add_argument("-q", "--quiet", action="store_true", help="with --check: no console echo")
     p.add_argument("--firmware", help="the PC's firmware: bios (SeaBIOS, default) or uefi (OVMF)")
-    p.add_argument(
-        "--media", help="the PC's image as a cd (default), a usb stick, a virtio disk or sata"
-    )
+    p.add_argument("--media", help="the PC's image as a cd (default), usb stick, virtio disk, sata")
     p.add_argument("--nic", help="the PC's network card: e1000 (default) or virtio")
     p.add_argument(
         "--cpu",
@@ -377,18 +367,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="with --check: the boot menu entry to pick, from 0, typed on the serial line",
     )
-    p.add_argument(
-        "--mirror",
-        action="append",
-        metavar="URL",
-        help="a network root's chunk store to fetch from, in turn (repeat it; default: the "
-        "build's own, served by this command)",
-    )
-    p.add_argument(
-        "--cache-disk",
-        metavar="FILE",
-        help="a network root's cache partition: a disk image, made if missing, kept across runs",
-    )
+    for flag, meta, text in (
+        ("--wait-for", "TEXT", "with --check: also wait for a console line containing TEXT"),
+        ("--mirror", "URL", "a network root's store, tried in turn (default: the build's own)"),
+    ):
+        p.add_argument(flag, action="append", metavar=meta, help=f"{text}; repeat it for more")
+    p.add_argument("--cache-disk", metavar="FILE", help="a network root's cache disk image")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="catch memory, DMA, console and layout pitfalls before boot")
@@ -419,10 +403,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--next", default="boot2.scr", help="with --first-stage: script to fetch")
     p.set_defaults(func=cmd_uboot_script)
 
-    p = sub.add_parser("serve", help="netboot a build over TFTP (and the Pi 4's EEPROM)")
-    p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="a build made with --netboot")
+    p = sub.add_parser("serve", help="netboot a build over TFTP, or serve its network root")
+    p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="a --netboot or --net-root build")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (:: for IPv6)")
     p.add_argument("--port", type=int, default=69, help="UDP port (69 needs root)")
+    p.add_argument("--http-port", type=int, help="TCP port for a network root's store (8080)")
     p.add_argument(
         "--emulated",
         action="store_true",

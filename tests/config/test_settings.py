@@ -113,3 +113,25 @@ def test_check_and_map_name_settings_as_build_does() -> None:
     }
     shared = {"--board", "--xen-cmdline", "--dom0-cmdline"}
     assert shared <= flags["build"] and shared <= flags["check"] and shared <= flags["map"]
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://x/", "http://", "10.0.0.1:8080", "http://a/ b", "http://a/,https://b/"]
+)
+def test_mirrors_are_plain_http_urls_or_one_line(value: str) -> None:
+    with pytest.raises(XenkitError, match="is not a plain http:// URL"):
+        settings.resolve({}, {"mirrors": value})
+
+
+def test_mirrors_are_split_on_commas() -> None:
+    got = settings.resolve({}, {"mirrors": "http://10.0.0.1:8080/, http://b/store/"})["mirrors"]
+    assert got == ("http://10.0.0.1:8080/", "http://b/store/")
+
+
+def test_net_root_on_a_board_without_one_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import make_spec
+    from xenkit.pipeline import build
+
+    with pytest.raises(XenkitError, match="rpi4 boots through rpi, which has no network root"):
+        build.build(make_spec(board="rpi4", net_root=True), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

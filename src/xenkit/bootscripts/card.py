@@ -202,6 +202,7 @@ class UBootCard(Target):
     firmware starts U-Boot."""
 
     def refuse(self, spec: SystemSpec) -> None:
+        super().refuse(spec)
         if spec.persist:
             raise XenkitError(
                 "persist is for live images: the card's root partition is writable already; "

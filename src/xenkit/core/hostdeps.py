@@ -33,6 +33,7 @@ PROGRAMS: dict[str, str] = {
     # A network root: the chunk store and index, and the tests that read through it.
     "casync": "casync",
     "chroot": "coreutils",
+    "ldd": "libc-bin",
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",

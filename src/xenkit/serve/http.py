@@ -36,7 +36,7 @@ class Stats:
     requests: int = 0
     bytes: int = 0
     files: int = 0  # whole or partial answers with a body
-    chunks: int = 0  # of them, chunk store files
+    chunk_paths: set[str] = field(default_factory=set)  # the chunk store files among them
     missing: int = 0
     clients: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,7 +50,13 @@ class Stats:
                 self.missing += 1
             elif sent:
                 self.files += 1
-                self.chunks += path.endswith(".cacnk")
+                if path.endswith(".cacnk"):
+                    self.chunk_paths.add(path)
+
+    @property
+    def chunks(self) -> int:
+        """Chunks sent, each counted once."""
+        return len(self.chunk_paths)
 
     def summary(self) -> str:
         return (
@@ -94,9 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
         client = self.client_address[0]
         target = resolve(self.server.routes, self.path)
         if target is None:
-            self.send_error(HTTPStatus.NOT_FOUND)
             self.server.stats.add(client, self.path, 0, False)
-            log.info("serve: http %s %s 404", client, self.path)
+            self.send_error(HTTPStatus.NOT_FOUND)
+            log.log(self.server.level, "serve: http %s %s 404", client, self.path)
             return
         size = target.stat().st_size
         start, end = 0, size
@@ -134,15 +140,16 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                     sent += n
         self.server.stats.add(client, self.path, sent, True)
-        log.info("serve: http %s %s %d %d bytes", client, self.path, status, sent)
+        log.log(self.server.level, "serve: http %s %s %d %d bytes", client, self.path, status, sent)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], routes: Mapping[str, Path]) -> None:
+    def __init__(self, addr: tuple[str, int], routes: Mapping[str, Path], level: int) -> None:
         self.routes = dict(routes)
+        self.level = level
         self.stats = Stats()
         self.open: set[socket.socket] = set()
         self.open_lock = threading.Lock()
@@ -163,9 +170,15 @@ class HttpServer:
     """A running server: `stop()` ends it and cuts its open connections, as a server that
     goes away would."""
 
-    def __init__(self, routes: Mapping[str, Path], bind: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Path],
+        bind: str = "0.0.0.0",
+        port: int = 0,
+        level: int = logging.INFO,  # of the line each transfer logs
+    ) -> None:
         try:
-            self._server = _Server((bind, port), routes)
+            self._server = _Server((bind, port), routes, level)
         except OSError as exc:
             raise XenkitError(
                 f"HTTP cannot listen on {bind} port {port} ({exc.strerror}): pick another "

@@ -1,5 +1,6 @@
 """`xenkit serve`: a build's netboot tree over TFTP, per-board directories, the Pi 4's
-EEPROM netboot (proxyDHCP), and rebuilds when the build's inputs change."""
+EEPROM netboot (proxyDHCP), a network root's chunk store over HTTP, and rebuilds when the
+build's inputs change."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import errno
 import logging
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.errors import XenkitError
-from xenkit.serve import proxydhcp, tftp
+from xenkit.images import chunkstore
+from xenkit.serve import http, proxydhcp, tftp
 
 log = logging.getLogger("xenkit")
 
@@ -93,6 +95,27 @@ async def _bind(server: tftp.Server, host: str, port: int) -> tuple[str, int]:
         raise XenkitError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+@contextlib.contextmanager
+def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The mirrors an emulated boot of `build_dir` fetches its network root from: those
+    `given`, else the build's own store, served from here while the boot runs (QEMU's user
+    network reaches the host's loopback at 10.0.2.2), with what it fetched said at the end.
+    None for a build without a network root."""
+    netdir = build_dir / "netroot"
+    if not netdir.is_dir() or given:
+        yield given if netdir.is_dir() else ()
+        return
+    server = http.HttpServer(
+        {"/netroot/store/": netdir / "store"}, "127.0.0.1", level=logging.DEBUG
+    )
+    log.info("run: serving %s over HTTP on port %d", netdir, server.port)
+    try:
+        yield (f"http://10.0.2.2:{server.port}/netroot/store/",)
+    finally:
+        server.stop()
+        print(chunkstore.Published.read(netdir).fetched(server.stats.bytes, server.stats.chunks))
+
+
 @dataclass
 class Watch:
     """Rebuild when any of `paths` changes (polled: no inotify needed, works on any FS)."""
@@ -134,29 +157,47 @@ async def serve(
     watch: Watch | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
+    http_port: int | None = None,
 ) -> tftp.Stats:
+    """TFTP for a netboot tree, HTTP for a network root's chunk store (on `http_port`,
+    8080 unless given: where Dom0's first stage looks when DHCP names no store)."""
     root = build_dir / "tftp"
-    if not (root / "default").is_dir():
+    store = build_dir / "netroot" / "store"
+    netboot, netroot = (root / "default").is_dir(), store.is_dir()
+    if not netboot and not netroot:
         raise XenkitError(
-            f"{build_dir} has no netboot tree: run xenkit build --netboot -o {build_dir}"
+            f"{build_dir} has no netboot tree and no network root: build it with --netboot "
+            "or --net-root"
         )
-    tree = Tree(root, emulated)
-    server = tftp.Server(root, lookup=tree.lookup)
-    addr = await _bind(server, bind, port)
-    log.info(
-        "serve: TFTP on %s port %d from %s%s",
-        addr[0],
-        addr[1],
-        root,
-        " (emulator files)" if emulated else "",
-    )
+    server = None
+    addr = ("", 0)
+    if netboot:
+        tree = Tree(root, emulated)
+        server = tftp.Server(root, lookup=tree.lookup)
+        addr = await _bind(server, bind, port)
+        log.info(
+            "serve: TFTP on %s port %d from %s%s",
+            addr[0],
+            addr[1],
+            root,
+            " (emulator files)" if emulated else "",
+        )
+    web = None
+    if netroot:
+        # The store at / (a mirror URL names the store itself) and where `xenkit run`
+        # puts it.
+        web = http.HttpServer({"/": store, "/netroot/store/": store}, bind, http_port or 8080)
+        log.info("serve: HTTP on %s port %d from %s", bind, web.port, store)
     tasks = []
     responder = None
     if proxy_dhcp:
         try:
             responder = await proxydhcp.start(proxy_dhcp)
         except OSError as exc:
-            server.close()
+            if server:
+                server.close()
+            if web:
+                web.stop()
             raise XenkitError(
                 f"proxyDHCP cannot listen on port 67 ({exc.strerror}): run as "
                 "root, and stop any DHCP server on this machine"
@@ -176,8 +217,14 @@ async def serve(
     finally:
         for t in tasks:
             t.cancel()
-        server.close()
+        if server:
+            server.close()
+            log.info("%s", server.summary())
         if responder and responder.transport:
             responder.transport.close()
-        log.info("%s", server.summary())
-    return server.stats
+        if web:
+            web.stop()
+            log.info("%s", web.stats.summary())
+            published = chunkstore.Published.read(store.parent)
+            log.info("serve: %s", published.fetched(web.stats.bytes, web.stats.chunks))
+    return server.stats if server else tftp.Stats()

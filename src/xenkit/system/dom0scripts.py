@@ -137,15 +137,16 @@ if ! $xen && ls /etc/xen/*.cfg >/dev/null 2>&1; then
         "of the boot menu"
 fi
 
-# A network root with a cache partition: fetch the rest of the root in the background, so
-# the next boot needs no server (the first stage said so in /run/xenkit/fill).
-[ -e /run/xenkit/fill ] && (@FILL@ &)
-
 if [ -x /etc/xenkit/autorun ]; then
     echo "xenkit: autorun start"
     /etc/xenkit/autorun 2>&1
     echo "@AUTORUN@ $?"
 fi
+
+# A network root with a cache partition (the first stage said so in /run/xenkit/fill): the
+# rest of the root in the background, once Dom0's own work is under way, so the next boot
+# needs no server.
+[ -e /run/xenkit/fill ] && (@FILL@ &)
 
 while true; do
     setsid cttyhack bash -l

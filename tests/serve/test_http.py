@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import http.client as client
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from xenkit.errors import XenkitError
+from xenkit.serve import http
+
+
+@pytest.fixture
+def served(tmp_path: Path):  # type: ignore[no-untyped-def]
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "x.cacnk").write_bytes(bytes(range(256)) * 40)
+    (tmp_path.parent / "secret").write_text("no")
+    server = http.HttpServer({"/": tmp_path}, "127.0.0.1")
+    yield server
+    server.stop()
+
+
+def _conn(server: http.HttpServer) -> client.HTTPConnection:
+    return client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+
+
+def test_whole_files_ranges_and_keep_alive_on_one_connection(served: http.HttpServer) -> None:
+    c = _conn(served)
+    c.request("GET", "/ab/x.cacnk")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == bytes(range(256)) * 40
+    c.request("GET", "/ab/x.cacnk", headers={"Range": "bytes=10-19"})
+    r = c.getresponse()
+    assert r.status == 206 and r.read() == bytes(range(10, 20))
+    assert r.getheader("Content-Range") == "bytes 10-19/10240"
+    c.request("GET", "/ab/x.cacnk", headers={"Range": "bytes=-4"})
+    assert c.getresponse().read() == bytes(range(252, 256))
+    c.request("GET", "/ab/x.cacnk", headers={"Range": "bytes=99999-"})
+    r = c.getresponse()
+    assert r.status == 416
+    r.read()
+    c.request("HEAD", "/ab/x.cacnk")
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Length") == "10240" and r.read() == b""
+    s = served.stats
+    for _ in range(50):  # the server counts a transfer once it has sent it
+        if s.requests == 5:
+            break
+        time.sleep(0.05)
+    assert s.requests == 5 and s.chunks == 1 and s.clients == {"127.0.0.1"}
+    assert s.bytes == 10240 + 10 + 4
+    assert "1 chunks" in s.summary()
+
+
+@pytest.mark.parametrize("path", ["/../secret", "/ab/../../secret", "/nothing", "/ab"])
+def test_nothing_outside_the_tree_or_missing_is_served(served: http.HttpServer, path: str) -> None:
+    c = _conn(served)
+    c.request("GET", path)
+    assert c.getresponse().status == 404
+    assert served.stats.missing == 1
+
+
+def test_stopping_cuts_open_connections(served: http.HttpServer) -> None:
+    c = _conn(served)
+    c.request("GET", "/ab/x.cacnk")
+    c.getresponse().read()
+    served.stop()
+    with pytest.raises((ConnectionError, client.HTTPException, socket.timeout, OSError)):
+        c.request("GET", "/ab/x.cacnk")
+        c.getresponse().read()
+
+
+def test_a_port_in_use_is_one_line(served: http.HttpServer) -> None:
+    with pytest.raises(XenkitError, match=r"HTTP cannot listen on 127\.0\.0\.1 port"):
+        http.HttpServer({"/": Path("/")}, "127.0.0.1", served.port)
