@@ -141,11 +141,16 @@ def test_a_bare_number_is_mib_everywhere() -> None:
             r"\[\[guest\]\] g: 100B is too small for Linux",
         ),
         ({"domain": [{"name": "x", "memory": True}]}, "is not a size"),
+        (
+            {"board": "pc", "guest": [{"name": "g", "memory": "64M"}]},
+            r"\[\[guest\]\] g: memory = 64M is too small for Dom0's kernel, which it runs: "
+            "give at least 80M",
+        ),
     ],
 )
 def test_domains_too_small_to_boot_are_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(XenkitError, match=message):
-        make_spec(board="qemu-virt", **overrides)
+        make_spec(**{"board": "qemu-virt", **overrides})
 
 
 def test_a_plan_that_fits_the_board_but_not_its_emulator_is_a_warning(

@@ -133,7 +133,9 @@ def test_proxy_responder_answers_on_the_wire() -> None:
 
 def test_serve_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(XenkitError, match="has no netboot tree: run xenkit build --netboot"):
+    with pytest.raises(
+        XenkitError, match="has no netboot tree and no network root: build it with --netboot"
+    ):
         asyncio.run(netboot.serve(tmp_path, "127.0.0.1", 0))
     _tree(tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:

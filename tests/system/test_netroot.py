@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import make_spec
 from xenkit.images import chunkstore
 from xenkit.serve.http import HttpServer
-from xenkit.system import artifacts, netroot
+from xenkit.system import artifacts, initramfs, netroot
 
 APPLETS = (
     "sh",
@@ -102,7 +102,7 @@ def front(amd64_busybox: Path, tmp_path: Path) -> Iterator[Front]:
         (root / "bin" / a).symlink_to("busybox")
     os.mknod(root / "dev/null", 0o666 | 0o020000, os.makedev(1, 3))
     (root / "dev/console").write_text("")  # a file here: the test reads what Dom0 would see
-    for rel, data in netroot.front_files().items():
+    for rel, data in netroot.front_files(initramfs.UDHCPC_SCRIPT).items():
         (root / "bin" / Path(rel).name).write_bytes(data)
     (root / "bin/front.cgi").rename(root / "www/cgi-bin/c")
     (root / "www/cgi-bin/c").chmod(0o755)

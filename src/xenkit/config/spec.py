@@ -294,6 +294,12 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
             f"[[guest]] {g.name}: disk = ...: its backend is QEMU's (qdisk), which Dom0 "
             f"carries only on the PC so far; drop disk on {board.name}"
         )
+    least = arch.get(board.arch).default_kernel_memory
+    if g.kernel == xl.DEFAULT_KERNEL and g.memory < least:
+        raise XenkitError(
+            f"[[guest]] {g.name}: memory = {format_size(g.memory)} is too small for Dom0's "
+            f"kernel, which it runs: give at least {format_size(least)}"
+        )
     for what, default, accepted in (
         ("kernel", xl.DEFAULT_KERNEL, identify.KERNELS[board.arch]),
         ("ramdisk", xl.DEFAULT_RAMDISK, identify.RAMDISKS),

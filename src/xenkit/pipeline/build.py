@@ -179,7 +179,7 @@ def _dom0(
     extra: dict[str, bytes] = {}
     if net:
         extra = {rel: p.read_bytes() for rel, p in netroot.program_files(tree.path).items()}
-        extra.update(netroot.front_files())
+        extra.update(netroot.front_files(initramfs.UDHCPC_SCRIPT))
     data = initramfs.build(busybox, modules=first, root=source, root_init=rootfs.INIT, files=extra)
     return data, tree if layered else None
 

@@ -155,6 +155,11 @@ class _Server(ThreadingHTTPServer):
         self.open_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that went away mid-transfer (or a stop that cut it off): a line, not
+        # the socketserver's traceback.
+        log.debug("serve: http connection from %s ended early", client_address)
+
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self.open_lock:
             self.open.add(request)

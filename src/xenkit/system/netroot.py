@@ -194,23 +194,10 @@ mkdir -p /newroot/run
 mount --move /run /newroot/run
 """
 
-# busybox udhcpc's hook in the front's chroot: as Dom0's, and it leaves the lease's server
-# and boot file for the first stage.
-DHCP = r"""#!/bin/sh
-case "$1" in
-    deconfig)
-        ip -4 addr flush dev "$interface"
-        ip link set "$interface" up
-        ;;
-    bound | renew)
-        ip -4 addr flush dev "$interface"
-        ip addr add "$ip/${mask:-24}" dev "$interface"
-        [ -z "$router" ] || ip route replace default via "${router%% *}" dev "$interface"
-        [ -z "$dns" ] || for s in $dns; do echo "nameserver $s"; done >/etc/resolv.conf
-        printf 'ip=%s\nserverid=%s\nboot_file=%s\n' "$ip" "$serverid" "$boot_file" >/etc/lease
-        ;;
-esac
-exit 0
+# What the DHCP hook in the front's chroot adds to Dom0's: the lease's server and boot file,
+# for the first stage.
+LEASE = """        printf 'ip=%s\\nserverid=%s\\nboot_file=%s\\n' "$ip" "$serverid" "$boot_file" \\
+            >/etc/lease
 """
 
 # What the CGI and the cache fill share. Chunks are kept as served (compressed) and checked
@@ -291,13 +278,17 @@ fi
 FILL = "chroot @FRONT@ /bin/sh -c '. /bin/front.sh && fill' >/run/xenkit/fill.log 2>&1"
 
 
-def front_files() -> dict[str, bytes]:
-    """The front's scripts, under /etc/front in the initramfs."""
+def front_files(udhcpc_script: str) -> dict[str, bytes]:
+    """The front's scripts, under /etc/front in the initramfs; its DHCP hook is Dom0's
+    (`udhcpc_script`) leaving the lease for the first stage."""
+    resolv = ">/etc/resolv.conf\n"
+    if resolv not in udhcpc_script:
+        raise ValueError("the DHCP hook no longer writes /etc/resolv.conf")
     lib = FRONT_LIB.replace("@CORRUPT@", CORRUPT).replace("@RETRYING@", RETRYING)
     return {
         "etc/front/front.sh": lib.replace("@AHEAD@", str(AHEAD)).encode(),
         "etc/front/front.cgi": FRONT_CGI.encode(),
-        "etc/front/dhcp.sh": DHCP.encode(),
+        "etc/front/dhcp.sh": udhcpc_script.replace(resolv, resolv + LEASE).encode(),
     }
 
 
