@@ -45,6 +45,7 @@ bench: deps
 	$(BIN)/python benchmarks/tick_jitter.py --board $(BOARD)
 	$(BIN)/python benchmarks/guest_start.py --board $(BOARD)
 	$(BIN)/python benchmarks/pc_live.py
+	$(BIN)/python benchmarks/chunk_serve.py
 
 clean:
 	rm -rf out

@@ -135,3 +135,13 @@ def test_pc_live_quick() -> None:
         out,
     )
     assert 0 < mib < alpine == 221.0 and ratio > 0
+
+
+def test_chunk_serve_quick() -> None:
+    out = bench("chunk_serve", timeout=300)
+    assert re.search(r"^xenkit chunk_serve: \d+ chunks, 8 MiB, 1 run\(s\)", out, re.M), out
+    # Three servers' MiB/s, then xenkit's ratio to lighttpd.
+    for row in ("a connection per chunk", "one keep-alive client", "8 keep-alive clients"):
+        assert all(v > 0 for v in numbers(rf"^{row}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", out)), row
+    (worst,) = numbers(rf"^xenkit's worst row is {NUM}x lighttpd's$", out)
+    assert worst > 0

@@ -34,6 +34,8 @@ PROGRAMS: dict[str, str] = {
     "casync": "casync",
     "chroot": "coreutils",
     "ldd": "libc-bin",
+    # The static server the chunk benchmark measures xenkit's HTTP server against.
+    "lighttpd": "lighttpd",
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",
