@@ -50,7 +50,36 @@ def test_whole_files_ranges_and_keep_alive_on_one_connection(served: http.HttpSe
         time.sleep(0.05)
     assert s.requests == 5 and s.chunks == 1 and s.clients == {"127.0.0.1"}
     assert s.bytes == 10240 + 10 + 4
-    assert "1 chunks" in s.summary()
+    assert s.repeats == 2 and s.cache_hits == 0
+    assert "1 chunks, 2 sent again" in s.summary()
+
+
+def test_a_current_copy_is_a_304_and_counted_as_a_cache_hit(served: http.HttpServer) -> None:
+    c = _conn(served)
+    c.request("GET", "/ab/x.cacnk")
+    r = c.getresponse()
+    r.read()
+    etag, modified = r.getheader("ETag"), r.getheader("Last-Modified")
+    assert etag and modified
+    for headers in (
+        {"If-None-Match": etag},
+        {"If-None-Match": f'"other", {etag}'},
+        {"If-Modified-Since": modified},
+    ):
+        c.request("GET", "/ab/x.cacnk", headers=headers)
+        r = c.getresponse()
+        assert r.status == 304 and r.read() == b"", headers
+    # A different validator, or a date before the file's: the file again.
+    for headers in ({"If-None-Match": '"other"'}, {"If-Modified-Since": "garbage"}):
+        c.request("GET", "/ab/x.cacnk", headers=headers)
+        r = c.getresponse()
+        assert r.status == 200 and len(r.read()) == 10240, headers
+    for _ in range(50):
+        if served.stats.requests == 6:
+            break
+        time.sleep(0.05)
+    assert served.stats.cache_hits == 3 and served.stats.repeats == 2
+    assert "3 cache hits (304)" in served.stats.summary()
 
 
 @pytest.mark.parametrize("path", ["/../secret", "/ab/../../secret", "/nothing", "/ab"])

@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,20 +38,26 @@ class Stats:
     bytes: int = 0
     files: int = 0  # whole or partial answers with a body
     chunk_paths: set[str] = field(default_factory=set)  # the chunk store files among them
+    repeats: int = 0  # chunks sent again (to another client, or one without a cache)
+    cache_hits: int = 0  # 304 Not Modified: the client's (or a proxy's) copy was current
     missing: int = 0
     clients: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, client: str, path: str, sent: int, found: bool) -> None:
+    def add(self, client: str, path: str, sent: int, found: bool, fresh: bool = False) -> None:
         with self.lock:
             self.requests += 1
             self.clients.add(client)
             self.bytes += sent
             if not found:
                 self.missing += 1
+            elif fresh:
+                self.cache_hits += 1
             elif sent:
                 self.files += 1
                 if path.endswith(".cacnk"):
+                    if path in self.chunk_paths:
+                        self.repeats += 1
                     self.chunk_paths.add(path)
 
     @property
@@ -61,7 +68,8 @@ class Stats:
     def summary(self) -> str:
         return (
             f"serve: HTTP {self.requests} requests from {len(self.clients)} clients: "
-            f"{self.files} files ({self.chunks} chunks), {human(self.bytes)} sent, "
+            f"{self.files} files ({self.chunks} chunks, {self.repeats} sent again), "
+            f"{human(self.bytes)} sent, {self.cache_hits} cache hits (304), "
             f"{self.missing} not found"
         )
 
@@ -96,6 +104,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._send(body=True)
 
+    def _fresh(self, etag: str, mtime: float) -> bool:
+        """Whether the client's copy is current (RFC 9110 13.1: If-None-Match decides when
+        given, else If-Modified-Since)."""
+        if match := self.headers.get("If-None-Match"):
+            return match.strip() == "*" or etag in (t.strip() for t in match.split(","))
+        if since := self.headers.get("If-Modified-Since"):
+            try:
+                return int(mtime) <= parsedate_to_datetime(since).timestamp()
+            except (TypeError, ValueError):
+                return False
+        return False
+
     def _send(self, body: bool) -> None:
         client = self.client_address[0]
         target = resolve(self.server.routes, self.path)
@@ -104,7 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND)
             log.log(self.server.level, "serve: http %s %s 404", client, self.path)
             return
-        size = target.stat().st_size
+        st = target.stat()
+        size = st.st_size
+        # Validators as static servers give them, so a client or a caching proxy in front
+        # (a lab's squid or nginx) asks again cheaply: a chunk never changes under its name.
+        etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+        if self._fresh(etag, st.st_mtime):
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            self.server.stats.add(client, self.path, 0, True, fresh=True)
+            log.log(self.server.level, "serve: http %s %s 304", client, self.path)
+            return
         start, end = 0, size
         status = HTTPStatus.OK
         if m := RANGE.match(self.headers.get("Range", "")):
@@ -125,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", formatdate(st.st_mtime, usegmt=True))
         if status == HTTPStatus.PARTIAL_CONTENT:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
