@@ -28,6 +28,7 @@ from xenkit.xen.xl import Guest
 DEFAULT_BOARD = "rpi4"
 
 Dom0Root = Literal["sd", "initramfs"]
+NetFetch = Literal["lazy", "whole"]
 
 Parser = Callable[[Any, str], Any]  # (value, where) -> typed value
 
@@ -148,6 +149,7 @@ def _fields(record: type) -> tuple[str, ...]:
 
 
 DOM0_ROOTS: tuple[str, ...] = get_args(Dom0Root)
+NET_FETCHES: tuple[str, ...] = get_args(NetFetch)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -260,6 +262,16 @@ SETTINGS: tuple[Setting, ...] = (
         "net_root: the stores' URLs Dom0 fetches from, in turn, comma-separated (default: "
         "the DHCP boot file if it is an http:// URL, else the DHCP server's port 8080)",
         parse=http_urls,
+    ),
+    Setting(
+        "net_fetch",
+        str,
+        "lazy",
+        "net_root: lazy (each chunk when first read, cached) or whole (every layer downloaded "
+        "into RAM before Dom0 starts, as dracut's root=live:http:// does); Dom0's command line "
+        "can override it with xenkit.fetch=",
+        parse=choice(NET_FETCHES),
+        choices=NET_FETCHES,
     ),
     # None: the board's choice (the PC's live workbench has it, the Arm boards do not).
     Setting(

@@ -12,7 +12,7 @@ from xenkit import xen
 from xenkit.config import arch, boards, builtin
 from xenkit.config.boards import Bank, Board
 from xenkit.config.bootconfig import Domain, domain_from_table
-from xenkit.config.settings import Dom0Root
+from xenkit.config.settings import Dom0Root, NetFetch
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, identify
@@ -49,6 +49,7 @@ class SystemSpec:
     net_root: bool = False
     net_store: Path | None = None
     mirrors: tuple[str, ...] = ()
+    net_fetch: NetFetch = "lazy"
 
     @property
     def ram_total(self) -> int:
@@ -135,6 +136,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         net_root=bool(values["net_root"]),
         net_store=values["net_store"],
         mirrors=values["mirrors"],
+        net_fetch=values["net_fetch"],
     )
 
 

@@ -32,6 +32,7 @@ CASYNC = ("usr/bin/casync", "usr/lib/casync/protocols/casync-http")
 LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib64", "lib64", "usr/lib")
 # Printed by the first stage and the front; tests and users grep for these.
 ATTACHED = "xenkit: Dom0 root is lazy over HTTP"
+DOWNLOADED = "xenkit: Dom0 root downloaded whole over HTTP"
 CORRUPT = "is corrupt"
 RETRYING = "retrying every 5 s"
 FILLED = "xenkit: cache filled"
@@ -46,6 +47,7 @@ class Net:
     bridge: str = "xenbr0"
     cache: str = CACHE_LABEL
     mirrors: tuple[str, ...] = ()  # baked in; else from DHCP (boot file) or its server:8080
+    fetch: str = "lazy"  # or "whole": every layer into RAM before Dom0 starts
 
 
 def program_files(tree: Path, programs: tuple[str, ...] = CASYNC) -> dict[str, Path]:
@@ -116,8 +118,12 @@ mknod $f/dev/null c 1 3 && mknod $f/dev/console c 5 1 && mknod $f/dev/urandom c 
 cp /etc/front/* $f/bin/ && cp /@PINS@/chunks $f/chunks
 mv $f/bin/front.cgi $f/www/cgi-bin/c
 mirrors=@MIRRORS@
+fetch=@FETCH@
 for word in $(cat /proc/cmdline); do
-    case "$word" in xenkit.mirror=*) mirrors=$(echo "${word#xenkit.mirror=}" | tr , ' ') ;; esac
+    case "$word" in
+        xenkit.mirror=*) mirrors=$(echo "${word#xenkit.mirror=}" | tr , ' ') ;;
+        xenkit.fetch=lazy | xenkit.fetch=whole) fetch=${word#xenkit.fetch=} ;;
+    esac
 done
 
 ip link set lo up
@@ -167,21 +173,36 @@ export TMPDIR=/run/xenkit/tmp CASYNC_PROTOCOL_PATH=/usr/lib/casync/protocols
 export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
 lower=""
 n=0
+started=$(cut -d ' ' -f 1 /proc/uptime)
 for layer in @LAYERS@; do
     name=$(basename "$layer" .sqfs)
-    casync mkdev --store=http://127.0.0.1:@PORT@/cgi-bin/c "/@PINS@/$name.caibx" /dev/nbd$n \
-        >/run/xenkit/casync-$name.log 2>&1 &
-    i=0
-    until [ "$(cat /sys/block/nbd$n/size 2>/dev/null)" -gt 0 ] 2>/dev/null; do
-        i=$((i + 1))
-        [ $i -gt 6000 ] && fail "casync did not attach $name (/run/xenkit/casync-$name.log)"
-        sleep 0.1
-    done
+    log=/run/xenkit/casync-$name.log
     mkdir -p "/run/live/$name"
-    mount -t squashfs -o ro /dev/nbd$n "/run/live/$name" ||
-        fail "cannot mount $layer from /dev/nbd$n"
+    if [ "$fetch" = whole ]; then
+        # The whole layer into RAM first, as dracut's root=live:http:// does: one casync
+        # stream per mirror (it checks every chunk), the front if no mirror gives it whole.
+        img=/run/xenkit/$name.sqfs
+        for m in $mirrors http://127.0.0.1:@PORT@/cgi-bin/c; do
+            casync extract --store="${m%/}" "/@PINS@/$name.caibx" "$img" >>"$log" 2>&1 && break
+            rm -f "$img"
+        done
+        [ -e "$img" ] || fail "no mirror gave the whole $name layer ($log)"
+        rm -f /run/xenkit/fill  # nothing to fill: the root is all in RAM
+        mount -t squashfs -o ro,loop "$img" "/run/live/$name" || fail "cannot mount $img"
+    else
+        casync mkdev --store=http://127.0.0.1:@PORT@/cgi-bin/c "/@PINS@/$name.caibx" \
+            /dev/nbd$n >"$log" 2>&1 &
+        i=0
+        until [ "$(cat /sys/block/nbd$n/size 2>/dev/null)" -gt 0 ] 2>/dev/null; do
+            i=$((i + 1))
+            [ $i -gt 6000 ] && fail "casync did not attach $name ($log)"
+            sleep 0.1
+        done
+        mount -t squashfs -o ro /dev/nbd$n "/run/live/$name" ||
+            fail "cannot mount $layer from /dev/nbd$n"
+        n=$((n + 1))
+    fi
     lower="$lower${lower:+:}/run/live/$name"
-    n=$((n + 1))
 done
 mkdir -p /run/live/rw
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw
@@ -189,7 +210,13 @@ mkdir -p /run/live/rw/upper /run/live/rw/work /newroot
 mount -t overlay overlay \
     -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" /newroot ||
     fail "cannot join the layers"
-echo "@ATTACHED@ from $(echo $mirrors | tr ' ' ,), address $ip on @BRIDGE@, cache $kept"
+if [ "$fetch" = whole ]; then
+    echo "@DOWNLOADED@ from $(echo $mirrors | tr ' ' ,): $(du -sm /run/xenkit/*.sqfs |
+        awk '{ n += $1 } END { print n }') MiB in $(awk -v s="$started" '{ print int($1 - s) }' \
+        /proc/uptime) s, address $ip on @BRIDGE@"
+else
+    echo "@ATTACHED@ from $(echo $mirrors | tr ' ' ,), address $ip on @BRIDGE@, cache $kept"
+fi
 mkdir -p /newroot/run
 mount --move /run /newroot/run
 """
@@ -302,6 +329,8 @@ def stage_script(net: Net, layers: tuple[str, ...]) -> str:
         ("@CACHE@", net.cache),
         ("@PORT@", str(FRONT_PORT)),
         ("@ATTACHED@", ATTACHED),
+        ("@DOWNLOADED@", DOWNLOADED),
+        ("@FETCH@", net.fetch),
     ):
         body = body.replace(key, value)
     return body

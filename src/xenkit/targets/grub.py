@@ -305,7 +305,7 @@ class Grub(Target):
 
     def root_source(self, spec: SystemSpec) -> RootSource:
         if spec.net_root:
-            return netroot.Net(self.root.layers, mirrors=spec.mirrors)
+            return netroot.Net(self.root.layers, mirrors=spec.mirrors, fetch=spec.net_fetch)
         return self.root
 
     def refuse(self, spec: SystemSpec) -> None:
