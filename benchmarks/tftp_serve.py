@@ -44,12 +44,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import peers
 import quick
 
 try:
     from xenkit.core import netns
-    from xenkit.core.proc import need, run
-    from xenkit.debian.apt import cache_home
+    from xenkit.core.proc import need
     from xenkit.errors import XenkitError
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
@@ -79,28 +79,9 @@ def log(msg: str) -> None:
 
 
 # -- the peers ----------------------------------------------------------------------------------
-def peers() -> Path:
+def unpacked_peers() -> Path:
     """Debian's tftpd-hpa and dnsmasq unpacked (not installed) under xenkit's cache."""
-    root = cache_home() / "bench-peers"
-    if (root / "usr/sbin/in.tftpd").exists() and (root / "usr/sbin/dnsmasq").exists():
-        return root
-    with tempfile.TemporaryDirectory() as tmp:
-        log("downloading " + " ".join(PEER_PACKAGES))
-        # apt's sandbox user cannot write a root-owned temporary directory.
-        os.chmod(tmp, 0o777)
-        run(["apt-get", "download", *PEER_PACKAGES], cwd=Path(tmp))
-        staging = Path(tempfile.mkdtemp(dir=cache_home(), prefix=".bench-peers-"))
-        for deb in sorted(Path(tmp).glob("*.deb")):
-            run(["dpkg-deb", "-x", str(deb), str(staging)])
-    shutil.rmtree(root, ignore_errors=True)
-    staging.rename(root)
-    return root
-
-
-def peer_env(root: Path) -> dict[str, str]:
-    libs = [str(root / d) for d in ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu")]
-    libs += [str(p) for p in root.glob("usr/lib/*-linux-gnu*")]
-    return {**os.environ, "LD_LIBRARY_PATH": ":".join(libs)}
+    return peers.unpacked("peers", PEER_PACKAGES, ("usr/sbin/in.tftpd", "usr/sbin/dnsmasq"))
 
 
 # -- a private network namespace ----------------------------------------------------------------
@@ -134,7 +115,7 @@ def wait_udp(prefix: Sequence[str], port: int, proc: subprocess.Popen[bytes], na
 
 
 def start_servers(prefix: list[str], peer_root: Path, build: Path, logs: Path) -> list[Server]:
-    env = peer_env(peer_root)
+    env = peers.env(peer_root)
     root = build / "tftp" / "default"
     xenkit = [sys.executable, "-m", "xenkit", "serve", str(build), "--bind", "127.0.0.1"]
     tftpd = [str(peer_root / "usr/sbin/in.tftpd"), "-L", "-u", "nobody", "-s", str(root)]
@@ -267,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     need("atftp")
     size = args.size << 20
     try:
-        peer_root = peers()
+        peer_root = unpacked_peers()
     except XenkitError as exc:
         raise SystemExit(f"bench: {exc}") from None
     work = Path(tempfile.mkdtemp(prefix="xenkit-tftp-bench-"))

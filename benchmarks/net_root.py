@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Boot time and bytes over the wire of the PC's network root, against the whole root
+downloaded first (what dracut's root=live:http:// and live-boot's fetch= do), in one run.
+
+    python benchmarks/net_root.py [--runs N] [--quick]
+
+Four boots of the emulated PC (SeaBIOS, GRUB), each to "xenkit: Dom0 ready":
+  (a) the full live ISO: the root is on the medium, nothing over the network;
+  (b) net.iso, the root fetched lazily, cold: an empty cache disk (the boot then fills it);
+  (c) net.iso again with that cache disk warm: what a lab PC does at its next boot;
+  (d) net.iso built with net_fetch = "whole": every layer downloaded into RAM (one casync
+      stream per layer, every chunk checked), then mounted.
+Bytes over the wire are what xenkit's HTTP server sent until Dom0 was ready, counted by the
+server. --quick (what CI runs) is one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import build_and_boot as bb
+import quick
+
+try:
+    from xenkit.config import boards
+    from xenkit.core.sizes import MiB
+    from xenkit.debian import apt
+    from xenkit.images import chunkstore
+    from xenkit.run import emulate, qemu
+    from xenkit.serve.http import HttpServer
+    from xenkit.system import netroot
+    from xenkit.system.initramfs import READY
+    from xenkit.targets import grub
+except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
+    sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
+
+BOARD = "pc"
+CASES = {
+    "a": "(a) full ISO, root on the medium",
+    "b": "(b) lazy root, cold",
+    "c": "(c) lazy root, warm cache disk",
+    "d": "(d) whole root downloaded first",
+}
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Meter:
+    """The console's lines as the boot prints them (emulate's echo): the server's byte count
+    is read the moment Dom0 says it is ready, before anything fetched later adds to it."""
+
+    def __init__(self, server: HttpServer | None) -> None:
+        self.server = server
+        self.sent_at_ready: int | None = None
+
+    def write(self, text: str) -> int:
+        if self.sent_at_ready is None and READY in text:
+            self.sent_at_ready = self.server.stats.bytes if self.server else 0
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class Figures:
+    ready: list[float] = field(default_factory=list)  # power-on -> Dom0 ready, s
+    sent: list[int] = field(default_factory=list)  # bytes served until then
+
+
+def boot(
+    build_dir: Path,
+    work: Path,
+    store: Path | None,
+    cache_disk: Path | None,
+    want: tuple[str, ...],
+    timeout: float,
+) -> tuple[float, int]:
+    """(seconds to Dom0 ready, bytes the store's server sent until then)."""
+    board = boards.load(BOARD)
+    server = HttpServer({"/": store}, "127.0.0.1") if store else None
+    try:
+        mirrors = (f"http://10.0.2.2:{server.port}/",) if server else ()
+        choices = qemu.Choices(mirrors=mirrors, cache_disk=str(cache_disk or ""))
+        plan = emulate.prepare(board, board.default_ram, build_dir, work, choices=choices)
+        meter = Meter(server)
+        result = emulate.check(plan, timeout, meter, want)  # type: ignore[arg-type]
+    finally:
+        if server:
+            server.stop()
+    if not result.ok or meter.sent_at_ready is None:
+        why = f"{result.reason} ({plan.console_log})"
+        raise SystemExit(f"bench: {build_dir.name} boot failed: {why}")
+    return result.banners[READY][0], meter.sent_at_ready
+
+
+def med(values: list[float] | list[int]) -> float:
+    return float(statistics.median(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=1500)
+    args = quick.parse_args(ap, argv, {"runs": 1}, "one run")
+    board = boards.load(BOARD)
+    with tempfile.TemporaryDirectory(prefix="xenkit-bench-netroot-") as tmp:
+        work = Path(tmp)
+        bb.prime(board, apt.cache_home(), work)
+        store = work / "store"
+        net = ["--net-root", "--net-store", str(store)]
+        outs = {"a": work / "live", "b": work / "net", "d": work / "whole"}
+        for case, extra in (("a", []), ("b", net), ("d", [*net, "--net-fetch", "whole"])):
+            log(f"building {outs[case].name}")
+            bb.xenkit_build(BOARD, outs[case], None, extra)
+        outs["c"] = outs["b"]
+        published = chunkstore.Published.read(outs["b"] / grub.NETROOT)
+        figures = {case: Figures() for case in CASES}
+        for i in range(args.runs):
+            cache = work / f"cache-{i}.img"
+            for case in CASES:
+                log(f"{CASES[case]}, boot {i + 1}/{args.runs}")
+                # (b) goes on to fill the cache disk (c) boots from.
+                want = (READY, netroot.FILLED) if case == "b" else (READY,)
+                served = None if case == "a" else store
+                disk = cache if case in "bc" else None
+                run = work / f"run-{case}"
+                ready, sent = boot(outs[case], run, served, disk, want, args.timeout)
+                figures[case].ready.append(ready)
+                figures[case].sent.append(sent)
+        media = {
+            case: (outs[case] / (grub.ISO if case == "a" else grub.NET_ISO)).stat().st_size
+            for case in CASES
+        }
+
+    print(
+        f"xenkit net_root: the PC ({BOARD} board), {args.runs} run(s), medians; QEMU TCG, "
+        f"-cpu {board.emulate.cpu}; root {published.size / MiB:.1f} MiB, store "
+        f"{published.stored / MiB:.1f} MiB in {published.chunks} chunks"
+    )
+    print(f"{'':<36}{'to Dom0 ready':>14}{'over the wire':>15}{'boot medium':>13}")
+    for case, what in CASES.items():
+        f = figures[case]
+        print(
+            f"{what:<36}{med(f.ready):>12.1f} s{med(f.sent) / MiB:>11.1f} MiB"
+            f"{media[case] / MiB:>9.1f} MiB"
+        )
+    d = figures["d"]
+    for case in ("b", "c"):
+        f = figures[case]
+        print(
+            f"{CASES[case][:3]} against (d): time {med(f.ready) / med(d.ready):.2f}x, "
+            f"bytes {med(f.sent) / med(d.sent):.3f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
