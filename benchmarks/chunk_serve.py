@@ -15,7 +15,6 @@ import argparse
 import http.client
 import logging
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -29,12 +28,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peers
 import quick
 
 from xenkit.images import chunkstore
 from xenkit.serve.http import HttpServer
 
 CLIENTS = 8
+LIBDIR = "usr/lib/lighttpd"
+# The peer and the libraries Debian 12's lighttpd links that a minimal host may lack.
+LIGHTTPD = ("lighttpd", "libxxhash0", "libnettle8", "libpcre2-8-0")
 
 
 def _free_port() -> int:
@@ -132,8 +135,9 @@ def serve_lighttpd(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], int
         f'server.document-root = "{root}"\nserver.port = {port}\n'
         f'server.bind = "127.0.0.1"\nserver.errorlog = "{work}/lighttpd.log"\n'
     )
-    lighttpd = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
-    proc = subprocess.Popen([lighttpd, "-D", "-f", str(conf)])
+    peer = peers.unpacked("lighttpd", LIGHTTPD, ("usr/sbin/lighttpd",))
+    argv = [str(peer / "usr/sbin/lighttpd"), "-D", "-f", str(conf), "-m", str(peer / LIBDIR)]
+    proc = subprocess.Popen(argv, env=peers.env(peer))
     _wait(port)
     return proc, port
 
