@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -37,6 +38,20 @@ def write_atomically(files: Mapping[Path, bytes | str]) -> None:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
         raise XenkitError(f"cannot write {exc.filename or 'outputs'}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Held by one process at a time (an exclusive flock on `path`, made if missing): what
+    two xenkit runs sharing a cache must not do at once (apt's index update, unpacking the
+    same tree)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -131,3 +146,14 @@ def replace_dir(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         new.rename(out)
+
+
+def size(path: Path) -> int:
+    """Bytes in `path`: a file's size, or a directory's files summed (a linked store too)."""
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(
+        (Path(top) / name).stat().st_size
+        for top, _, names in os.walk(path, followlinks=True)
+        for name in names
+    )

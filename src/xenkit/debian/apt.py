@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenkit.core import files
 from xenkit.core.proc import run
 from xenkit.core.progress import Progress
 from xenkit.debian import aptsources
@@ -124,7 +125,12 @@ class Apt:
         return time.time() - max(p.stat().st_mtime for p in lists)
 
     def update(self, force: bool = False) -> None:
-        """Refresh the package indexes if they are missing, stale or the sources changed."""
+        """Refresh the package indexes if they are missing, stale or the sources changed.
+        One process at a time: apt runs here without its own locks (Debug::NoLocking)."""
+        with files.locked(self.root.with_name(self.root.name + ".lock")):
+            self._update(force)
+
+    def _update(self, force: bool) -> None:
         changed = self._write_sources()
         age = self._lists_age()
         if not force and not changed and age is not None and age < LISTS_MAX_AGE:
@@ -294,7 +300,8 @@ class Apt:
         target = self.debs / pkg.filename
         if target.exists() and target.stat().st_size == pkg.size and sha256(target) == pkg.sha256:
             return target
-        part = target.with_suffix(".part")
+        # Each process its own partial file: two builds may fetch the same package at once.
+        part = target.with_name(f".{target.name}.part-{os.getpid()}")
         digest = hashlib.sha256()
         try:
             with (

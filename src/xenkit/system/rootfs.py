@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from xenkit.core import files
 from xenkit.core.files import link_or_copy
 from xenkit.core.proc import need, run
 from xenkit.debian import deb
@@ -187,6 +188,14 @@ def assemble(
     packages = apt.closure(names)
     dest = cache_home() / "derived" / f"rootfs-{_key(packages, hardware)}"
     if not (dest / ".complete").exists():
+        with files.locked(dest.with_name(dest.name + ".lock")):
+            _unpack(apt, packages, hardware, dest)
+    return Tree(dest, xen, tuple(packages))
+
+
+def _unpack(apt: Apt, packages: list[Package], hardware: Hardware | None, dest: Path) -> None:
+    """The tree at `dest`, unless another process made it while this one waited."""
+    if not (dest / ".complete").exists():
         debs = [apt.fetch(p) for p in packages]
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".rootfs-"))
@@ -209,7 +218,6 @@ def assemble(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         log.info("Dom0 root: %d packages unpacked", len(packages))
-    return Tree(dest, xen, tuple(packages))
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
