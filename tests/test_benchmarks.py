@@ -145,3 +145,23 @@ def test_chunk_serve_quick() -> None:
         assert all(v > 0 for v in numbers(rf"^{row}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", out)), row
     (worst,) = numbers(rf"^xenkit's worst row is {NUM}x lighttpd's$", out)
     assert worst > 0
+
+
+def test_net_root_quick() -> None:
+    out = bench("net_root", timeout=2400)
+    (store,) = numbers(rf"^xenkit net_root: .*, store {NUM} MiB in \d+ chunks$", out)
+    rows = {}
+    for case in ("a", "b", "c", "d"):
+        rows[case] = numbers(rf"^\({case}\) .*?\s+{NUM} s\s+{NUM} MiB\s+{NUM} MiB$", out)
+    assert all(ready > 0 for ready, _, _ in rows.values())
+    # Nothing over the wire for the CD, nor for the filled cache with the server gone; the
+    # whole store for the download-first boot; less than that for the lazy one.
+    assert rows["a"][1] == 0 and rows["c"][1] == 0
+    assert rows["d"][1] >= store * 0.99
+    assert 0 < rows["b"][1] < rows["d"][1]
+    assert rows["b"][2] < rows["a"][2] / 2  # net.iso against live.iso
+    for case in ("b", "c"):
+        time_ratio, bytes_ratio = numbers(
+            rf"^\({case}\) against \(d\): time {NUM}x, bytes {NUM}x$", out
+        )
+        assert time_ratio > 0 and bytes_ratio >= 0

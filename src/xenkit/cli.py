@@ -15,6 +15,7 @@ from pathlib import Path
 from xenkit import __version__, targets
 from xenkit.analysis import check, memmap
 from xenkit.config import boards, settings, spec
+from xenkit.core import files
 from xenkit.core.sizes import format_size, human, parse_size
 from xenkit.errors import XenkitError
 from xenkit.pipeline import build, manifest
@@ -42,7 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     m = build.build(system, out)
     print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
     for image in m.media:
-        print(f"  image: {out}/{image} ({human((out / image).stat().st_size)})")
+        print(f"  image: {out}/{image} ({human(files.size(out / image))})")
     print(f"  Xen: {system.xen_cmdline}")
     print(f"  Dom0: {system.dom0_cmdline}")
     drawn = f", map in {out}/map.svg" if (out / "map.svg").exists() else ""
@@ -416,7 +417,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--proxy-dhcp",
         metavar="SERVER_IP",
-        help="answer Pi 4 netboot DHCP requests, naming SERVER_IP as TFTP server",
+        help="answer PXE DHCP requests (Pi 4, PC) naming SERVER_IP as the TFTP server",
     )
     p.add_argument(
         "-c", "--config", help="the build's config: rebuild when it or the files it names change"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import re
 import socket
@@ -19,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import wire
 from tests.conftest import make_spec, run_xenkit
 from tests.tftpclient import fetch, rrq
 from xenkit.bootscripts import card
 from xenkit.config import boards
-from xenkit.core.netns import with_tap
 from xenkit.errors import XenkitError
+from xenkit.images import netdir
 from xenkit.pipeline import build
 from xenkit.run import emulate
 from xenkit.serve import netboot, proxydhcp, tftp
@@ -71,12 +71,14 @@ def test_arp_table_gives_the_mac(tmp_path: Path) -> None:
     assert netboot.arp_mac("192.168.1.21", table) is None
 
 
-def _discover(vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001", arch: bool = True) -> bytes:
+def _discover(
+    vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001", arch: bool = True, kind: int = 0
+) -> bytes:
     header = bytes([1, 1, 6, 0]) + b"\x12\x34\x56\x78" + b"\0\0\0\0" + b"\0" * 16
     header += bytes.fromhex("dca632010203") + b"\0" * 10 + b"\0" * 192
     opts = bytes([53, 1, 1]) + bytes([60, len(vendor)]) + vendor
     if arch:
-        opts += bytes([93, 2, 0, 0])
+        opts += bytes([93, 2, 0, kind])
     opts += bytes([97, 17]) + b"\0RPi4" + b"\x11" * 12 + b"\xff"
     return header + proxydhcp.MAGIC + opts
 
@@ -95,6 +97,43 @@ def test_proxy_offer_matches_what_the_pi_follows() -> None:
         "0601030a0400505845091400001152617370626572727920506920426f6f74ff"
     )
     assert b"\x61\x11\x00RPi4" in opts  # option 97 echoed
+
+
+@pytest.mark.parametrize(("kind", "boot_file"), [(0, netdir.BIOS), (7, netdir.UEFI)])
+def test_a_pc_is_offered_the_core_image_for_its_firmware(kind: int, boot_file: str) -> None:
+    d = proxydhcp.parse(_discover(b"PXEClient:Arch:%05d:UNDI:003016" % kind, kind=kind))
+    assert d.arch == kind
+    reply = proxydhcp.offer(d, "192.168.1.10", netdir.BY_ARCH[kind])
+    assert reply[16:20] == b"\0" * 4 and reply[20:24] == bytes([192, 168, 1, 10])  # siaddr
+    assert reply[108:236].rstrip(b"\0") == boot_file.encode()  # the header's file field
+    opts = reply[240:]
+    assert bytes([43, 4]) + proxydhcp.OPTION_43_FILE in opts
+    assert bytes([67, len(boot_file)]) + boot_file.encode() in opts
+    assert proxydhcp.OPTION_43 not in opts
+
+
+def test_a_pc_responder_ignores_a_client_it_has_no_core_image_for() -> None:
+    async def main() -> list[bytes]:
+        replies = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            responder = await proxydhcp.start(
+                "192.168.1.10", "127.0.0.1", 0, client.getsockname(), {0: netdir.BIOS}
+            )
+            assert responder.transport is not None
+            port = responder.transport.get_extra_info("sockname")[1]
+            loop = asyncio.get_running_loop()
+            for kind in (6, 0):  # 32-bit UEFI: none here; BIOS
+                client.sendto(_discover(kind=kind), ("127.0.0.1", port))
+            replies.append(await asyncio.wait_for(loop.sock_recv(client, 2000), 5))
+            with contextlib.suppress(TimeoutError):
+                replies.append(await asyncio.wait_for(loop.sock_recv(client, 2000), 0.5))
+            responder.transport.close()
+            return replies
+
+    replies = asyncio.run(main())
+    assert len(replies) == 1 and netdir.BIOS.encode() in replies[0]
 
 
 @pytest.mark.parametrize(
@@ -222,11 +261,7 @@ def netns() -> Iterator[list[str]]:
     a program inside it: QEMU's card is the other end, so xenkit's server is on a wire of
     its own (QEMU's user network answers TFTP itself and rewrites reply ports, which breaks
     TFTP's transfer IDs)."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces and tap devices need root")
-    if not os.path.exists("/dev/net/tun"):
-        pytest.skip("no /dev/net/tun: tap devices unavailable")
-    with with_tap("tap0", f"{SERVER}/24") as inside:
+    with wire.namespace(f"{SERVER}/24") as inside:
         yield inside
 
 
@@ -276,11 +311,7 @@ def test_uboot_netboots_dom0_from_xenkit_serve(
     )
     build.build(spec, out)
     board = boards.load("qemu-virt")
-    plan = emulate.prepare(
-        board, spec.ram, out, tmp_path / "run", netdev="tap,ifname=tap0,script=no,downscript=no"
-    )
-    # QEMU opens the tap device by name, so it runs inside the namespace too.
-    plan = dataclasses.replace(plan, argv=[*netns, *plan.argv])
+    plan = wire.plan(netns, board, spec.ram, out, tmp_path / "run")
     serve_log = tmp_path / "serve.log"
     with serving(netns, out, serve_log):
         result = emulate.check(plan, 300)

@@ -13,48 +13,13 @@ import pytest
 from tests import scenarios
 from tests.conftest import make_spec
 from xenkit import targets
+from xenkit.bootscripts import grubcfg
 from xenkit.config import boards
 from xenkit.errors import XenkitError
+from xenkit.images import netdir
 from xenkit.pipeline import build
 from xenkit.run import emulate, qemu
 from xenkit.targets import grub
-
-
-def _entries(cfg: str) -> dict[str, list[str]]:
-    found = re.findall(r'^menuentry "([^"]+)" \{\n(.*?)\n\}', cfg, re.M | re.S)
-    return {title: [line.strip() for line in body.splitlines()] for title, body in found}
-
-
-def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
-    spec = make_spec(board="pc", dom0_mem="768M", xen_extra="loglvl=all")
-    cfg = grub.menu(spec, 5, spec.dom0_cmdline)
-    assert "serial --unit=0 --speed=115200" in cfg and "terminal_output serial console" in cfg
-    assert "set timeout=5" in cfg and "set default=0" in cfg
-    entries = _entries(cfg)
-    assert list(entries) == [
-        "Xen",
-        "Xen, Dom0 memory capped at 768M",
-        "Linux without Xen",
-        "Xen safe mode",
-    ]
-    xen = entries["Xen"]
-    assert xen == [
-        "multiboot2 /boot/xen.gz console=com1 com1=115200,8n1 dom0_mem=768M loglvl=all",
-        "module2 /boot/vmlinuz console=hvc0 earlyprintk=xen",
-        "module2 /boot/initrd.cpio.gz",
-    ]
-    capped = entries["Xen, Dom0 memory capped at 768M"][0].split()
-    assert "dom0_mem=768M,max:768M" in capped and "dom0_mem=768M" not in capped
-    assert entries["Linux without Xen"] == [
-        "linux /boot/vmlinuz console=ttyS0,115200",
-        "initrd /boot/initrd.cpio.gz",
-    ]
-    assert entries["Xen safe mode"][0].endswith(" ".join(grub.SAFE))
-
-
-def test_the_menu_has_as_many_entries_as_run_entry_offers() -> None:
-    spec = make_spec(board="pc")
-    assert len(_entries(grub.menu(spec, 3, spec.dom0_cmdline))) == grub.TARGET.menu_entries
 
 
 @pytest.mark.parametrize(
@@ -96,6 +61,36 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
     assert uefi.argv[uefi.argv.index("-bios") + 1] == str(grub.OVMF)
     assert "virtio-net-pci,netdev=net0" in uefi.argv
     assert uefi.answers == ((grub.MENU_PROMPT, b"\x1b[B\x1b[B\r"),)
+
+
+def test_a_pxe_boot_on_qemus_own_network_gets_the_mirrors_in_its_copy_of_the_menu(
+    tmp_path: Path,
+) -> None:
+    """--media net without a tap device: QEMU's DHCP names GRUB's image as the boot file, so
+    the mirrors go on Dom0's command line in the emulator's grub.cfg; the rest is linked."""
+    board = boards.load("pc")
+    (tmp_path / grub.NET_ISO).write_bytes(b"\0" * 4096)
+    with pytest.raises(XenkitError, match="has no PXE tree: build it with --net-root --netboot"):
+        grub.TARGET.run_plan(
+            board, "2G", tmp_path, tmp_path / "r", choices=qemu.Choices(media="net")
+        )
+    tree = tmp_path / grub.TFTP / "default"
+    (tree / netdir.SUBDIR / "i386-pc").mkdir(parents=True)
+    (tree / netdir.BIOS).write_bytes(b"core")
+    (tree / "boot" / "xen.gz").write_bytes(b"xen")
+    spec = make_spec(board="pc", net_root=True)
+    (tree / netdir.SUBDIR / "grub.cfg").write_text(grubcfg.menu(spec, 3, spec.dom0_cmdline))
+    mirror = "http://10.0.2.2:4242/netroot/store/"
+    choices = qemu.Choices(media="net", mirrors=(mirror,))
+    plan = grub.TARGET.run_plan(board, "2G", tmp_path, tmp_path / "r", choices=choices)
+    copy = tmp_path / "r" / "tftp"
+    assert f"user,tftp={copy},bootfile={netdir.BIOS},id=net0" in plan.argv
+    assert "-boot" in plan.argv and not any("media=cdrom" in a for a in plan.argv)
+    assert (copy / netdir.BIOS).read_bytes() == b"core" and (copy / "boot/xen.gz").is_symlink()
+    cfg = (copy / netdir.SUBDIR / "grub.cfg").read_text()
+    dom0 = [line for line in cfg.splitlines() if "module2 /boot/vmlinuz" in line]
+    assert len(dom0) == 3 and all(line.endswith(f" xenkit.mirror={mirror}") for line in dom0)
+    assert "xenkit.mirror" not in (tree / netdir.SUBDIR / "grub.cfg").read_text()
 
 
 @pytest.mark.debian
@@ -359,7 +354,7 @@ def test_a_usb_stick_keeps_dom0s_changes_across_a_reboot(live: Path) -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"netboot": True}, "netboot on the pc board is not built yet"),
+        ({"netboot": True}, "netboot on the pc board loads Dom0.s root over HTTP: add --net-root"),
         ({"persist": "16M"}, "persist=16M is too small for a writable layer"),
         ({"net_root": True, "toolstack": False}, "net_root is Dom0's toolstack root"),
         ({"net_root": True, "persist": "64M"}, "persist keeps changes on the live USB"),

@@ -24,6 +24,7 @@ PROGRAMS: dict[str, str] = {
     # The PC: QEMU 10 for x86, and GRUB's hybrid BIOS + UEFI live images.
     "qemu-system-x86_64": "qemu-system-x86",
     "grub-mkrescue": "grub-common",
+    "grub-mknetdir": "grub-common",
     "xorriso": "xorriso",
     # The PC's live root: a compressed read-only image, and the module index its Dom0's
     # modprobe reads to load drivers for the hardware it finds.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.errors import XenkitError
-from xenkit.images import chunkstore
+from xenkit.images import chunkstore, netdir
 from xenkit.serve import http, proxydhcp, tftp
 
 log = logging.getLogger("xenkit")
@@ -190,9 +190,11 @@ async def serve(
         log.info("serve: HTTP on %s port %d from %s", bind, web.port, store)
     tasks = []
     responder = None
+    # A PC tree (GRUB's core images): each PXE client gets the one for its architecture.
+    pc_files = netdir.boot_files(root / "default")
     if proxy_dhcp:
         try:
-            responder = await proxydhcp.start(proxy_dhcp)
+            responder = await proxydhcp.start(proxy_dhcp, boot_files=pc_files or None)
         except OSError as exc:
             if server:
                 server.close()
@@ -202,7 +204,11 @@ async def serve(
                 f"proxyDHCP cannot listen on port 67 ({exc.strerror}): run as "
                 "root, and stop any DHCP server on this machine"
             ) from None
-        log.info("serve: proxyDHCP answering Pi netboot requests with %s", proxy_dhcp)
+        log.info(
+            "serve: proxyDHCP answering %s netboot requests with %s",
+            "PC (PXE)" if pc_files else "Pi 4",
+            proxy_dhcp,
+        )
     if watch is not None:
         tasks.append(asyncio.create_task(watch.run()))
     stop = stop or asyncio.Event()

@@ -1,11 +1,17 @@
-"""A proxyDHCP responder for the Raspberry Pi 4's network boot: it answers the EEPROM
-bootloader's PXE DHCPDISCOVER with where the TFTP server is, and never hands out addresses
-(the LAN's own DHCP server does that).
+"""A proxyDHCP responder for network boots: it answers a PXE DHCPDISCOVER with where the
+TFTP server is, and never hands out addresses (the LAN's own DHCP server does that).
 
-The reply is the one dnsmasq sends with `dhcp-range=...,proxy` and
-`pxe-service=0,"Raspberry Pi Boot"`, which the bootloader is known to follow: no addresses
-in the header, options 53 (offer), 54 (this server), 60 ("PXEClient"), the client's 97
-echoed, and 43 with PXE discovery control, a menu prompt and the "Raspberry Pi Boot" item.
+A PC's PXE firmware is given the boot file for its architecture (DHCP option 93) in the
+offer itself, with next-server set and PXE discovery control 8 ("boot the file in the
+offer"): iPXE, QEMU's PXE firmware, then skips the ProxyDHCPREQUEST to port 4011 (its
+dhcp_has_pxeopts: next-server and a boot file name are enough).
+
+For the Raspberry Pi 4's EEPROM bootloader (which calls itself an x86 BIOS client, arch 0,
+so a build's tree decides which kind of offer it gets), the reply is the one dnsmasq sends
+with `dhcp-range=...,proxy` and `pxe-service=0,"Raspberry Pi Boot"`, which the bootloader
+is known to follow: no addresses in the header, options 53 (offer), 54 (this server), 60
+("PXEClient"), the client's 97 echoed, and 43 with PXE discovery control, a menu prompt and
+the "Raspberry Pi Boot" item.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import ipaddress
 import logging
 import socket
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger("xenkit")
@@ -34,6 +41,8 @@ OPTION_43 = (
     + PI_BOOT
     + b"\xff"
 )
+# Option 43 for a PC: discovery control 8, use the boot file in this offer.
+OPTION_43_FILE = b"\x06\x01\x08\xff"
 
 
 class NotPxe(ValueError):
@@ -53,6 +62,11 @@ class Discover:
     @property
     def mac(self) -> str:
         return "-".join(f"{b:02x}" for b in self.chaddr[:6])
+
+    @property
+    def arch(self) -> int | None:
+        """The client's architecture (option 93's first type), None if it gave none."""
+        return int.from_bytes(self.client_arch[:2], "big") if self.client_arch else None
 
 
 def parse(packet: bytes) -> Discover:
@@ -92,22 +106,40 @@ def parse(packet: bytes) -> Discover:
     )
 
 
-def offer(d: Discover, server: str) -> bytes:
-    """The proxy offer: yiaddr, ciaddr and siaddr zero, broadcast flag set."""
+def offer(d: Discover, server: str, boot_file: str = "") -> bytes:
+    """The proxy offer: yiaddr and ciaddr zero, broadcast flag set; with `boot_file` (a
+    PC), siaddr and the file set, else (the Pi) siaddr zero and the boot menu."""
     ip = ipaddress.IPv4Address(server).packed
+    name = boot_file.encode()
+    if len(name) > 127:
+        raise ValueError(f"boot file name {boot_file!r} is longer than DHCP's 127 bytes")
     header = struct.pack("!BBBB", 2, 1, 6, 0) + d.xid + b"\0\0" + b"\x80\x00"
-    header += b"\0" * 12 + d.giaddr + d.chaddr + b"\0" * 192
+    header += b"\0" * 8 + (ip if name else b"\0" * 4) + d.giaddr + d.chaddr
+    header += b"\0" * 64 + name.ljust(128, b"\0")
     opts = bytes([53, 1, OFFER]) + bytes([54, 4]) + ip + bytes([60, 9]) + b"PXEClient"
     if d.uuid is not None:
         opts += bytes([97, len(d.uuid)]) + d.uuid
-    opts += bytes([43, len(OPTION_43)]) + OPTION_43 + b"\xff"
+    if name:
+        opts += bytes([43, len(OPTION_43_FILE)]) + OPTION_43_FILE
+        opts += bytes([67, len(name)]) + name + b"\xff"
+    else:
+        opts += bytes([43, len(OPTION_43)]) + OPTION_43 + b"\xff"
     packet = header + MAGIC + opts
     return packet + b"\0" * max(0, 300 - len(packet))
 
 
 class Responder(asyncio.DatagramProtocol):
-    def __init__(self, server_ip: str, reply_to: tuple[str, int] = ("255.255.255.255", 68)):
+    """Answers every PXE client with the Pi's offer, or, given `boot_files` (a PC tree:
+    architecture -> file), those clients it has a file for."""
+
+    def __init__(
+        self,
+        server_ip: str,
+        reply_to: tuple[str, int] = ("255.255.255.255", 68),
+        boot_files: Mapping[int, str] | None = None,
+    ):
         self.server_ip = server_ip
+        self.boot_files = boot_files
         self.reply_to = reply_to
         self.answered = 0
         self.transport: asyncio.DatagramTransport | None = None
@@ -120,10 +152,27 @@ class Responder(asyncio.DatagramProtocol):
             d = parse(data)
         except NotPxe:
             return
-        log.info("proxydhcp: %s (%s): TFTP server is %s", d.mac, d.vendor_class, self.server_ip)
+        boot_file = ""
+        if self.boot_files is not None:
+            boot_file = self.boot_files.get(d.arch if d.arch is not None else -1, "")
+            if not boot_file:
+                log.info(
+                    "proxydhcp: %s (%s): no boot file for client architecture %s here",
+                    d.mac,
+                    d.vendor_class,
+                    d.arch,
+                )
+                return
+        log.info(
+            "proxydhcp: %s (%s): TFTP server is %s%s",
+            d.mac,
+            d.vendor_class,
+            self.server_ip,
+            f", boot file {boot_file}" if boot_file else "",
+        )
         assert self.transport is not None
         with contextlib.suppress(OSError):
-            self.transport.sendto(offer(d, self.server_ip), self.reply_to)
+            self.transport.sendto(offer(d, self.server_ip, boot_file), self.reply_to)
             self.answered += 1
 
 
@@ -132,12 +181,13 @@ async def start(
     bind: str = "0.0.0.0",
     port: int = 67,
     reply_to: tuple[str, int] = ("255.255.255.255", 68),
+    boot_files: Mapping[int, str] | None = None,
 ) -> Responder:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.bind((bind, port))
-    responder = Responder(server_ip, reply_to)
+    responder = Responder(server_ip, reply_to, boot_files)
     await loop.create_datagram_endpoint(lambda: responder, sock=sock)
     return responder

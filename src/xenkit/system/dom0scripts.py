@@ -117,8 +117,10 @@ if [ "$AUTOCONFIG" = 1 ]; then
         nicl="$nicl${nicl:+ }$nic/$drv/$link"
     done
     disks=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' -e '^nbd' | tr '\n' ' ')
+    disks=${disks% }
     addr=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null | awk '/inet / { print $2; exit }')
-    found="; NICs: ${nicl:-none}; disks: ${disks% }; address: ${addr:-none}; virt_caps: $caps"
+    found="; NICs: ${nicl:-none}; disks: ${disks:-none}; address: ${addr:-none}"
+    found="$found; virt_caps: $caps"
 fi
 runs=""
 $xen && runs="; guests: $(runnable_types "$caps" | sed 's/ /, /g')"

@@ -24,15 +24,16 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from xenkit.bootscripts.grubcfg import menu
 from xenkit.config import arch
 from xenkit.config.boards import Board
 from xenkit.config.spec import SystemSpec
 from xenkit.core import files, hostdeps
 from xenkit.core.proc import need, run
-from xenkit.core.sizes import format_size, human
+from xenkit.core.sizes import human
 from xenkit.errors import XenkitError
 from xenkit.formats.cpio import Archive
-from xenkit.images import chunkstore, persistence
+from xenkit.images import chunkstore, netdir, persistence
 from xenkit.pipeline.manifest import BootFiles
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
@@ -46,6 +47,8 @@ ISO = "live.iso"
 # With net_root: the boot medium alone; Dom0's root is in netroot/ beside it.
 NET_ISO = "net.iso"
 NETROOT = "netroot"
+# With netboot as well: the PXE tree xenkit serve gives PCs over TFTP.
+TFTP = "tftp"
 # With persist: the image for a USB stick, with the writable partition behind it.
 USB = "live-usb.img"
 VOLUME = "XENKIT"
@@ -78,61 +81,6 @@ DOWN = b"\x1b[B"
 # the time and read faster, and every file Dom0 runs is read through it.
 SQUASHFS = ("-noappend", "-comp", "zstd", "-all-root", "-no-xattrs", "-quiet", "-no-progress")
 TIMEOUT = 3
-# Xen's conservative options, as XCP-ng's installer offers them for machines where a normal
-# boot fails: one CPU, no reboot on a crash (the message stays on screen), no boot-time
-# memory scrub, no machine-check handling, no deep C-states, no NUMA.
-SAFE = ("nosmp", "noreboot", "bootscrub=false", "mce=false", "max_cstate=0", "numa=off")
-# Words that only mean something under Xen, dropped from Dom0's line for plain Linux.
-XEN_ONLY = ("console=hvc0", "earlyprintk=xen")
-
-
-def _capped(xen_cmdline: str, dom0_mem: int) -> str:
-    """Xen's line with Dom0's memory fixed: it cannot balloon above its start size."""
-    size = format_size(dom0_mem)
-    words = [w for w in xen_cmdline.split() if not w.startswith("dom0_mem=")]
-    return " ".join([*words, f"dom0_mem={size},max:{size}"])
-
-
-def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
-    """grub.cfg: on the serial line and the screen alike, Xen by default. A network root's
-    initramfs is a gzip'd archive with the pinned indexes appended uncompressed: GRUB
-    must pass it as it is (it would inflate the first member only)."""
-    nounzip = "--nounzip " if spec.net_root else ""
-    a = arch.get(spec.board.arch)
-    xen, kernel, initrd = (f"/boot/{n}" for n in (a.xen_file, a.kernel_file, arch.RAMDISK_FILE))
-    linux = [w for w in dom0_cmdline.split() if w not in XEN_ONLY]
-    speed = spec.board.xen_console.split(",")[0] or "115200"
-
-    def xen_entry(title: str, xen_cmdline: str) -> list[str]:
-        return [
-            f'menuentry "{title}" {{',
-            f"    multiboot2 {xen} {xen_cmdline}",
-            f"    module2 {kernel} {dom0_cmdline}",
-            f"    module2 {nounzip}{initrd}",
-            "}",
-        ]
-
-    lines = [
-        "# Written by xenkit.",
-        f"serial --unit=0 --speed={speed}",
-        "terminal_input serial console",
-        "terminal_output serial console",
-        f"set timeout={timeout}",
-        "set default=0",
-        "",
-        *xen_entry("Xen", spec.xen_cmdline),
-        *xen_entry(
-            f"Xen, Dom0 memory capped at {format_size(spec.dom0_mem)}",
-            _capped(spec.xen_cmdline, spec.dom0_mem),
-        ),
-        'menuentry "Linux without Xen" {',
-        f"    linux {kernel} {' '.join([f'console=ttyS0,{speed}', *linux])}",
-        f"    initrd {initrd}",
-        "}",
-        *xen_entry("Xen safe mode", " ".join([spec.xen_cmdline, *SAFE])),
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def squashfs(src: Path, dest: Path, exclude: tuple[str, ...] = ()) -> None:
@@ -183,7 +131,7 @@ def _publish(layers: dict[str, Path], shared: Path | None, netdir: Path) -> byte
     return arc.to_bytes()
 
 
-def _extract(iso: Path, paths: list[str], dest: Path) -> None:
+def extract(iso: Path, paths: list[str], dest: Path) -> None:
     """Files xenkit put on the image, back out of it, to the same paths under `dest`."""
     picks = [a for p in paths for a in ("-extract", f"/{p}", str(dest / p))]
     run([need("xorriso"), "-osirrox", "on", "-indev", iso, *picks])
@@ -261,6 +209,26 @@ def cache_disk(path: Path) -> Path:
     return path.absolute()
 
 
+def _pxe_copy(tree: Path, dest: Path, mirrors: tuple[str, ...]) -> Path:
+    """The PXE tree for QEMU's own TFTP server: links to `tree`'s files, and a grub.cfg
+    naming the mirrors on Dom0's command line (QEMU's DHCP boot file is GRUB's image)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    grub_dir = dest / netdir.SUBDIR
+    grub_dir.mkdir(parents=True)
+    for path in (tree / "boot").iterdir():
+        if path.name != "grub":
+            (dest / "boot" / path.name).symlink_to(path.resolve())
+    for path in (tree / netdir.SUBDIR).iterdir():
+        if path.name != "grub.cfg":
+            (grub_dir / path.name).symlink_to(path.resolve())
+    cfg = (tree / netdir.SUBDIR / "grub.cfg").read_text()
+    if mirrors:
+        word = "xenkit.mirror=" + ",".join(mirrors)
+        cfg = re.sub(r"^(    module2 /boot/vmlinuz\S* .*)$", rf"\1 {word}", cfg, flags=re.M)
+    (grub_dir / "grub.cfg").write_text(cfg)
+    return dest
+
+
 def need_file(path: Path) -> Path:
     if not path.exists():
         package = hostdeps.FILES.get(str(path), "the package that has it")
@@ -284,7 +252,7 @@ class Grub(Target):
     root = Live(VOLUME, (LAYER, BASE), persistence.LABEL)
     offers: ClassVar[dict[str, tuple[str, ...]]] = {
         "firmware": ("bios", "uefi"),
-        "media": ("cd", "usb", "disk", "sata"),
+        "media": ("cd", "usb", "disk", "sata", "net"),
         "nic": ("e1000", "virtio"),
     }
     menu_entries = 4
@@ -327,8 +295,8 @@ class Grub(Target):
                 "[[domain]] tables are dom0less guests, which Xen starts only on Arm: "
                 "on the PC, start guests with xl (toolstack)"
             )
-        if spec.netboot:
-            raise XenkitError("netboot on the pc board is not built yet: boot the live image")
+        if spec.netboot and not spec.net_root:
+            raise XenkitError("netboot on the pc board loads Dom0's root over HTTP: add --net-root")
 
     def stage(self, job: Job) -> Staged:
         spec = job.spec
@@ -358,6 +326,10 @@ class Grub(Target):
             files.link_or_copy(_base(job.tree.path), tree / BASE)
             squashfs(job.root, tree / LAYER)
         self._write(tree, job.out / made[0])
+        if spec.netboot:
+            # PXE: the same files over TFTP, beside net.iso.
+            netdir.make(tree, job.out / TFTP / "default")
+            made += (TFTP,)
         if spec.persist:
             persistence.add(job.out / ISO, job.out / USB, spec.persist, epoch())
             made = (ISO, USB)
@@ -389,7 +361,7 @@ class Grub(Target):
         sizes = dict(_listed(listing))
         work = files.new_dir_beside(build_dir / ".info")
         try:
-            _extract(iso, [OURS[0]], work)
+            extract(iso, [OURS[0]], work)
             titles = re.findall(r'^menuentry "([^"]+)"', (work / OURS[0]).read_text(), re.M)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -414,7 +386,7 @@ class Grub(Target):
         work = files.new_dir_beside(build_dir / ".add")
         try:
             tree, layer = work / "iso", work / "layer"
-            _extract(iso, [*OURS, LAYER, BASE], tree)
+            extract(iso, [*OURS, LAYER, BASE], tree)
             if not (tree / LAYER).exists():
                 raise XenkitError(f"{build_dir} has no live root to add to: build with --toolstack")
             run([need("unsquashfs"), "-q", "-no-progress", "-d", layer, tree / LAYER])
@@ -445,16 +417,29 @@ class Grub(Target):
             image = build_dir / NET_ISO
         elif c.mirrors or c.cache_disk:
             raise XenkitError(f"{build_dir} has no network root: build it with --net-root")
+        media = c.media or board.emulate.disk
+        tree = build_dir / TFTP / "default"
+        if media == "net" and not tree.is_dir():
+            raise XenkitError(f"{build_dir} has no PXE tree: build it with --net-root --netboot")
         if not image.exists():
             raise XenkitError(f"{build_dir} has no {ISO}: run xenkit build -o {build_dir} first")
         workdir.mkdir(parents=True, exist_ok=True)
         # No default devices: only what is asked for (QEMU's pc adds a floppy, a second CD
         # drive and a NIC of its own).
         argv = [*qemu.start(board, ram), "-nodefaults"]
-        if (c.firmware or "bios") == "uefi":
+        uefi = (c.firmware or "bios") == "uefi"
+        if uefi:
             argv += ["-bios", str(need_file(OVMF))]
-        media = c.media or board.emulate.disk
-        if media == "cd":
+        net = netdev or "user"
+        if media == "net":
+            # PXE: the NIC's iPXE asks DHCP (the LAN's and xenkit serve's proxy, on a tap
+            # device; else QEMU's own, serving an emulator's copy of the tree over TFTP).
+            image = tree
+            argv += ["-boot", "n"]
+            if not netdev:
+                copy = _pxe_copy(tree, workdir / "tftp", c.mirrors)
+                net += f",tftp={copy},bootfile={netdir.UEFI if uefi else netdir.BIOS}"
+        elif media == "cd":
             argv += ["-drive", f"file={image},media=cdrom,readonly=on,format=raw"]
         else:
             # What a user does with the image: dd it to a stick or a disk (the one with the
@@ -468,8 +453,7 @@ class Grub(Target):
             argv += ["-drive", f"if=none,id=cache,format=raw,file={cache_disk(Path(c.cache_disk))}"]
             argv += ["-device", "virtio-blk-pci,drive=cache"]
         nic = NICS[c.nic or "e1000"]
-        net = netdev or "user"
-        if c.mirrors:
+        if c.mirrors and media != "net":
             # QEMU's DHCP hands the stores' URLs over as the boot file (a comma doubled).
             net += ",bootfile=" + ",,".join(c.mirrors)
         argv += ["-netdev", f"{net},id=net0", "-device", f"{nic},netdev=net0"]

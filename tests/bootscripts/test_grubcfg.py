@@ -1,0 +1,46 @@
+"""GRUB's menu for the PC, from the settings."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import make_spec
+from xenkit.bootscripts import grubcfg
+from xenkit.targets import grub
+
+
+def _entries(cfg: str) -> dict[str, list[str]]:
+    found = re.findall(r'^menuentry "([^"]+)" \{\n(.*?)\n\}', cfg, re.M | re.S)
+    return {title: [line.strip() for line in body.splitlines()] for title, body in found}
+
+
+def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
+    spec = make_spec(board="pc", dom0_mem="768M", xen_extra="loglvl=all")
+    cfg = grubcfg.menu(spec, 5, spec.dom0_cmdline)
+    assert "serial --unit=0 --speed=115200" in cfg and "terminal_output serial console" in cfg
+    assert "set timeout=5" in cfg and "set default=0" in cfg
+    entries = _entries(cfg)
+    assert list(entries) == [
+        "Xen",
+        "Xen, Dom0 memory capped at 768M",
+        "Linux without Xen",
+        "Xen safe mode",
+    ]
+    xen = entries["Xen"]
+    assert xen == [
+        "multiboot2 /boot/xen.gz console=com1 com1=115200,8n1 dom0_mem=768M loglvl=all",
+        "module2 /boot/vmlinuz console=hvc0 earlyprintk=xen",
+        "module2 /boot/initrd.cpio.gz",
+    ]
+    capped = entries["Xen, Dom0 memory capped at 768M"][0].split()
+    assert "dom0_mem=768M,max:768M" in capped and "dom0_mem=768M" not in capped
+    assert entries["Linux without Xen"] == [
+        "linux /boot/vmlinuz console=ttyS0,115200",
+        "initrd /boot/initrd.cpio.gz",
+    ]
+    assert entries["Xen safe mode"][0].endswith(" ".join(grubcfg.SAFE))
+
+
+def test_the_menu_has_as_many_entries_as_run_entry_offers() -> None:
+    spec = make_spec(board="pc")
+    assert len(_entries(grubcfg.menu(spec, 3, spec.dom0_cmdline))) == grub.TARGET.menu_entries
