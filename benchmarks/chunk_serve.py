@@ -1,5 +1,6 @@
 """Serving a network root's chunks: xenkit's HTTP server next to lighttpd and Python's
-http.server, all serving the same casync store on loopback in the same run.
+http.server, each in a process of its own, all serving the same casync store on loopback in
+the same run.
 
 Three ways of asking, as clients of a store do: a new connection per chunk (what Dom0's
 front does with busybox wget), one keep-alive connection fetching every chunk in the index's
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import logging
 import os
 import socket
 import statistics
@@ -32,7 +32,6 @@ import peers
 import quick
 
 from xenkit.images import chunkstore
-from xenkit.serve.http import HttpServer
 
 CLIENTS = 8
 LIBDIR = "usr/lib/lighttpd"
@@ -142,6 +141,23 @@ def serve_lighttpd(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], int
     return proc, port
 
 
+def serve_xenkit(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """xenkit's server in a process of its own, as `xenkit serve` runs it: in this one, it
+    would share the interpreter lock with the clients, which the peers do not."""
+    port = _free_port()
+    code = (
+        "import sys, threading; from pathlib import Path; "
+        "from xenkit.serve.http import HttpServer; "
+        "HttpServer({'/': Path(sys.argv[1])}, '127.0.0.1', int(sys.argv[2])); "
+        "threading.Event().wait()"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root), str(port)], env=env)
+    _wait(port)
+    return proc, port
+
+
 def serve_python(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     proc = subprocess.Popen(
@@ -168,12 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.runs} run(s), loopback, MiB/s"
         )
         results: dict[str, dict[str, float]] = {}
-        xenkit = HttpServer({"/": store}, "127.0.0.1", level=logging.DEBUG)
-        results["xenkit"] = {
-            w: rate(xenkit.port, paths, f, args.runs, whole) for w, f in WAYS.items()
-        }
-        xenkit.stop()
         for name, start in (
+            ("xenkit", lambda: serve_xenkit(store)),
             ("lighttpd", lambda: serve_lighttpd(store, work)),
             ("http.server", lambda: serve_python(store)),
         ):
