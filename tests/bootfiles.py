@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import struct
 import subprocess
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def image(path: Path, file_size: int, image_size: int, body: bytes = b"") -> Pat
 
 # What identifies Xen 4.17 on Arm inside its image (formats/binaries.xen_version).
 XEN_MARKS = b"\0xen,xen-4.17\0\x004.17.0\0"
+
+
+def x86_xen(path: Path) -> Path:
+    """An ELF32 i386 file with the x86 banner's format and a version, gzip'd as Debian's."""
+    elf = b"\x7fELF\x01\x01\x01" + b"\0" * 11 + struct.pack("<H", 3) + b"\0" * 44
+    body = elf + b"\0Xen version %d.%d%s\0\x004.17.5-pre\0"
+    path.write_bytes(gzip.compress(body, mtime=0))
+    return path
+
+
 CPIO_HEAD = b"070701" + b"0" * 104  # a cpio newc header's start
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
+from tests import bootfiles
 from tests.conftest import make_spec
 from xenkit.config import spec
 from xenkit.core.sizes import MiB
@@ -187,3 +189,10 @@ def test_a_guest_disk_needs_the_qdisk_backend_only_the_pc_dom0_has() -> None:
     with pytest.raises(XenkitError, match="drop disk on qemu-virt"):
         make_spec(board="qemu-virt", toolstack=True, guest=guest)
     assert make_spec(board="pc", guest=guest).guests[0].disk == 64 * MiB
+
+
+def test_a_xen_image_for_the_other_architecture_is_refused_at_the_edge(tmp_path: Path) -> None:
+    x86 = bootfiles.x86_xen(tmp_path / "xen.gz")
+    with pytest.raises(XenkitError, match=rf"xen_image \(--xen-image\) {x86} is Xen for amd64"):
+        make_spec(board="rpi4", xen_image=str(x86))
+    assert make_spec(board="pc", xen_image=str(x86)).xen_image == x86

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xenkit.config import boards
 from xenkit.config.boards import Board
+from xenkit.core import files
 from xenkit.core.sizes import format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, dt, kernel
@@ -178,10 +179,10 @@ def from_parts(
     config_txt: Path | None = None,
     label: str = "",
 ) -> Target:
-    try:
-        config = tuple(config_txt.read_text().splitlines()) if config_txt else None
-    except OSError as exc:
-        raise XenkitError(f"cannot read {config_txt}: {exc.strerror}") from None
+    config = None
+    if config_txt:
+        text = files.read_text(config_txt, "config.txt", "give the Pi firmware's config.txt")
+        config = tuple(text.splitlines())
     xen_version = binaries.xen_version(xen_image) if xen_image else None
     linux_version = binaries.linux_version(kernel_image) if kernel_image else None
     isize = kernel.gzip_isize(kernel_image) if kernel_image else None

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 from xenkit.config.bootconfig import BootConfig, Cpupool, Dom0, Domain, Linux
+from xenkit.core import files
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
 
@@ -114,6 +115,11 @@ class Raw:
         return self.arrays.get(name, {}).get(i, default)
 
 
+# Bounds on the NUM_ counts: far beyond any real board (and the boot script's size).
+MAX_DOMUS = 256
+MAX_OVERLAYS = 64
+
+
 def parse(text: str, source: str = "config") -> Raw:
     raw = Raw()
     for lineno, line in _logical_lines(text, source):
@@ -177,6 +183,23 @@ def _number(raw: Raw, name: str, value: str, default: int = 0) -> int:
         raise XenkitError(f"{name}={value!r} is not a number: write e.g. 0x40000000") from None
 
 
+def _count(raw: Raw, name: str, limit: int) -> int:
+    """NUM_...: how many entries follow, 0 to `limit` (a bigger count is a typo, not a
+    plan: ImageBuilder would loop over it)."""
+    n = _number(raw, name, raw.get(name))
+    if not 0 <= n <= limit:
+        raise XenkitError(f"{name}={raw.get(name)!r}: give 0 to {limit}")
+    return n
+
+
+def _positive(raw: Raw, name: str, unit: str) -> int:
+    """DOM0_MEM or DOM0_VCPUS: a whole number above 0 (of `unit`), or 0 if not set."""
+    value = raw.get(name)
+    if value and (not value.isdigit() or int(value) == 0):
+        raise XenkitError(f"{name}={value!r}: give a whole number of {unit} above 0")
+    return int(value or 0)
+
+
 def _pairs(name: str, value: str) -> tuple[tuple[int, int], ...]:
     words = value.split()
     if len(words) % 2:
@@ -206,6 +229,15 @@ def _root_for(load_cmd: str, what: str) -> str:
     )
 
 
+def _overlays(raw: Raw) -> tuple[str, ...]:
+    found = []
+    for i in range(_count(raw, "NUM_DT_OVERLAY", MAX_OVERLAYS)):
+        if not raw.at("DT_OVERLAY", i):
+            raise XenkitError(f"DT_OVERLAY[{i}] is not set: NUM_DT_OVERLAY counts them")
+        found.append(raw.at("DT_OVERLAY", i))
+    return tuple(found)
+
+
 def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
     """ImageBuilder's defaults and derivations, as its uboot-script-gen applies them."""
     load = LOAD_ALIASES.get(load_cmd or "", load_cmd) or raw.get("LOAD_CMD")
@@ -216,10 +248,7 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
         memory_start=_number(raw, "MEMORY_START", raw.get("MEMORY_START")),
         memory_end=_number(raw, "MEMORY_END", raw.get("MEMORY_END")),
         device_tree=raw.get("DEVICE_TREE"),
-        dt_overlays=tuple(
-            raw.at("DT_OVERLAY", i)
-            for i in range(_number(raw, "NUM_DT_OVERLAY", raw.get("NUM_DT_OVERLAY")))
-        ),
+        dt_overlays=_overlays(raw),
         load_cmd=load,
         boot_cmd=boot_cmd,
         append_extra_cmds=raw.get("APPEND_EXTRA_CMDS"),
@@ -237,9 +266,9 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
             )
         return BootConfig(linux=Linux(raw.get("LINUX"), raw.get("LINUX_RAMDISK"), cmd), **common)  # type: ignore[arg-type]
     has_dom0 = bool(raw.get("DOM0_KERNEL"))
-    num_domus = _number(raw, "NUM_DOMUS", raw.get("NUM_DOMUS"))
-    dom0_mem = raw.get("DOM0_MEM")
-    dom0_vcpus = raw.get("DOM0_VCPUS")
+    num_domus = _count(raw, "NUM_DOMUS", MAX_DOMUS)
+    dom0_mem = _positive(raw, "DOM0_MEM", "MiB")
+    dom0_vcpus = _positive(raw, "DOM0_VCPUS", "vCPUs")
     xen_cmd = raw.get("XEN_CMD")
     if xen_cmd and (dom0_mem or dom0_vcpus):
         raise XenkitError(
@@ -264,8 +293,8 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
             raw.get("DOM0_KERNEL"),
             raw.get("DOM0_RAMDISK"),
             cmd,
-            (int(dom0_mem) * MiB) if dom0_mem else 0,
-            int(dom0_vcpus or 0),
+            dom0_mem * MiB,
+            dom0_vcpus,
         )
     else:
         if num_domus == 0:
@@ -332,13 +361,6 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
 
 
 def load(path: Path, load_cmd: str | None = None) -> tuple[BootConfig, Raw]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise XenkitError(f"cannot read config {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise XenkitError(
-            f"config {path} is not UTF-8 text: give an ImageBuilder config (shell variables)"
-        ) from None
+    text = files.read_text(path, "config", "give an ImageBuilder config (shell variables)")
     raw = parse(text, str(path))
     return to_config(raw, load_cmd), raw

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkit.config import builtin
+from xenkit.core import files
 from xenkit.core.sizes import MiB, parse_count, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, identify
@@ -134,7 +135,7 @@ def variable(role: str) -> str:
 def _check_kind(role: str, path: Path) -> None:
     """The file a variable names is what the variable needs (ImageBuilder is for arm64)."""
     if role == "xen":
-        binaries.xen_version(path)
+        binaries.xen_version(path, "arm64", "XEN")
     elif role == "xen-policy":
         identify.require(path, identify.POLICIES, variable(role))
     elif role.endswith("ramdisk"):
@@ -293,11 +294,8 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
 
 
 def load_toml(path: Path) -> BootConfig:
+    text = files.read_text(path, "config", "give a TOML file")
     try:
-        return from_toml(tomllib.loads(path.read_text()), str(path))
-    except OSError as exc:
-        raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
+        return from_toml(tomllib.loads(text), str(path))
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"{path}: {exc}") from None
-    except UnicodeDecodeError:
-        raise XenkitError(f"config {path} is not UTF-8 text: give a TOML file") from None

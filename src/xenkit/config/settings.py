@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from xenkit.config import builtin
 from xenkit.config.bootconfig import Domain
+from xenkit.core import files
 from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
 from xenkit.xen.xl import Guest
@@ -358,12 +359,9 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
 
 
 def load_file(path: Path) -> dict[str, Any]:
+    text = files.read_text(path, "config", "give a TOML file")
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise XenkitError(f"cannot read config {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise XenkitError(f"config {path} is not UTF-8 text: give a TOML file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"config {path}: {exc}") from None
     values: dict[str, Any] = {}

@@ -105,10 +105,11 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     # The user's own binaries are checked here, under the names the user gave: once copied
     # into the build, a message would name xenkit's temporary copy.
     if values["xen_image"]:
-        binaries.xen_version(values["xen_image"])
+        binaries.xen_version(values["xen_image"], board.arch, "xen_image (--xen-image)")
     if values["kernel_image"]:
         accepted = identify.KERNELS[board.arch]
         identify.require(values["kernel_image"], accepted, "kernel_image (--kernel-image)")
+        binaries.linux_version(values["kernel_image"], "kernel_image (--kernel-image)")
     return SystemSpec(
         board=board,
         ram=ram,

@@ -157,3 +157,16 @@ def size(path: Path) -> int:
         for top, _, names in os.walk(path, followlinks=True)
         for name in names
     )
+
+
+def read_text(path: Path, what: str, fix: str) -> str:
+    """A text file the user gave (`what`, e.g. "config"), as UTF-8 (a byte-order mark, as
+    some Windows editors write, is dropped); one line naming it and `fix` if it is not."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except IsADirectoryError:
+        raise XenkitError(f"{what} {path} is a directory: {fix}") from None
+    except OSError as exc:
+        raise XenkitError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise XenkitError(f"{what} {path} is not UTF-8 text: {fix}") from None

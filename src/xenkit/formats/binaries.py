@@ -38,11 +38,32 @@ def _contents(path: Path) -> bytes:
     return data
 
 
-def xen_version(path: Path) -> Version:
+def xen_arch(data: bytes) -> str | None:
+    """The architecture a Xen image (uncompressed) is built for, from its header: on arm64
+    the Linux Image header U-Boot's booti reads ("ARM\\x64" at byte 56), on x86 an ELF file
+    (32-bit, for multiboot, around the 64-bit hypervisor)."""
+    if data[56:60] == b"ARM\x64":
+        return "arm64"
+    if data[:4] == b"\x7fELF" and data[18:20] in (b"\x03\x00", b"\x3e\x00"):
+        return "amd64"
+    return None
+
+
+def xen_version(path: Path, arch: str | None = None, what: str = "") -> Version:
     """Xen on Arm embeds "xen,xen-MAJOR.MINOR" (the compatible of the hypervisor node it
     gives Dom0); on x86 (an ELF image GRUB loads with multiboot2) only its banner's format,
-    "Xen version %d.%d%s". Both hold the full version string, NUL-terminated."""
+    "Xen version %d.%d%s". Both hold the full version string, NUL-terminated. With `arch`,
+    an image built for another architecture is refused, naming it (`what`: the setting)."""
     data = _contents(path)
+    built_for = xen_arch(data)
+    name = f"{what} {path}" if what else str(path)
+    if built_for is None:
+        raise XenkitError(f"{name} does not look like a Xen hypervisor image: give xen's binary")
+    if arch and built_for != arch:
+        raise XenkitError(
+            f"{name} is Xen for {built_for}, not {arch}: give Debian's "
+            f"xen-hypervisor-*-{arch} build (or yours for {arch})"
+        )
     m = re.search(rb"xen,xen-(\d+)\.(\d+)\0", data)
     if m:
         major, minor = int(m.group(1)), int(m.group(2))
@@ -53,17 +74,18 @@ def xen_version(path: Path) -> Version:
         if len(found) == 1:
             text, major_s, minor_s = found[0]
             return Version(int(major_s), int(minor_s), text.decode())
-    raise XenkitError(f"{path} does not look like a Xen hypervisor image: give xen's binary")
+    raise XenkitError(f"{name} does not look like a Xen hypervisor image: give xen's binary")
 
 
-def linux_version(path: Path) -> Version:
+def linux_version(path: Path, what: str = "") -> Version:
     """From the "Linux version" banner of an arm64 Image (raw or gzip'd), or the version
     string an x86 bzImage's setup header points at (its banner is compressed)."""
     data = _contents(path)
+    name = f"{what} {path}" if what else str(path)
     m = re.search(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)", data)
     if m:
         return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
     bz = re.match(r"((\d+)\.(\d+)\S*)", kernel.bzimage_version(data) or "")
     if bz:
         return Version(int(bz.group(2)), int(bz.group(3)), bz.group(1))
-    raise XenkitError(f"{path} does not look like a Linux kernel image: give an Image")
+    raise XenkitError(f"{name} does not look like a Linux kernel image: give an Image")

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from xenkit.core import files
 from xenkit.errors import XenkitError
 
 Bank = tuple[int, int]  # (start, size)
@@ -191,7 +192,8 @@ def load(name: str) -> Board:
     """A built-in board by name, or a board file by path."""
     path = Path(name)
     if name.endswith(".toml") and path.exists():
-        text, source = path.read_text(), str(path)
+        text = files.read_text(path, "board file", "give a TOML board file like rpi4.toml")
+        source = str(path)
     else:
         res = resources.files(__name__) / f"{name}.toml"
         if not res.is_file():
