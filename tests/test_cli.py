@@ -96,7 +96,7 @@ def test_run_says_first_when_the_guests_do_not_fit_the_emulator(tmp_path: Path) 
     write_build(tmp_path, dataclasses.replace(m, runtime_guests=(big,)))
     proc = xenkit("run", str(tmp_path))
     first, *_ = proc.stderr.splitlines()
-    assert first.startswith("xenkit: the emulator has 960M of RAM: beside Dom0 (512M)"), first
+    assert first.startswith("xenkit: warning: the emulator has 960M of RAM: beside Dom0 (512M)")
     assert "the run-time guests want 512M (g1 512M), so xenkit run cannot start them all" in first
     write_build(tmp_path, m)
     assert "the emulator has" not in xenkit("run", str(tmp_path)).stderr

@@ -87,7 +87,7 @@ def _run(
         sum(parse_size(g.memory, "memory") for g in m.guests),
         {g.name: parse_size(g.memory, "memory") for g in m.runtime_guests},
     ):
-        log.warning("%s", shortfall)
+        log.warning("warning: %s", shortfall)
     plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)
     if not args.check:
         return emulate.interactive(plan)

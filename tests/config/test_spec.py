@@ -167,7 +167,7 @@ def test_a_plan_that_fits_the_board_but_not_its_emulator_is_a_warning(
         )
     assert s.guests and len(caplog.records) == 1
     assert caplog.records[0].getMessage() == (
-        "[[guest]]: the emulator has 960M of RAM: beside Dom0 (640M) and the dom0less guests "
+        "warning: the emulator has 960M of RAM: beside Dom0 (640M) and the dom0less guests "
         "about 80M is free, but the run-time guests want 128M (g 128M), so xenkit run cannot "
         "start them "
         "all (give them less memory, or lower dom0_mem)"
@@ -182,6 +182,15 @@ def test_the_emulator_shortfall_is_empty_when_it_fits() -> None:
     assert spec.emulator_shortfall(960 << 20, 384 << 20, 0, {"g": 128 << 20}) == ""
     short = spec.emulator_shortfall(960 << 20, 384 << 20, 0, {"a": 300 << 20, "b": 300 << 20})
     assert "want 600M (a 300M, b 300M)" in short
+
+
+def test_dom0_and_dom0less_guests_that_alone_overflow_the_emulator_say_so() -> None:
+    short = spec.emulator_shortfall(960 << 20, 768 << 20, 400 << 20, {})
+    assert short == (
+        "the emulator has 960M of RAM: Dom0 (768M) and the dom0less guests (400M) alone do "
+        "not fit it, so xenkit run cannot boot this (lower dom0_mem or the dom0less guests' "
+        "memory)"
+    )
 
 
 def test_a_guest_disk_needs_the_qdisk_backend_only_the_pc_dom0_has() -> None:

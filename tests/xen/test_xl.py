@@ -128,3 +128,17 @@ def test_bad_pc_guests_are_one_line_errors(table: dict[str, object], message: st
     with pytest.raises(XenkitError, match=message) as exc:
         _pc(**table)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cmdline", 'quiet" b'),
+        ("cmdline", "a\nmemory = 4096"),
+        ("kernel", "/x\\y"),
+        ("ping", "a\tb"),
+    ],
+)
+def test_what_xl_cfg_strings_cannot_hold_is_refused(key: str, value: str) -> None:
+    with pytest.raises(XenkitError, match=rf"\[\[guest\]\] g1: {key} = .* xl.cfg's strings"):
+        _guest(**{key: value})

@@ -99,9 +99,10 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         sum(n for _, n in board.emulated_ram(ram)),
         dom0_mem,
         dom0less,
-        {g.name: max(g.memory, g.maxmem) for g in guests},
+        # What xl create allocates: memory (maxmem is only the balloon's ceiling).
+        {g.name: g.memory for g in guests},
     ):
-        log.warning("[[guest]]: %s", shortfall)
+        log.warning("warning: %s", shortfall)
     # The user's own binaries are checked here, under the names the user gave: once copied
     # into the build, a message would name xenkit's temporary copy.
     if values["xen_image"]:
@@ -246,6 +247,12 @@ def emulator_shortfall(emulated: int, dom0_mem: int, dom0less: int, runtime: dic
     wanted = sum(runtime.values())
     if wanted <= free:
         return ""
+    if free < 0:
+        return (
+            f"the emulator has {format_size(emulated)} of RAM: Dom0 ({format_size(dom0_mem)}) "
+            f"and the dom0less guests ({format_size(dom0less)}) alone do not fit it, so xenkit "
+            "run cannot boot this (lower dom0_mem or the dom0less guests' memory)"
+        )
     each = ", ".join(f"{name} {format_size(n)}" for name, n in runtime.items())
     return (
         f"the emulator has {format_size(emulated)} of RAM: beside Dom0 ({format_size(dom0_mem)})"

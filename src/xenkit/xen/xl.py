@@ -139,6 +139,9 @@ def too_small(memory: int, where: str) -> None:
         )
 
 
+UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def guest_from_table(
     t: dict[str, Any],
     index: int,
@@ -204,6 +207,14 @@ def guest_from_table(
             ipaddress.ip_interface(ip)
         except ValueError:
             raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX or dhcp") from None
+    # Written into xl.cfg's double-quoted strings, where a quote or a line break would end
+    # the string (or the line) early.
+    for key in ("cmdline", "kernel", "ramdisk", "bridge", "ping"):
+        if UNQUOTABLE.search(str(t.get(key, ""))):
+            raise XenkitError(
+                f"{where}: {key} = {str(t[key])!r} has a quote, backslash or control "
+                "character, which xl.cfg's strings cannot hold: drop it"
+            )
     return Guest(
         name=name,
         type=kind,
