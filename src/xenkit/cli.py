@@ -16,7 +16,7 @@ from xenkit import __version__, targets
 from xenkit.analysis import check, memmap
 from xenkit.config import boards, settings, spec
 from xenkit.core import files
-from xenkit.core.sizes import format_size, human, parse_size
+from xenkit.core.sizes import format_size, human
 from xenkit.errors import XenkitError
 from xenkit.pipeline import build, manifest
 from xenkit.pipeline.manifest import Manifest
@@ -81,12 +81,9 @@ def _run(
     board: boards.Board,
     choices: qemu.Choices,
 ) -> int:
-    if shortfall := spec.emulator_shortfall(
-        sum(n for _, n in m.emulated_ram_banks),
-        parse_size(m.dom0_mem, "dom0_mem"),
-        sum(parse_size(g.memory, "memory") for g in m.guests),
-        {g.name: parse_size(g.memory, "memory") for g in m.runtime_guests},
-    ):
+    from xenkit.pipeline import guest
+
+    if shortfall := guest.emulator_shortfall(m):
         log.warning("warning: %s", shortfall)
     plan = emulate.prepare(board, m.ram, build_dir, build_dir / "run", choices=choices)
     if not args.check:

@@ -10,10 +10,12 @@ import pytest
 
 from tests.bootfiles import CPIO_HEAD
 from tests.conftest import make_spec
+from tests.manifests import sample
 from xenkit import cli
+from xenkit.core.sizes import MiB
 from xenkit.debian.apt import sha256
 from xenkit.images import media
-from xenkit.pipeline import build, manifest
+from xenkit.pipeline import build, guest, manifest
 
 pytestmark = pytest.mark.debian
 
@@ -72,3 +74,10 @@ def test_guest_add_needs_an_sd_root_with_the_toolstack(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     build.build(make_spec(board="qemu-virt"), plain)
     assert cli.main(["guest", "add", "g", "-d", str(plain)]) == 2
+
+
+def test_a_guest_added_beyond_the_emulators_memory_is_named_in_the_warning() -> None:
+    m = sample()  # the 4G Pi 4: its emulator has 960M, Dom0 512M
+    assert guest.emulator_shortfall(m) == ""
+    short = guest.emulator_shortfall(m, {"big": 512 * MiB})
+    assert "the run-time guests want" in short and "big 512M" in short

@@ -6,11 +6,13 @@ copy that replaces the original only when whole, so a failed add leaves the buil
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from xenkit import targets
+from xenkit.config.spec import emulator_shortfall as emulator_misfit
 from xenkit.config.spec import guest_from_table, guest_room
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.debian.apt import sha256
@@ -18,6 +20,8 @@ from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import FileEntry, Manifest
 from xenkit.xen import xl
+
+log = logging.getLogger("xenkit")
 
 
 def _free_for_guests(m: Manifest) -> int:
@@ -28,6 +32,17 @@ def _free_for_guests(m: Manifest) -> int:
         sum(size for _, size in m.ram_banks),
         parse_size(m.dom0_mem, "dom0_mem"),
         sum(parse_size(size, "memory") for size in memory),
+    )
+
+
+def emulator_shortfall(m: Manifest, added: dict[str, int] | None = None) -> str:
+    """The build's (with run-time guests `added`, by name) emulator misfit, "" if none:
+    spec.emulator_shortfall on what the manifest records."""
+    return emulator_misfit(
+        sum(n for _, n in m.emulated_ram_banks),
+        parse_size(m.dom0_mem, "dom0_mem"),
+        sum(parse_size(g.memory, "memory") for g in m.guests),
+        {g.name: parse_size(g.memory, "memory") for g in m.runtime_guests} | (added or {}),
     )
 
 
@@ -54,6 +69,8 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
             f"guest {g.name}: {format_size(max(g.memory, g.maxmem))} does not fit: about "
             f"{format_size(max(free, 0) // MiB * MiB)} is left beside Dom0 and the other guests"
         )
+    if shortfall := emulator_shortfall(m, {g.name: g.memory}):
+        log.warning("warning: %s", shortfall)
     g, staged = xl.stage(g)
 
     target = targets.for_board(board)
