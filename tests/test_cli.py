@@ -78,6 +78,8 @@ def test_an_internal_error_is_one_line_unless_debugging(
     )
     with pytest.raises(KeyError):
         cli.main(["--debug", "info", "somewhere"])
+    monkeypatch.setenv("XENKIT_DEBUG", "0")  # off, as a user who sets it to 0 means
+    assert cli.main(["info", "somewhere"]) == 3
     monkeypatch.setenv("XENKIT_DEBUG", "1")
     with pytest.raises(KeyError):
         cli.main(["info", "somewhere"])

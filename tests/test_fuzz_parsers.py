@@ -3,16 +3,20 @@ input gives a result or a XenkitError (one line), never another exception."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenkit.bootscripts import imagebuilder
+from xenkit.bootscripts import imagebuilder, uimage
+from xenkit.config import boards, spec
 from xenkit.config import settings as xsettings
-from xenkit.config import spec
 from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
+from xenkit.formats import binaries, dt
 from xenkit.pipeline import manifest
 
 # Characters a config line is made of, weighted toward the ones with meaning to the parsers.
@@ -109,3 +113,87 @@ def test_build_settings(
         spec.resolve(xsettings.resolve(file_values, {}))
     except XenkitError as exc:
         _one_line(exc)
+
+
+# ImageBuilder configs made of its real variables (random text rarely spells one), with
+# values of the kinds they take, so the checks behind each name are reached.
+IB_VALUE = st.one_of(
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "2",
+            "-1",
+            "3",
+            "0x40000000",
+            "1.5",
+            "lots",
+            "99999999999999999999",
+            "Image",
+            "xen",
+            '"a b"',
+            "",
+            "tftpb",
+            "booti",
+            "/dev/mmcblk0p2",
+        ]
+    ),
+    st.text(alphabet="0123456789abcdefx -", max_size=12),
+)
+IB_NAME = st.one_of(
+    st.sampled_from(sorted(imagebuilder.SCALARS)),
+    st.tuples(st.sampled_from(sorted(imagebuilder.ARRAYS)), st.integers(0, 3)).map(
+        lambda t: f"{t[0]}[{t[1]}]"
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(IB_NAME, IB_VALUE), max_size=14))
+def test_imagebuilder_configs_of_real_variables(assignments: list[tuple[str, str]]) -> None:
+    text = "".join(f"{name}={value}\n" for name, value in assignments)
+    try:
+        imagebuilder.to_config(imagebuilder.parse(text, "fuzz.cfg"))
+    except XenkitError as exc:
+        _one_line(exc)
+
+
+@given(st.binary(max_size=300))
+def test_config_and_board_files_of_any_bytes(data: bytes) -> None:
+    path = Path(tempfile.mkdtemp()) / "f.toml"
+    path.write_bytes(data)
+    for read in (xsettings.load_file, lambda p: boards.load(str(p))):
+        try:
+            read(path)
+        except XenkitError as exc:
+            _one_line(exc)
+
+
+@given(st.binary(max_size=200))
+def test_a_u_boot_script_image_of_any_bytes(data: bytes) -> None:
+    """The reader of xenkit's own script images: a script or ValueError, also for a header
+    whose checksums are right around any payload."""
+    for image in (data, uimage.script_image(data.decode("latin-1"))[:64] + data):
+        with contextlib.suppress(ValueError):
+            uimage.script_text(image)
+
+
+@given(st.binary(max_size=400), st.sampled_from([b"", b"\x1f\x8b", b"\x7fELF"]))
+def test_binaries_of_any_bytes(data: bytes, head: bytes) -> None:
+    path = Path(tempfile.mkdtemp()) / "bin"
+    path.write_bytes(head + data)
+    for read in (binaries.xen_version, binaries.linux_version):
+        try:
+            read(path)
+        except XenkitError as exc:
+            _one_line(exc)
+
+
+@given(st.binary(max_size=300))
+def test_device_trees_of_any_bytes(data: bytes) -> None:
+    blob = b"\xd0\x0d\xfe\xed" + data
+    for candidate in (data, blob):
+        try:
+            dt.DeviceTree(candidate, "fuzz.dtb")
+        except XenkitError as exc:
+            _one_line(exc)

@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # The last line of defence: a bug is one line and a way to report it, not a wall of
         # Python; the traceback is there for whoever asks.
-        if args.debug or os.environ.get("XENKIT_DEBUG"):
+        if args.debug or os.environ.get("XENKIT_DEBUG", "0") not in ("", "0"):
             raise
         where = f" ({exc})" if str(exc) else ""
         print(
