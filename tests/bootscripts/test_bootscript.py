@@ -311,10 +311,19 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         ('DEVICE_TREE="Image"\n', r"DEVICE_TREE: .*Image looks like arm64 Image, not device tree"),
         ('XEN="Image"\n', r".*Image does not look like a Xen hypervisor image"),
         ('XEN_POLICY="board.dtb"\n', r"XEN_POLICY: .*board.dtb looks like device tree blob"),
+        (
+            'NUM_DT_OVERLAY=1\nDT_OVERLAY[0]="board.dtb"\n',
+            r"DT_OVERLAY\[0\] .*board.dtb is a whole device tree, not an overlay",
+        ),
+        ('DEVICE_TREE="o.dtbo"\n', r"DEVICE_TREE .*o.dtbo is an overlay, not a whole device tree"),
+        ('DEVICE_TREE="cut.dtb"\n', r"DEVICE_TREE .*cut.dtb is not a valid device tree blob"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
     root = bootfiles.populate(tmp_path)
+    bootfiles.dtb("/dts-v1/; /plugin/; &{/} { x { }; };", root / "o.dtbo")
+    blob = (root / "board.dtb").read_bytes()
+    (root / "cut.dtb").write_bytes(blob[:8] + (len(blob) // 2).to_bytes(4, "big") + blob[12:60])
     (root / "config").write_text(HEAD + DOM0 + extra)
     proc = _xenkit("uboot-script", "-c", str(root / "config"), "-d", str(root), "-t", "tftp")
     assert proc.returncode == 2, proc.stdout

@@ -16,7 +16,7 @@ from xenkit.config import builtin
 from xenkit.core import files
 from xenkit.core.sizes import MiB, parse_count, parse_size
 from xenkit.errors import XenkitError
-from xenkit.formats import binaries, identify
+from xenkit.formats import binaries, dt, identify
 
 ENHANCED = ("", "enabled", "no-xenstore")
 BOOT_CMDS = ("booti", "bootm", "bootefi", "none")
@@ -142,6 +142,20 @@ def _check_kind(role: str, path: Path) -> None:
         identify.require(path, identify.RAMDISKS, variable(role))
     elif role == "dtb" or role.endswith("-dtb") or role.startswith("overlay"):
         identify.require(path, identify.DTBS, variable(role))
+        # Past the magic: the whole blob walks (a truncated or garbled one fails here, not
+        # in U-Boot's fdt apply), and an overlay is one (dtc -@ gives it __overlay__ nodes).
+        tree = dt.DeviceTree.load(path, variable(role))
+        is_overlay = any(p.endswith("/__overlay__") for p, _ in tree.nodes())
+        if role.startswith("overlay") and not is_overlay:
+            raise XenkitError(
+                f"{variable(role)} {path} is a whole device tree, not an overlay: build the "
+                "overlay with dtc -@ from a /plugin/; source"
+            )
+        if not role.startswith("overlay") and is_overlay:
+            raise XenkitError(
+                f"{variable(role)} {path} is an overlay, not a whole device tree: give the "
+                "board's .dtb here (overlays go in DT_OVERLAY)"
+            )
     elif role in ("dom0", "linux") or role.startswith("domU"):
         identify.require(path, identify.KERNELS["arm64"], variable(role))
 

@@ -62,9 +62,10 @@ class DeviceTree:
                 raise
 
     @classmethod
-    def load(cls, path: Path) -> DeviceTree:
+    def load(cls, path: Path, what: str = "") -> DeviceTree:
+        """The blob at `path`; errors name it (after `what`, the setting, if given)."""
         try:
-            return cls(path.read_bytes(), str(path))
+            return cls(path.read_bytes(), f"{what} {path}" if what else str(path))
         except OSError as exc:
             raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
 
