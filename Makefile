@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 SYSDEP := $(VENV)/.system-deps
 PYDEP  := $(VENV)/.python-deps
 BOARD  ?= rpi4
+# pytest workers: every boot is one emulator thread (TCG, one thread per emulator), so two
+# at a time keep both CPUs of a 2-CPU machine busy.
+JOBS   ?= 2
 
 .PHONY: deps demo test lint unit bench clean
 
@@ -36,7 +39,7 @@ unit: deps
 	$(BIN)/pytest -q -m "not slow"
 
 test: lint
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n $(JOBS) --durations=15
 
 bench: deps
 	$(BIN)/python benchmarks/uboot_script.py

@@ -106,6 +106,7 @@ def test_tick_jitter_quick() -> None:
     assert all(v > 0 for v in times)
 
 
+@pytest.mark.long
 def test_guest_start_quick() -> None:
     out = bench("guest_start", timeout=1800)
     created, median = numbers(rf"xl create -> banner, 1 runs: {NUM} s \(median {NUM} s\)$", out)
@@ -115,6 +116,7 @@ def test_guest_start_quick() -> None:
     assert created == median > 0 and dom0less > 0 and dom0 > 0 and ratio > 0
 
 
+@pytest.mark.long
 def test_pc_live_quick() -> None:
     out = bench("pc_live", timeout=900)
     assert re.search(r"^xenkit on the PC \(pc board\), 1 run\(s\)", out, re.M), out
@@ -147,6 +149,7 @@ def test_chunk_serve_quick() -> None:
     assert worst > 0
 
 
+@pytest.mark.long
 def test_net_root_quick() -> None:
     out = bench("net_root", timeout=2400)
     (store,) = numbers(rf"^xenkit net_root: .*, store {NUM} MiB in \d+ chunks$", out)

@@ -171,6 +171,7 @@ def test_dom0less_guests_are_refused_on_the_pc(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.long
 @pytest.mark.qemu
 def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
     tmp_path: Path,

@@ -202,6 +202,7 @@ def test_a_variant_in_a_shared_store_adds_only_its_own_chunks(tmp_path: Path) ->
     assert (tmp_path / "b" / "netroot" / "store").resolve() == store
 
 
+@pytest.mark.long
 @pytest.mark.qemu
 def test_the_pc_netboots_its_lazy_root_through_a_bad_mirror_and_an_outage(
     netbuild: Path, lan: list[str]
