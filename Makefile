@@ -8,7 +8,8 @@ SYSDEP := $(VENV)/.system-deps
 PYDEP  := $(VENV)/.python-deps
 BOARD  ?= rpi4
 # pytest workers: every boot is one emulator thread (TCG, one thread per emulator), so two
-# at a time keep both CPUs of a 2-CPU machine busy.
+# at a time keep both CPUs of a 2-CPU machine busy; one test at a time to each worker, so
+# the long boots, collected first (tests/conftest.py), are spread over both.
 JOBS   ?= 2
 
 .PHONY: deps demo test lint unit bench clean
@@ -39,7 +40,7 @@ unit: deps
 	$(BIN)/pytest -q -m "not slow"
 
 test: lint
-	$(BIN)/pytest -q -n $(JOBS) --durations=15
+	$(BIN)/pytest -q -n $(JOBS) --maxschedchunk 1 --durations=15
 
 bench: deps
 	$(BIN)/python benchmarks/uboot_script.py
