@@ -54,6 +54,8 @@ def image(path: Path, file_size: int, image_size: int, body: bytes = b"") -> Pat
     return path
 
 
+# What identifies Linux in an Image (formats/binaries.linux_version).
+LINUX_BANNER = b"Linux version 6.1.0-13-arm64 (debian-kernel@lists.debian.org)\0"
 # What identifies Xen 4.17 on Arm inside its image (formats/binaries.xen_version).
 XEN_MARKS = b"\0xen,xen-4.17\0\x004.17.0\0"
 
@@ -81,7 +83,7 @@ def ramdisk(path: Path, size: int) -> Path:
 def populate(root: Path, dts: str = BOARD_DTS) -> Path:
     """The files of ImageBuilder's example runs, with the same sizes: Debian's 6.1 Image,
     Xen 4.17, a Dom0 and a domU rootfs."""
-    image(root / "Image", 32956352, 0x2010000)
+    image(root / "Image", 32956352, 0x2010000, LINUX_BANNER)
     image(root / "xen", 983048, 0x1360C8, XEN_MARKS)
     ramdisk(root / "dom0-rootfs.cpio.gz", 4000902)
     ramdisk(root / "domU-rootfs.cpio", 2500608)

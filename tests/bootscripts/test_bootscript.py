@@ -3,6 +3,7 @@ script's own fdt edits on the DTB with libfdt."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import struct
 import subprocess
@@ -317,6 +318,8 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         ('DEVICE_TREE="o.dtbo"\n', r"DEVICE_TREE .*o.dtbo is an overlay, not a whole device tree"),
         ('DEVICE_TREE="cut.dtb"\n', r"DEVICE_TREE .*cut.dtb is not a valid device tree blob"),
+        ('DOM0_KERNEL="xen"\n', r"DOM0_KERNEL .*xen does not look like a Linux kernel image"),
+        ('NUM_DOMUS=1\nDOMU_KERNEL[0]="cut.gz"\n', r".*cut.gz is a damaged gzip file"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
@@ -324,6 +327,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> No
     bootfiles.dtb("/dts-v1/; /plugin/; &{/} { x { }; };", root / "o.dtbo")
     blob = (root / "board.dtb").read_bytes()
     (root / "cut.dtb").write_bytes(blob[:8] + (len(blob) // 2).to_bytes(4, "big") + blob[12:60])
+    whole = gzip.compress((root / "Image").read_bytes()[:200000], mtime=0)
+    (root / "cut.gz").write_bytes(whole[: len(whole) // 2])
     (root / "config").write_text(HEAD + DOM0 + extra)
     proc = _xenkit("uboot-script", "-c", str(root / "config"), "-d", str(root), "-t", "tftp")
     assert proc.returncode == 2, proc.stdout

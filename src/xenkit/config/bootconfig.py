@@ -158,6 +158,11 @@ def _check_kind(role: str, path: Path) -> None:
             )
     elif role in ("dom0", "linux") or role.startswith("domU"):
         identify.require(path, identify.KERNELS["arm64"], variable(role))
+        if role in ("dom0", "linux"):
+            # Dom0 and a plain Linux boot are Linux (a domU may be any kernel, an RTOS).
+            binaries.linux_version(path, variable(role))
+        else:
+            binaries.whole(path)
 
 
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
@@ -168,6 +173,8 @@ def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
                 f"{variable(role)}={path}: built-in guests are built by xenkit build; "
                 "here give the path of an Image"
             )
+        if path and (root / path).is_dir():
+            raise XenkitError(f"{variable(role)}: {root / path} is a directory: name a file")
         if path and not (root / path).is_file():
             raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
         if path:

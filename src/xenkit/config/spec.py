@@ -322,6 +322,8 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
 
 def _user_file(path: str, accepted: tuple[str, ...], owner: str, what: str) -> None:
     """A file a [[domain]] or [[guest]] table names: there, and what its place needs."""
+    if Path(path).is_dir():
+        raise XenkitError(f"{owner}: {what} {path} is a directory: give the file in it")
     if not Path(path).is_file():
         raise XenkitError(f"{owner}: {what} {path} does not exist")
     identify.require(Path(path), accepted, f"{owner}: {what}")

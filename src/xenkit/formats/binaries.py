@@ -38,6 +38,11 @@ def _contents(path: Path) -> bytes:
     return data
 
 
+def whole(path: Path) -> None:
+    """`path` reads, and if gzip'd inflates to its end (a truncated download does not)."""
+    _contents(path)
+
+
 def xen_arch(data: bytes) -> str | None:
     """The architecture a Xen image (uncompressed) is built for, from its header: on arm64
     the Linux Image header U-Boot's booti reads ("ARM\\x64" at byte 56), on x86 an ELF file
