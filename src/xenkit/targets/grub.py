@@ -32,8 +32,7 @@ from xenkit.core import files, hostdeps
 from xenkit.core.proc import need, run
 from xenkit.core.sizes import human
 from xenkit.errors import XenkitError
-from xenkit.formats.cpio import Archive
-from xenkit.images import chunkstore, netdir, persistence
+from xenkit.images import layers, netdir, persistence
 from xenkit.pipeline.manifest import BootFiles
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
@@ -77,58 +76,7 @@ NICS = {"e1000": "e1000", "virtio": "virtio-net-pci"}
 # GRUB draws its menu on the serial line with this hint under it; arrow keys move down it.
 MENU_PROMPT = "Use the ^ and v keys to select which entry is highlighted"
 DOWN = b"\x1b[B"
-# zstd: a little larger than xz (27 against 24 MiB for the PC's drivers) but made in half
-# the time and read faster, and every file Dom0 runs is read through it.
-SQUASHFS = ("-noappend", "-comp", "zstd", "-all-root", "-no-xattrs", "-quiet", "-no-progress")
 TIMEOUT = 3
-
-
-def squashfs(src: Path, dest: Path, exclude: tuple[str, ...] = ()) -> None:
-    """`src` as a compressed read-only image, the same bytes for the same tree: owners root,
-    times 0 (Dom0's clock starts in 1970 in the emulator anyway)."""
-    times = ("-mkfs-time", "0", "-all-time", "0")
-    skip = [a for e in exclude for a in ("-e", e)]
-    # mksquashfs refuses SOURCE_DATE_EPOCH beside its own options; the times are fixed.
-    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    run([need("mksquashfs"), src, dest, *SQUASHFS, *times, *skip], env=env)
-
-
-def _base(tree: Path) -> Path:
-    """The cached tree's image, made once beside it."""
-    image = tree.with_name(tree.name + ".sqfs")
-    if not image.exists():
-        with files.replacing(image) as partial:
-            squashfs(tree, partial, exclude=(".complete",))
-    return image
-
-
-def _publish(layers: dict[str, Path], shared: Path | None, netdir: Path) -> bytes:
-    """Each layer into the chunk store (the build's own, or `shared` linked as its store),
-    its index into `netdir`; the indexes and the chunks' order as an uncompressed cpio
-    archive for the end of the initramfs, which pins them."""
-    netdir.mkdir()
-    store = netdir / "store"
-    if shared:
-        shared.mkdir(parents=True, exist_ok=True)
-        store.symlink_to(shared)
-    arc = Archive()
-    arc.dir(netroot.PINS)
-    order: dict[str, list[str]] = {}
-    for layer, image in layers.items():
-        name = Path(layer).stem
-        added = chunkstore.add(image, store, netdir / f"{name}.caibx")
-        order[name] = [c.id for c in added.index.chunks]
-        log.info(
-            "net root: %s layer %s in %d chunks, %d new, %.1f%% already in the store",
-            name,
-            human(added.index.size),
-            len(added.index.chunks),
-            added.new,
-            100 * added.shared,
-        )
-        arc.file(f"{netroot.PINS}/{name}.caibx", (netdir / f"{name}.caibx").read_bytes())
-    arc.file(f"{netroot.PINS}/chunks", netroot.chunk_lists(order))
-    return arc.to_bytes()
 
 
 def extract(iso: Path, paths: list[str], dest: Path) -> None:
@@ -309,22 +257,15 @@ class Grub(Target):
         (tree / "boot" / "grub" / "grub.cfg").write_text(menu(spec, timeout, spec.dom0_cmdline))
         made: tuple[str, ...] = (ISO,)
         if spec.net_root and job.tree:
-            squashfs(job.root, job.out / "layer.sqfs")
-            pins = _publish(
-                {LAYER: job.out / "layer.sqfs", BASE: _base(job.tree.path)},
-                spec.net_store,
-                job.out / NETROOT,
-            )
-            (job.out / "layer.sqfs").unlink()
-            with (tree / "boot" / job.ramdisk).open("ab") as f:
-                # Linux takes an uncompressed archive after a compressed one only at an
-                # offset that is a multiple of 4 (init/initramfs.c), and skips zeros.
-                f.write(b"\0" * (-f.tell() % 4) + pins)
+            layers.publish(
+                job.root, job.tree.path, (LAYER, BASE), spec.net_store, job.out / NETROOT,
+                tree / "boot" / job.ramdisk,
+            )  # fmt: skip
             made = (NET_ISO, NETROOT)
         elif job.tree:
             (tree / "live").mkdir()
-            files.link_or_copy(_base(job.tree.path), tree / BASE)
-            squashfs(job.root, tree / LAYER)
+            files.link_or_copy(layers.base_image(job.tree.path), tree / BASE)
+            layers.squashfs(job.root, tree / LAYER)
         self._write(tree, job.out / made[0])
         if spec.netboot:
             # PXE: the same files over TFTP, beside net.iso.
@@ -393,7 +334,7 @@ class Grub(Target):
             for path, data in added.items():
                 (layer / path).parent.mkdir(parents=True, exist_ok=True)
                 (layer / path).write_bytes(data)
-            squashfs(layer, tree / LAYER)
+            layers.squashfs(layer, tree / LAYER)
             self._write(tree, iso)
         finally:
             shutil.rmtree(work, ignore_errors=True)
