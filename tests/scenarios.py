@@ -91,3 +91,24 @@ def tail(console: str, lines: int = 80) -> str:
     fill any fixed-size tail of a long boot and hide what went wrong."""
     kept = [line for line in console.splitlines() if "xenkit: tick " not in line]
     return "\n".join(kept[-lines:])
+
+
+# Dom0's autorun on the network root: what it runs comes from the lazy root, and so do the
+# files of the guest it starts (Dom0's default guest kernel and initramfs).
+NETROOT_AUTORUN = r"""#!/bin/sh
+say() { echo "XK $(cut -d' ' -f1 /proc/uptime) $*"; }
+say root "$(awk '$2 == "/" { print $3 }' /proc/mounts)"
+xl list >/tmp/xl.out 2>&1
+say xl-list $? "$(awk 'NR == 2 { print $1 }' /tmp/xl.out)"
+xenkit-start n1 >/tmp/create.out 2>&1
+say create $? "$(tr '\n' ' ' </tmp/create.out)"
+i=0
+until grep -q "guest n1 ready" /var/log/xen/console/guest-n1.log 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 120 ] && break
+    sleep 1
+done
+say banner "$(grep -c 'guest n1 ready' /var/log/xen/console/guest-n1.log 2>/dev/null)"
+xl destroy n1
+say filled-before "$(cat /run/xenkit/front/cache/filled 2>/dev/null || echo no)"
+say done
+"""

@@ -135,3 +135,12 @@ def test_net_root_on_a_board_without_one_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(XenkitError, match="rpi4 boots through rpi, which has no network root"):
         build.build(make_spec(board="rpi4", net_root=True), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_net_root_without_the_toolstack_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import make_spec
+    from xenkit.pipeline import build
+
+    with pytest.raises(XenkitError, match=r"net_root is Dom0's toolstack root .*: add --toolstack"):
+        build.build(make_spec(board="qemu-virt", net_root=True), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -27,27 +27,6 @@ from xenkit.run import emulate, qemu
 from xenkit.system import netroot
 from xenkit.targets import grub
 
-# Dom0's autorun on the network root: what it runs comes from the lazy root, and so do the
-# files of the guest it starts (Dom0's default guest kernel and initramfs).
-AUTORUN = r"""#!/bin/sh
-say() { echo "XK $(cut -d' ' -f1 /proc/uptime) $*"; }
-say root "$(awk '$2 == "/" { print $3 }' /proc/mounts)"
-xl list >/tmp/xl.out 2>&1
-say xl-list $? "$(awk 'NR == 2 { print $1 }' /tmp/xl.out)"
-xenkit-start n1 >/tmp/create.out 2>&1
-say create $? "$(tr '\n' ' ' </tmp/create.out)"
-i=0
-until grep -q "guest n1 ready" /var/log/xen/console/guest-n1.log 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 120 ] && break
-    sleep 1
-done
-say banner "$(grep -c 'guest n1 ready' /var/log/xen/console/guest-n1.log 2>/dev/null)"
-xl destroy n1
-say filled-before "$(cat /run/xenkit/front/cache/filled 2>/dev/null || echo no)"
-say done
-"""
-
-
 # The namespace's wire: xenkit serve and the LAN's DHCP server (busybox udhcpd) on SERVER.
 SERVER = "10.77.0.1"
 GOOD, BAD = 8080, 8081  # the mirrors' HTTP ports, in the order Dom0 tries them
@@ -129,7 +108,7 @@ def lan(tmp_path: Path) -> Iterator[list[str]]:
 @pytest.fixture(scope="module")
 def netbuild(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("pc-net")
-    (work / "autorun.sh").write_text(AUTORUN)
+    (work / "autorun.sh").write_text(scenarios.NETROOT_AUTORUN)
     out = work / "out"
     spec = make_spec(
         board="pc",

@@ -23,7 +23,7 @@ from xenkit.config.spec import SystemSpec
 from xenkit.core import files
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
-from xenkit.images import media
+from xenkit.images import layers, media
 from xenkit.pipeline.manifest import BootFiles, LoadEntry
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
@@ -33,6 +33,9 @@ from xenkit.xen.memory import Module
 
 FIRMWARE = "u-boot.bin"
 CARD = "sd.img"
+# A network root (targets that have one): its layers, as on the PC, and where they go.
+LIVE_LAYERS = ("live/build.sqfs", "live/base.sqfs")
+NETROOT = "netroot"
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,14 @@ class UBootCard(Target):
 
     def stage(self, job: Job) -> Staged:
         spec, boot, out = job.spec, job.boot, job.out
+        net = spec.net_root and job.tree is not None
+        if net:
+            # Before the boot scripts: their load layout counts the ramdisk with its pins.
+            assert job.tree is not None
+            layers.publish(
+                job.root, job.tree.path, LIVE_LAYERS, spec.net_store, out / NETROOT,
+                boot / job.ramdisk,
+            )  # fmt: skip
         shutil.copyfile(job.art.files["uboot"], boot / FIRMWARE)
         firmware = self.firmware_files(job)
         for name, data in firmware.items():
@@ -289,7 +300,8 @@ class UBootCard(Target):
             # The emulator's card starts the same way: only the second stage differs.
             for name in ("boot.scr", "boot.source"):
                 shutil.copyfile(first / name, emu_dir / name)
-        media.sd_image(out / CARD, card, job.root, job.root_size)
+        # With a network root the card is its boot partition alone.
+        media.sd_image(out / CARD, card, None if net else job.root, job.root_size)
         config = "boot/config.txt" if (boot / "config.txt").exists() else ""
         return Staged(
             boot_files=BootFiles(
@@ -299,7 +311,7 @@ class UBootCard(Target):
                 emulator_dtb=f"emulate/{board.dtb_name}",
                 config_txt=config,
             ),
-            media=(CARD,),
+            media=(CARD, NETROOT) if net else (CARD,),
             layout=_layout(hw),
             xen_modules={"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         )
@@ -350,7 +362,19 @@ class UBootCard(Target):
                 "-device",
                 "virtio-blk-device,drive=card",
             ]
-        if netdev:
+        c = choices or qemu.Choices()
+        if (build_dir / NETROOT).is_dir():
+            # The root over the NIC; QEMU's DHCP hands the stores' URLs over as the boot
+            # file (a comma doubled), which U-Boot leaves alone: it boots from the card.
+            mirrors = ",bootfile=" + ",,".join(c.mirrors) if c.mirrors else ""
+            argv += qemu.nic((netdev or "user") + mirrors)
+            if c.cache_disk:
+                disk = media.cache_disk(Path(c.cache_disk))
+                argv += ["-drive", f"if=none,id=cache,format=raw,file={disk}"]
+                argv += ["-device", "virtio-blk-device,drive=cache"]
+        elif c.mirrors or c.cache_disk:
+            raise XenkitError(f"{build_dir} has no network root: build it with --net-root")
+        elif netdev:
             argv += qemu.nic(netdev)
         argv += qemu.serial_args(board, workdir)
         return RunPlan(argv, copy, workdir / "console.log", self.firmware)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.core import files
-from xenkit.core.proc import run
+from xenkit.core.proc import need, run
 from xenkit.core.progress import Progress
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
+from xenkit.system import netroot
 
 SECTOR = 512
 # Partitions start on 4 MiB boundaries, as Raspberry Pi OS images do: SD erase blocks.
@@ -90,29 +91,34 @@ def make_ext4(path: Path, size: int, label: str, root: Path) -> None:
 def sd_image(
     out: Path,
     boot_files: Mapping[str, Path],
-    root_dir: Path,
+    root_dir: Path | None,
     root_size: int,
     boot_size: int | None = None,
 ) -> list[Partition]:
-    """Write the card image to `out` (via a temporary file renamed into place)."""
+    """Write the card image to `out` (via a temporary file renamed into place); without
+    `root_dir`, the boot partition alone."""
     boot_size = boot_size or boot_partition_size(boot_files)
-    root_size = _round(root_size)
     boot = Partition(TYPE_FAT32_LBA, ALIGN, boot_size)
-    root = Partition(TYPE_LINUX, _round(boot.start + boot.size, ALIGN), root_size)
-    total = root.start + root.size
+    parts = [boot]
+    if root_dir is not None:
+        parts.append(
+            Partition(TYPE_LINUX, _round(boot.start + boot.size, ALIGN), _round(root_size))
+        )
+    total = parts[-1].start + parts[-1].size
     disk_id = int.from_bytes(hashlib.sha256(out.name.encode()).digest()[:4], "little") or 1
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".media-") as tmp:
-        fat = Path(tmp) / "boot.vfat"
-        ext4 = Path(tmp) / "root.ext4"
-        make_fat(fat, boot.size, "boot", boot_files)
-        make_ext4(ext4, root.size, "root", root_dir)
+        images = [Path(tmp) / "boot.vfat"]
+        make_fat(images[0], boot.size, "boot", boot_files)
+        if root_dir is not None:
+            images.append(Path(tmp) / "root.ext4")
+            make_ext4(images[1], parts[1].size, "root", root_dir)
         partial = Path(tmp) / out.name
         fd = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, total)
-            os.pwrite(fd, mbr([boot, root], disk_id), 0)
-            with Progress(f"write {out.name}", boot.size + root.size) as bar:
-                for part, where in ((fat, boot.start), (ext4, root.start)):
+            os.pwrite(fd, mbr(parts, disk_id), 0)
+            with Progress(f"write {out.name}", sum(p.size for p in parts)) as bar:
+                for part, where in zip(images, (p.start for p in parts), strict=True):
                     for done in files.copy_sparse(part, fd, where):
                         bar.advance(done)
             os.fsync(fd)
@@ -121,7 +127,7 @@ def sd_image(
         finally:
             os.close(fd)
         os.replace(partial, out)
-    return [boot, root]
+    return parts
 
 
 def read_partitions(image: Path) -> list[Partition]:
@@ -194,3 +200,19 @@ def ext4_get(image: Path, path: str) -> bytes | None:
         dest = Path(tmp) / "file"
         run(["debugfs", "-R", f"dump {path} {dest}", f"{image}?offset={part.start}"], capture=True)
         return dest.read_bytes() if dest.exists() else None
+
+
+# A network root's cache: big enough for a whole root's chunks (the PC's store: 85 MiB),
+# and sparse until filled.
+CACHE_SIZE = 512 * 1024 * 1024
+
+
+def cache_disk(path: Path) -> Path:
+    """The emulated machine's cache partition: the disk image at `path`, made empty (ext4,
+    labelled for the first stage) if it is not there yet, kept across runs."""
+    if not path.exists():
+        with files.replacing(path) as partial:
+            with partial.open("wb") as f:
+                f.truncate(CACHE_SIZE)
+            run([need("mkfs.ext4"), "-q", "-F", "-L", netroot.CACHE_LABEL, partial])
+    return path.absolute()

@@ -29,7 +29,14 @@ PINS = "netroot"
 FRONT = "/run/xenkit/front"
 # casync and its HTTP helper come out of Dom0's own tree (Debian's casync package).
 CASYNC = ("usr/bin/casync", "usr/lib/casync/protocols/casync-http")
-LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib64", "lib64", "usr/lib")
+# Debian's multiarch library directories (amd64, arm64), where casync's libraries are.
+TRIPLETS = ("x86_64-linux-gnu", "aarch64-linux-gnu")
+LIB_DIRS = (
+    *(f"{top}lib/{t}" for t in TRIPLETS for top in ("usr/", "")),
+    "usr/lib64",
+    "lib64",
+    "usr/lib",
+)
 # Printed by the first stage and the front; tests and users grep for these.
 ATTACHED = "xenkit: Dom0 root is lazy over HTTP"
 DOWNLOADED = "xenkit: Dom0 root downloaded whole over HTTP"
@@ -170,7 +177,7 @@ rm -rf $f/cache/.part.* $f/cache/.busy.*
 chroot $f /bin/httpd -p 127.0.0.1:@PORT@ -h /www || fail "the chunk front did not start"
 
 export TMPDIR=/run/xenkit/tmp CASYNC_PROTOCOL_PATH=/usr/lib/casync/protocols
-export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=@LIBPATH@
 lower=""
 n=0
 started=$(cut -d ' ' -f 1 /proc/uptime)
@@ -331,6 +338,7 @@ def stage_script(net: Net, layers: tuple[str, ...]) -> str:
         ("@ATTACHED@", ATTACHED),
         ("@DOWNLOADED@", DOWNLOADED),
         ("@FETCH@", net.fetch),
+        ("@LIBPATH@", ":".join(f"/{d}" for d in LIB_DIRS[: 2 * len(TRIPLETS)])),
     ):
         body = body.replace(key, value)
     return body

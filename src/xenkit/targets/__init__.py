@@ -105,7 +105,12 @@ class Target(ABC):
         if spec.net_root and not isinstance(self.root_source(spec), netroot.Net):
             raise XenkitError(
                 f"net_root: {spec.board.name} boots through {self.name}, which has no network "
-                "root yet: build for the pc board"
+                "root yet: build for the pc or qemu-virt board"
+            )
+        if spec.net_root and (not spec.toolstack or spec.dom0_root == "initramfs"):
+            raise XenkitError(
+                "net_root is Dom0's toolstack root over the network: add --toolstack (and drop "
+                "dom0_root = initramfs)"
             )
 
     def root_source(self, spec: SystemSpec) -> RootSource:

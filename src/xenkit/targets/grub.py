@@ -33,6 +33,7 @@ from xenkit.core.proc import need, run
 from xenkit.core.sizes import human
 from xenkit.errors import XenkitError
 from xenkit.images import layers, netdir, persistence
+from xenkit.images.media import cache_disk
 from xenkit.pipeline.manifest import BootFiles
 from xenkit.run import qemu
 from xenkit.run.qemu import RunPlan
@@ -142,21 +143,6 @@ def _medium(image: Path, copy: Path) -> Path:
     return copy
 
 
-# Big enough for a whole root's chunks (the PC's: 48 MiB gzip'd) and sparse until filled.
-CACHE_SIZE = 512 * 1024 * 1024
-
-
-def cache_disk(path: Path) -> Path:
-    """The emulated machine's cache partition: the disk image at `path`, made empty (ext4,
-    labelled for the first stage) if it is not there yet, kept across runs."""
-    if not path.exists():
-        with files.replacing(path) as partial:
-            with partial.open("wb") as f:
-                f.truncate(CACHE_SIZE)
-            run([need("mkfs.ext4"), "-q", "-F", "-L", netroot.CACHE_LABEL, partial])
-    return path.absolute()
-
-
 def _pxe_copy(tree: Path, dest: Path, mirrors: tuple[str, ...]) -> Path:
     """The PXE tree for QEMU's own TFTP server: links to `tree`'s files, and a grub.cfg
     naming the mirrors on Dom0's command line (QEMU's DHCP boot file is GRUB's image)."""
@@ -226,11 +212,6 @@ class Grub(Target):
 
     def refuse(self, spec: SystemSpec) -> None:
         super().refuse(spec)
-        if spec.net_root and (not spec.toolstack or spec.dom0_root == "initramfs"):
-            raise XenkitError(
-                "net_root is Dom0's toolstack root over the network: drop --no-toolstack "
-                "and dom0_root = initramfs"
-            )
         if spec.net_root and spec.persist:
             raise XenkitError(
                 "persist keeps changes on the live USB image, which a network root has not: "
@@ -391,7 +372,8 @@ class Grub(Target):
             argv += ["-drive", f"if=none,id=medium,format=raw,file={copy}"]
             argv += MEDIA[media]
         if c.cache_disk:
-            argv += ["-drive", f"if=none,id=cache,format=raw,file={cache_disk(Path(c.cache_disk))}"]
+            disk = cache_disk(Path(c.cache_disk))
+            argv += ["-drive", f"if=none,id=cache,format=raw,file={disk}"]
             argv += ["-device", "virtio-blk-pci,drive=cache"]
         nic = NICS[c.nic or "e1000"]
         if c.mirrors and media != "net":
