@@ -130,8 +130,7 @@ def cmd_write(args: argparse.Namespace) -> int:
 
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
-    # The last medium is the one for a stick or card (with the persistence partition).
-    image = build_dir / m.media[-1]
+    image = writer.medium(build_dir, m.media)
     hint = "use a bigger one, or rebuild with a smaller --persist"
     done = writer.write(image, Path(args.device), hint)
     print(f"wrote {image.name} ({human(done)}) to {args.device}")

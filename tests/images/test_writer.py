@@ -43,3 +43,12 @@ def test_a_mounted_stick_or_a_missing_one_is_refused(tmp_path: Path) -> None:
     assert writer.mounted(Path("/dev/sdc"), mounts) == []
     with pytest.raises(XenkitError, match="does not exist: give the stick's device"):
         writer.write(_image(tmp_path), tmp_path / "sdz")
+
+
+def test_the_medium_is_the_last_image_file_not_a_store_or_pxe_tree(tmp_path: Path) -> None:
+    (tmp_path / "net.iso").write_bytes(b"iso")
+    (tmp_path / "netroot").mkdir()
+    (tmp_path / "tftp").mkdir()
+    assert writer.medium(tmp_path, ("net.iso", "netroot", "tftp")) == tmp_path / "net.iso"
+    with pytest.raises(XenkitError, match="has no image to write"):
+        writer.medium(tmp_path, ("netroot",))

@@ -14,6 +14,7 @@ from tests.manifests import sample
 from xenkit import cli
 from xenkit.core.sizes import MiB
 from xenkit.debian.apt import sha256
+from xenkit.errors import XenkitError
 from xenkit.images import media
 from xenkit.pipeline import build, guest, manifest
 
@@ -81,3 +82,16 @@ def test_a_guest_added_beyond_the_emulators_memory_is_named_in_the_warning() -> 
     assert guest.emulator_shortfall(m) == ""
     short = guest.emulator_shortfall(m, {"big": 512 * MiB})
     assert "the run-time guests want" in short and "big 512M" in short
+
+
+def test_a_network_root_build_takes_guests_from_its_config_not_guest_add(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from tests.manifests import write_build
+
+    m = dataclasses.replace(sample("qemu-virt"), toolstack=True, media=("sd.img", "netroot"))
+    write_build(tmp_path, m)
+    with pytest.raises(XenkitError, match="Dom0 root is in its chunk store"):
+        guest.add(tmp_path, {"name": "g9"})

@@ -34,6 +34,16 @@ def mounted(dest: Path, mounts: Path = Path("/proc/self/mounts")) -> list[str]:
     return found
 
 
+def medium(build_dir: Path, media: tuple[str, ...]) -> Path:
+    """What goes onto a stick or card: the build's last image file (the one with the
+    persistence partition where there are two). A network root's store and a PXE tree
+    beside it are directories, not media."""
+    images = [build_dir / name for name in media if (build_dir / name).is_file()]
+    if not images:
+        raise XenkitError(f"{build_dir} has no image to write: rebuild it with xenkit build")
+    return images[-1]
+
+
 def write(image: Path, dest: Path, hint: str = "") -> int:
     """Copy `image` over the start of `dest`, every byte (a stick's old data must not show
     through where the image has zeros), and flush it. `hint` says how to make the image

@@ -58,6 +58,12 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
             f"{build_dir}'s Dom0 runs from its initramfs, which guest add cannot edit: add a "
             "[[guest]] table to the build config and rebuild"
         )
+    if "netroot" in m.media:
+        raise XenkitError(
+            f"{build_dir}'s Dom0 root is in its chunk store, pinned by the boot medium: add "
+            "a [[guest]] table to the build config and rebuild (the store keeps the shared "
+            "chunks)"
+        )
     board = manifest.board(build_dir)
     g = guest_from_table(table, len(m.runtime_guests), board)
     taken = {"Domain-0", *(d.name for d in m.guests), *(d.name for d in m.runtime_guests)}
