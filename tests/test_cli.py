@@ -137,3 +137,26 @@ def test_missing_qemu_is_reported_with_the_package_to_install(tmp_path: Path) ->
         "xenkit: error: qemu-system-aarch64 not found: install qemu-system-arm "
         "(from bookworm-backports) (scripts/install-system-deps.sh does it)"
     )
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    """`xenkit info | head -1`: the pipe closes under xenkit, which stops without a word."""
+    write_build(tmp_path, sample())
+    proc = subprocess.run(
+        f"{sys.executable} -m xenkit info {tmp_path} --json | head -c 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.stdout == "{" and proc.stderr == "", proc.stderr
+
+
+def test_a_map_written_into_a_missing_directory_is_one_line(tmp_path: Path, pi4_dtb: Path) -> None:
+    from tests import bootfiles
+
+    xen = bootfiles.image(tmp_path / "xen", 4096, 4096, bootfiles.XEN_MARKS)
+    kernel = bootfiles.image(tmp_path / "Image", 4096, 0x2000000, bootfiles.LINUX_BANNER)
+    parts = ["--board", "rpi4", "--dtb", str(pi4_dtb), "--xen", str(xen), "--kernel", str(kernel)]
+    proc = xenkit("map", *parts, "-o", str(tmp_path / "no" / "such" / "map"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "is not a directory; create it first" in proc.stderr

@@ -482,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xenkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (xenkit info | head): as cat does, stop without a word.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+        return 141
     except Exception as exc:
         # The last line of defence: a bug is one line and a way to report it, not a wall of
         # Python; the traceback is there for whoever asks.

@@ -182,6 +182,14 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(XenkitError, match=f"port {port} on 127.0.0.1 is in use"):
             asyncio.run(netboot.serve(tmp_path, "127.0.0.1", port))
+    for kwargs, message in (
+        ({"port": 70000}, "--port 70000: give a port from 0 to 65535"),
+        ({"http_port": -1}, "--http-port -1: give a port from 0 to 65535"),
+        ({"proxy_dhcp": "nonsense"}, "--proxy-dhcp nonsense: give this server's IPv4"),
+        ({"proxy_dhcp": "::1"}, "--proxy-dhcp ::1: give this server's IPv4"),
+    ):
+        with pytest.raises(XenkitError, match=message):
+            asyncio.run(netboot.serve(tmp_path, "127.0.0.1", **kwargs))  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may bind any port")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from xenkit.analysis.check import GICV2, Target
 from xenkit.core.sizes import human
+from xenkit.errors import XenkitError
 from xenkit.formats import dt
 
 COLOURS = {
@@ -108,6 +109,8 @@ class Scale:
 
 def render_files(t: Target, prefix: Path) -> list[Path]:
     """Write PREFIX.svg and PREFIX.png."""
+    if not prefix.parent.is_dir():
+        raise XenkitError(f"-o {prefix}: {prefix.parent} is not a directory; create it first")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import re
 import signal
@@ -161,6 +162,17 @@ async def serve(
 ) -> tftp.Stats:
     """TFTP for a netboot tree, HTTP for a network root's chunk store (on `http_port`,
     8080 unless given: where Dom0's first stage looks when DHCP names no store)."""
+    for option, value in (("--port", port), ("--http-port", http_port or 0)):
+        if not 0 <= value <= 65535:
+            raise XenkitError(f"{option} {value}: give a port from 0 to 65535")
+    if proxy_dhcp:
+        try:
+            ipaddress.IPv4Address(proxy_dhcp)
+        except ValueError:
+            raise XenkitError(
+                f"--proxy-dhcp {proxy_dhcp}: give this server's IPv4 address (PXE clients "
+                "fetch over TFTP on IPv4)"
+            ) from None
     root = build_dir / "tftp"
     store = build_dir / "netroot" / "store"
     netboot, netroot = (root / "default").is_dir(), store.is_dir()
