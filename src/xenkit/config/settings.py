@@ -377,7 +377,9 @@ def load_file(path: Path) -> dict[str, Any]:
         # Guest files are named relative to the config file; builtin:NAME is no file.
         for key in TABLE_PATHS:
             value = table.get(key) if isinstance(table, dict) else None
-            if value and not builtin.is_builtin(str(value)):
+            if value and not isinstance(value, str):
+                raise XenkitError(f"config {path}: {key} = {value!r} must be a path (a string)")
+            if value and not builtin.is_builtin(value):
                 table[key] = str((path.parent / value).resolve())
     return values
 

@@ -14,9 +14,11 @@ def parse_size(text: str | int, what: str = "size", bare: int = MiB) -> int:
     """A size in bytes: "512M", "2G", "0x8000000" (bytes), or a bare number counted in `bare`
     units. xenkit's one rule for sizes a user writes: a bare number means MiB, as in xl.cfg,
     in the config file, on the command line and in guest tables alike."""
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, int | str):
         raise XenkitError(f"{what}: {text!r} is not a size; write e.g. 512M or 2G")
     if isinstance(text, int):
+        if text < 0:
+            raise XenkitError(f"{what}: {text!r} is below 0; write e.g. 512M or 2G")
         return text * bare
     s = text.strip()
     if re.fullmatch(r"0[xX][0-9a-fA-F]+", s):
