@@ -15,6 +15,7 @@ BAD = Path(__file__).parent / "data" / "bad"
 CONFIGS = sorted(BAD.glob("*.toml"))
 IMAGEBUILDER = sorted((BAD / "imagebuilder").glob("*.cfg"))
 BOARDS = sorted((BAD / "boards").glob("*.toml"))
+BOOTCONFIGS = sorted((BAD / "bootconfig").glob("*.toml"))
 
 
 def expected(path: Path, what: str) -> str:
@@ -35,7 +36,8 @@ def refused(argv: list[str], pattern: str) -> None:
 
 
 def test_the_corpus_is_there() -> None:
-    assert len(CONFIGS) >= 12 and len(IMAGEBUILDER) >= 7 and len(BOARDS) >= 2
+    assert len(CONFIGS) >= 12 and len(IMAGEBUILDER) >= 7 and len(BOARDS) >= 4
+    assert len(BOOTCONFIGS) >= 2
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -47,6 +49,15 @@ def test_each_bad_config_is_one_line(tmp_path: Path, config: Path) -> None:
 
 @pytest.mark.parametrize("config", IMAGEBUILDER, ids=[c.stem for c in IMAGEBUILDER])
 def test_each_bad_imagebuilder_config_is_one_line(tmp_path: Path, config: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["uboot-script", "-c", str(config), "-d", str(tmp_path), "-o", str(out / "boot")]
+    refused(argv, expected(config, "config"))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("config", BOOTCONFIGS, ids=[c.stem for c in BOOTCONFIGS])
+def test_each_bad_boot_config_is_one_line(tmp_path: Path, config: Path) -> None:
+    """xenkit's own TOML form of a boot script's config (`uboot-script -c X.toml`)."""
     out = tmp_path / "out"
     argv = ["uboot-script", "-c", str(config), "-d", str(tmp_path), "-o", str(out / "boot")]
     refused(argv, expected(config, "config"))

@@ -109,12 +109,9 @@ def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
 def _extra(cfg: BootConfig, root: Path) -> str:
     if not cfg.append_extra_cmds:
         return ""
-    try:
-        return (root / cfg.append_extra_cmds).read_text()
-    except OSError as exc:
-        raise XenkitError(
-            f"APPEND_EXTRA_CMDS: cannot read {cfg.append_extra_cmds}: {exc.strerror}"
-        ) from None
+    return files.read_text(
+        root / cfg.append_extra_cmds, "APPEND_EXTRA_CMDS", "give U-Boot commands as text"
+    )
 
 
 def _wrap_xen(

@@ -270,6 +270,12 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
     )
 
 
+def _path(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: {value!r} is not a path")
+    return value
+
+
 def from_toml(data: dict[str, Any], source: str) -> BootConfig:
     try:
         boot = data.get("boot", {})
@@ -298,7 +304,7 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
                 Cpupool(tuple(p["cpus"]), str(p.get("scheduler", "")))
                 for p in data.get("cpupool", [])
             ),
-            dt_overlays=tuple(boot.get("dt_overlays", ())),
+            dt_overlays=tuple(_path(o, "boot.dt_overlays") for o in boot.get("dt_overlays", ())),
             linux=Linux(
                 str(linux["kernel"]), str(linux.get("ramdisk", "")), str(linux.get("cmdline", ""))
             )
@@ -311,6 +317,12 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
     except KeyError as exc:
         raise XenkitError(
             f"{source}: missing {exc.args[0]!r}: see the example in the README"
+        ) from None
+    except (TypeError, AttributeError, ValueError) as exc:
+        # A table where a value belongs, or the other way round: tomllib gives the shape,
+        # the fields above assume it.
+        raise XenkitError(
+            f"{source}: a value or table has the wrong type ({exc}): see the example in the README"
         ) from None
 
 

@@ -203,4 +203,25 @@ def load(name: str) -> Board:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise XenkitError(f"board file {source}: {exc}") from None
+    _check_types(data, source)
     return replace(parse(data, source), source=text)
+
+
+# Top-level keys that must be strings: read later as text (split, joined, used as names).
+STRINGS = ("name", "description", "arch", "release", "target", "xen_console", "xen_cmdline",
+           "dom0_cmdline", "platform_compatible", "dtb_name", "default_ram")  # fmt: skip
+
+
+def _check_types(data: dict[str, Any], source: str) -> None:
+    for key in STRINGS:
+        if key in data and not isinstance(data[key], str):
+            raise XenkitError(f"board file {source}: {key} = {data[key]!r} must be a string")
+    ram = data.get("ram")
+    if isinstance(ram, dict) and data.get("default_ram") not in ram:
+        raise XenkitError(
+            f"board file {source}: default_ram = {data.get('default_ram')!r} is not one of "
+            f"its [ram] models ({', '.join(ram)})"
+        )
+    cpus = data.get("cpus", 1)
+    if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+        raise XenkitError(f"board file {source}: cpus = {cpus!r} must be a whole number above 0")
