@@ -329,3 +329,12 @@ def test_host_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx ept sse2\n\nprocessor\t: 1\n")
     assert facts.host_cpu_flags(cpuinfo) == frozenset({"fpu", "vmx", "ept", "sse2"})
     assert facts.host_cpu_flags(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("ram", ["32M", "2T", "256T"])
+def test_a_ram_size_the_model_cannot_walk_is_one_line(ram: str) -> None:
+    from xenkit.analysis import facts
+    from xenkit.config import boards
+
+    with pytest.raises(XenkitError, match=rf"--ram {ram}: .* a size from 64M to 1T"):
+        facts.ram_banks(boards.load("rpi4"), ram)

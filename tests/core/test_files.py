@@ -57,3 +57,8 @@ def test_a_lock_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
     for p in procs:
         p.join()
     assert log.read_text() == "in\nout\n" * 3
+
+
+def test_an_endless_file_is_refused_not_read_until_memory_runs_out() -> None:
+    with pytest.raises(XenkitError, match=r"config /dev/zero is over 4 MiB: give TOML"):
+        files.read_text(Path("/dev/zero"), "config", "give TOML")

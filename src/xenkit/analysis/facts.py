@@ -156,6 +156,11 @@ def host_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | No
     return frozenset(m.group(1).split()) if m else None
 
 
+# The memory model walks Xen's page tables and heap over all of RAM: 64T took 51 s and
+# 256T did not finish; no board xenkit knows has more than a few GiB.
+MAX_RAM = 1 << 40
+
+
 def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Bank, ...]:
     """RAM for `ram`: one of the board's models (its banks; the emulator's if `emulated`), or
     any size, as one bank from where the board's RAM starts, as an emulator describes it."""
@@ -163,8 +168,10 @@ def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Ba
     if model in board.ram:
         return board.emulated_ram(model) if emulated else board.ram[model]
     size = parse_size(model, "--ram")
-    if size < 64 << 20:
-        raise XenkitError(f"--ram {ram}: give a board model ({', '.join(board.ram)}) or a size")
+    if not 64 << 20 <= size <= MAX_RAM:
+        raise XenkitError(
+            f"--ram {ram}: give a board model ({', '.join(board.ram)}) or a size from 64M to 1T"
+        )
     return ((board.ram[board.default_ram][0][0], size),)
 
 

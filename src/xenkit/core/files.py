@@ -159,11 +159,20 @@ def size(path: Path) -> int:
     )
 
 
+# No config, board file or script a user writes comes near this: a bigger "config" is some
+# other file (or /dev/zero, which would otherwise be read until memory ran out).
+MAX_TEXT = 4 << 20
+
+
 def read_text(path: Path, what: str, fix: str) -> str:
     """A text file the user gave (`what`, e.g. "config"), as UTF-8 (a byte-order mark, as
     some Windows editors write, is dropped); one line naming it and `fix` if it is not."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:
+            data = f.read(MAX_TEXT + 1)
+        if len(data) > MAX_TEXT:
+            raise XenkitError(f"{what} {path} is over {MAX_TEXT >> 20} MiB: {fix}")
+        return data.decode("utf-8-sig")
     except IsADirectoryError:
         raise XenkitError(f"{what} {path} is a directory: {fix}") from None
     except OSError as exc:
