@@ -160,3 +160,19 @@ def test_a_map_written_into_a_missing_directory_is_one_line(tmp_path: Path, pi4_
     proc = xenkit("map", *parts, "-o", str(tmp_path / "no" / "such" / "map"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "is not a directory; create it first" in proc.stderr
+
+
+def test_check_refuses_binaries_for_the_other_architecture(tmp_path: Path, pi4_dtb: Path) -> None:
+    from tests import bootfiles
+
+    x86 = bootfiles.x86_xen(tmp_path / "xen.gz")
+    kernel = bootfiles.image(tmp_path / "Image", 4096, 0x2000000, bootfiles.LINUX_BANNER)
+    proc = xenkit("check", "--board", "rpi4", "--dtb", str(pi4_dtb), "--xen", str(x86),
+                  "--kernel", str(kernel))  # fmt: skip
+    assert proc.returncode == 2 and f"--xen {x86} is Xen for amd64, not arm64" in proc.stderr
+
+
+def test_a_mirror_for_a_build_without_a_network_root_is_one_line(tmp_path: Path) -> None:
+    write_build(tmp_path, sample())
+    proc = xenkit("run", str(tmp_path), "--mirror", "http://10.0.2.2:8080/")
+    assert proc.returncode == 2 and "has no network root for --mirror" in proc.stderr

@@ -14,7 +14,7 @@ from xenkit.config.boards import Board
 from xenkit.core import files
 from xenkit.core.sizes import format_size, parse_size
 from xenkit.errors import XenkitError
-from xenkit.formats import binaries, dt, kernel
+from xenkit.formats import binaries, dt, identify, kernel
 from xenkit.formats.binaries import Version
 from xenkit.pipeline import manifest
 from xenkit.xen import memory
@@ -190,8 +190,10 @@ def from_parts(
     if config_txt:
         text = files.read_text(config_txt, "config.txt", "give the Pi firmware's config.txt")
         config = tuple(text.splitlines())
-    xen_version = binaries.xen_version(xen_image) if xen_image else None
-    linux_version = binaries.linux_version(kernel_image) if kernel_image else None
+    xen_version = binaries.xen_version(xen_image, board.arch, "--xen") if xen_image else None
+    if kernel_image:
+        identify.require(kernel_image, identify.KERNELS[board.arch], "--kernel")
+    linux_version = binaries.linux_version(kernel_image, "--kernel") if kernel_image else None
     isize = kernel.gzip_isize(kernel_image) if kernel_image else None
     return Target(
         board=board,

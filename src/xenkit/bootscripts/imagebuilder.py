@@ -178,9 +178,13 @@ def _number(raw: Raw, name: str, value: str, default: int = 0) -> int:
     if value == "":
         return default
     try:
-        return int(value, 0)
+        n = int(value, 0)
     except ValueError:
         raise XenkitError(f"{name}={value!r} is not a number: write e.g. 0x40000000") from None
+    # Addresses, sizes and counts: none is negative, and the device tree holds 64 bits.
+    if not 0 <= n < 1 << 64:
+        raise XenkitError(f"{name}={value!r} is out of range: give 0 to 0xFFFFFFFFFFFFFFFF")
+    return n
 
 
 def _count(raw: Raw, name: str, limit: int) -> int:

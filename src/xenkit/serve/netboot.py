@@ -103,8 +103,10 @@ def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str
     network reaches the host's loopback at 10.0.2.2), with what it fetched said at the end.
     None for a build without a network root."""
     netdir = build_dir / "netroot"
+    if given and not netdir.is_dir():
+        raise XenkitError(f"{build_dir} has no network root for --mirror: build it with --net-root")
     if not netdir.is_dir() or given:
-        yield given if netdir.is_dir() else ()
+        yield given
         return
     server = http.HttpServer(
         {"/netroot/store/": netdir / "store"}, "127.0.0.1", level=logging.DEBUG
