@@ -65,6 +65,17 @@ def size_or_zero(value: str, where: str) -> int:
     return size
 
 
+def one_line(value: str, where: str) -> str:
+    """A command line: written into GRUB's menu and U-Boot's scripts, where a line break,
+    a quote or a backslash would end or change what the line says."""
+    if any(c in value for c in '"\\') or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise XenkitError(
+            f"{where}={value!r}: a command line cannot hold a quote, backslash or control "
+            "character: drop it"
+        )
+    return value
+
+
 def existing_file(value: str, where: str) -> Path | None:
     if not value:
         return None
@@ -169,10 +180,18 @@ SETTINGS: tuple[Setting, ...] = (
         parse=size_or_zero,
     ),
     Setting("dom0_vcpus", int, 0, "vCPUs for Dom0 (0: all of them)", parse=ranged(0, 4096)),
-    Setting("xen_cmdline", str, "", "Xen command line, replacing the generated one"),
-    Setting("xen_extra", str, "", "words appended to the Xen command line"),
-    Setting("dom0_cmdline", str, "", "Dom0 Linux command line, replacing the generated one"),
-    Setting("dom0_extra", str, "", "words appended to the Dom0 command line"),
+    Setting(
+        "xen_cmdline", str, "", "Xen command line, replacing the generated one", parse=one_line
+    ),
+    Setting("xen_extra", str, "", "words appended to the Xen command line", parse=one_line),
+    Setting(
+        "dom0_cmdline",
+        str,
+        "",
+        "Dom0 Linux command line, replacing the generated one",
+        parse=one_line,
+    ),
+    Setting("dom0_extra", str, "", "words appended to the Dom0 command line", parse=one_line),
     Setting(
         "xen_image",
         str,

@@ -23,6 +23,7 @@ from xenkit.config import arch
 from xenkit.config.bootconfig import Domain
 from xenkit.config.spec import BRIDGE_ADDR, SystemSpec
 from xenkit.core import files
+from xenkit.core.files import read_text
 from xenkit.core.sizes import MiB, format_size
 from xenkit.debian.apt import Apt, sha256
 from xenkit.debian.kmods import ModuleTree
@@ -157,7 +158,9 @@ def _dom0(
     )
     setup = rootfs.Dom0Setup(
         bridge_addr=BRIDGE_ADDR,
-        autorun=spec.dom0_autorun.read_text() if spec.dom0_autorun else "",
+        autorun=read_text(spec.dom0_autorun, "dom0_autorun", "give a shell script")
+        if spec.dom0_autorun
+        else "",
         autoconfig=hardware is not None,
     )
     wanted: tuple[str, ...] = rootfs.TOOLSTACK_MODULES
