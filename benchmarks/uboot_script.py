@@ -61,7 +61,7 @@ def _image(path: Path, file_size: int, image_size: int, body: bytes = b"") -> No
 def files(root: Path) -> None:
     """Inputs with the sizes of Debian's arm64 Image and Xen 4.17, a real cpio ramdisk and a
     small board DTB, so ImageBuilder's `file` checks pass too."""
-    _image(root / "Image", 32956352, 0x2010000)
+    _image(root / "Image", 32956352, 0x2010000, b"Linux version 6.1.0-13-arm64 (fake)\0")
     # With what xenkit reads Xen's version from, as the real one has.
     _image(root / "xen", 983048, 0x1360C8, b"\0xen,xen-4.17\0\x004.17.0\0")
     arc = cpio.Archive()
