@@ -33,9 +33,6 @@ from xenkit.xen.memory import Module
 
 FIRMWARE = "u-boot.bin"
 CARD = "sd.img"
-# A network root (targets that have one): its layers, as on the PC, and where they go.
-LIVE_LAYERS = ("live/build.sqfs", "live/base.sqfs")
-NETROOT = "netroot"
 
 
 @dataclass(frozen=True)
@@ -265,7 +262,7 @@ class UBootCard(Target):
             # Before the boot scripts: their load layout counts the ramdisk with its pins.
             assert job.tree is not None
             layers.publish(
-                job.root, job.tree.path, LIVE_LAYERS, spec.net_store, out / NETROOT,
+                job.root, job.tree.path, layers.LAYERS, spec.net_store, out / layers.NETROOT,
                 boot / job.ramdisk,
             )  # fmt: skip
         shutil.copyfile(job.art.files["uboot"], boot / FIRMWARE)
@@ -311,7 +308,7 @@ class UBootCard(Target):
                 emulator_dtb=f"emulate/{board.dtb_name}",
                 config_txt=config,
             ),
-            media=(CARD, NETROOT) if net else (CARD,),
+            media=(CARD, layers.NETROOT) if net else (CARD,),
             layout=_layout(hw),
             xen_modules={"hardware": xen_modules(hw), "emulator": xen_modules(emu)},
         )
@@ -363,15 +360,12 @@ class UBootCard(Target):
                 "virtio-blk-device,drive=card",
             ]
         c = choices or qemu.Choices()
-        if (build_dir / NETROOT).is_dir():
-            # The root over the NIC; QEMU's DHCP hands the stores' URLs over as the boot
-            # file (a comma doubled), which U-Boot leaves alone: it boots from the card.
-            mirrors = ",bootfile=" + ",,".join(c.mirrors) if c.mirrors else ""
-            argv += qemu.nic((netdev or "user") + mirrors)
+        if (build_dir / layers.NETROOT).is_dir():
+            # The root over the NIC. U-Boot boots from the card and leaves QEMU's DHCP
+            # boot file, the stores' URLs, to Dom0's first stage.
+            argv += qemu.nic((netdev or "user") + qemu.mirrors_bootfile(c.mirrors))
             if c.cache_disk:
-                disk = media.cache_disk(Path(c.cache_disk))
-                argv += ["-drive", f"if=none,id=cache,format=raw,file={disk}"]
-                argv += ["-device", "virtio-blk-device,drive=cache"]
+                argv += qemu.cache_drive(media.cache_disk(Path(c.cache_disk)), "virtio-blk-device")
         elif c.mirrors or c.cache_disk:
             raise XenkitError(f"{build_dir} has no network root: build it with --net-root")
         elif netdev:

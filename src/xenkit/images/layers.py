@@ -17,6 +17,11 @@ from xenkit.system import netroot
 
 log = logging.getLogger("xenkit")
 
+# Where a network root goes beside a build's media, and its two layers (this build's, the
+# cached base), the live image's names for them.
+NETROOT = "netroot"
+LAYERS = ("live/build.sqfs", "live/base.sqfs")
+
 # zstd: a little larger than xz (27 against 24 MiB for the PC's drivers) but made in half
 # the time and read faster, and every file Dom0 runs is read through it.
 SQUASHFS = ("-noappend", "-comp", "zstd", "-all-root", "-no-xattrs", "-quiet", "-no-progress")

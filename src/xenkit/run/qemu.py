@@ -149,3 +149,19 @@ def serial_args(board: Board, workdir: Path) -> list[str]:
         else:
             args += ["-serial", f"file:{workdir / f'serial{index}.log'}"]
     return args
+
+
+def mirrors_bootfile(mirrors: tuple[str, ...]) -> str:
+    """The user network's option that hands the stores' URLs over as the DHCP boot file,
+    where a network root's first stage looks (a comma doubled); "" for none."""
+    return ",bootfile=" + ",,".join(mirrors) if mirrors else ""
+
+
+def cache_drive(disk: Path, device: str) -> list[str]:
+    """A network root's cache disk image on `device` (the machine's virtio block device)."""
+    return [
+        "-drive",
+        f"if=none,id=cache,format=raw,file={disk}",
+        "-device",
+        f"{device},drive=cache",
+    ]

@@ -46,14 +46,13 @@ log = logging.getLogger("xenkit")
 ISO = "live.iso"
 # With net_root: the boot medium alone; Dom0's root is in netroot/ beside it.
 NET_ISO = "net.iso"
-NETROOT = "netroot"
+NETROOT = layers.NETROOT
 # With netboot as well: the PXE tree xenkit serve gives PCs over TFTP.
 TFTP = "tftp"
 # With persist: the image for a USB stick, with the writable partition behind it.
 USB = "live-usb.img"
 VOLUME = "XENKIT"
-BASE = "live/base.sqfs"
-LAYER = "live/build.sqfs"
+LAYER, BASE = layers.LAYERS
 # What xenkit puts on the image besides the layers (grub-mkrescue adds GRUB itself).
 _AMD64 = arch.get("amd64")
 OURS = (
@@ -372,13 +371,10 @@ class Grub(Target):
             argv += ["-drive", f"if=none,id=medium,format=raw,file={copy}"]
             argv += MEDIA[media]
         if c.cache_disk:
-            disk = cache_disk(Path(c.cache_disk))
-            argv += ["-drive", f"if=none,id=cache,format=raw,file={disk}"]
-            argv += ["-device", "virtio-blk-pci,drive=cache"]
+            argv += qemu.cache_drive(cache_disk(Path(c.cache_disk)), "virtio-blk-pci")
         nic = NICS[c.nic or "e1000"]
-        if c.mirrors and media != "net":
-            # QEMU's DHCP hands the stores' URLs over as the boot file (a comma doubled).
-            net += ",bootfile=" + ",,".join(c.mirrors)
+        if media != "net":
+            net += qemu.mirrors_bootfile(c.mirrors)
         argv += ["-netdev", f"{net},id=net0", "-device", f"{nic},netdev=net0"]
         argv += qemu.serial_args(board, workdir)
         answers: tuple[tuple[str, bytes], ...] = ()

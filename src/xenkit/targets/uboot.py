@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xenkit.bootscripts.card import LIVE_LAYERS, UBootCard
+from xenkit.bootscripts.card import UBootCard
 from xenkit.config.spec import SystemSpec
+from xenkit.images import layers
 from xenkit.system import netroot
 from xenkit.system.initramfs import RootSource
 
@@ -18,7 +19,7 @@ class UBoot(UBootCard):
         # A network root: the card carries U-Boot, Xen, Dom0's kernel and first stage; the
         # root comes over the machine's NIC (virtio-net on QEMU's virt).
         if spec.net_root:
-            return netroot.Net(LIVE_LAYERS, mirrors=spec.mirrors, fetch=spec.net_fetch)
+            return netroot.Net(layers.LAYERS, mirrors=spec.mirrors, fetch=spec.net_fetch)
         return self.root
 
     def qemu_firmware(self, uboot: Path, emulator_dtb: Path | None) -> list[str]:
