@@ -39,6 +39,10 @@ def test_a_build_from_another_version_is_refused_in_one_line(tmp_path: Path) -> 
         (("files", "sd.img", "size"), None),
         (("build_seconds",), True),
         (("ram_banks", 0), [1]),
+        # Well-typed but no RAM: the memory model found nothing to allocate (exit 3).
+        (("ram_banks",), []),
+        (("ram_banks", 0), [-1, 4096]),
+        (("emulated_ram_banks", 0), [0, 0]),
     ],
 )
 def test_a_damaged_field_is_named(
@@ -59,6 +63,13 @@ def test_a_missing_field_is_named(tmp_path: Path) -> None:
     del data["xen_cmdline"]
     (tmp_path / manifest.NAME).write_text(json.dumps(data))
     with pytest.raises(XenkitError, match=r"damaged near manifest\.xen_cmdline"):
+        manifest.read(tmp_path)
+
+
+def test_a_manifest_nested_beyond_python_is_one_line(tmp_path: Path) -> None:
+    text = manifest.to_json(sample()).replace('"xen_cmdline": ', '"xen_cmdline": ' + "[" * 10**5, 1)
+    (tmp_path / manifest.NAME).write_text(text)
+    with pytest.raises(XenkitError, match=r"cannot read.*recursion"):
         manifest.read(tmp_path)
 
 

@@ -188,7 +188,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 def from_json(text: str, source: str) -> Manifest:
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: arrays nested some thousand deep, which no xenkit wrote.
         raise XenkitError(f"cannot read {source}: {exc}") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
@@ -203,6 +204,9 @@ def from_json(text: str, source: str) -> Manifest:
             f"{source} is damaged near {exc.args[0] if exc.args else 'the top'}: "
             "rebuild (xenkit build -o DIR)"
         ) from None
+    for name in ("ram_banks", "emulated_ram_banks"):
+        if (problem := boards.bank_problem(getattr(manifest, name))) is not None:
+            raise XenkitError(f"{source} is damaged near manifest.{name} ({problem}): rebuild")
     return manifest
 
 

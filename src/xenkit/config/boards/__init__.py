@@ -120,8 +120,22 @@ def _version(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _banks(raw: list[list[int]]) -> tuple[Bank, ...]:
-    return tuple((int(a), int(b)) for a, b in raw)
+def _banks(raw: list[list[int]], empty: bool = False) -> tuple[Bank, ...]:
+    banks = tuple((int(a), int(b)) for a, b in raw)
+    if (banks or not empty) and (problem := bank_problem(banks)) is not None:
+        raise ValueError(f"ram {raw!r}: {problem}")
+    return banks
+
+
+def bank_problem(banks: tuple[Bank, ...]) -> str | None:
+    """What is wrong with a list of RAM banks, or None: the memory model walks them and
+    found none to allocate from ("boot allocator exhausted", exit 3) when one was empty."""
+    if not banks:
+        return "no RAM bank"
+    for start, size in banks:
+        if start < 0 or size <= 0 or start + size > 1 << 64:
+            return f"bank ({start:#x}, {size:#x}) is not a start and size within 64 bits"
+    return None
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -167,7 +181,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
             emulate=Emulation(
                 machine=emu["machine"],
                 memory=emu["memory"],
-                ram=_banks(emu["ram"]),
+                ram=_banks(emu["ram"], empty=True),
                 disk=emu["disk"],
                 console_serial=int(emu["console_serial"]),
                 dom0_cmdline=emu["dom0_cmdline"],
@@ -222,6 +236,10 @@ def _check_types(data: dict[str, Any], source: str) -> None:
             f"board file {source}: default_ram = {data.get('default_ram')!r} is not one of "
             f"its [ram] models ({', '.join(ram)})"
         )
+    bits = data.get("dma_bitsize", 0)
+    # Xen's DMA zone is the RAM below 2^bits; 0 means the platform has none (Pi 4: 30).
+    if not isinstance(bits, int) or isinstance(bits, bool) or not (bits == 0 or 20 <= bits <= 64):
+        raise XenkitError(f"board file {source}: dma_bitsize = {bits!r} must be 0 or 20 to 64")
     cpus = data.get("cpus", 1)
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         raise XenkitError(f"board file {source}: cpus = {cpus!r} must be a whole number above 0")
