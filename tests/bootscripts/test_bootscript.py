@@ -370,17 +370,13 @@ def test_cli_first_stage(tmp_path: Path) -> None:
         "tftpb 0xC00000 boot2.scr",
         "source 0xC00000",
     ]
-    bad = _xenkit(
-        "uboot-script",
-        "--first-stage",
-        "--server",
-        "300.1.1.1",
-        "--ip",
-        "10.0.0.2",
-        "-d",
-        str(tmp_path),
-    )
-    assert bad.returncode == 2 and "--server '300.1.1.1' is not an IP address" in bad.stderr
+    for server in ("300.1.1.1", "::1"):
+        bad = _xenkit(
+            "uboot-script", "--first-stage", "--server", server, "--ip", "10.0.0.2",
+            "-d", str(tmp_path),
+        )  # fmt: skip
+        assert bad.returncode == 2
+        assert f"--server '{server}' is not an IPv4 address" in bad.stderr
 
 
 XEN_CMD = (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import bootfiles
 from tests.bootfiles import XEN_MARKS
 from tests.conftest import make_spec
 from xenkit.bootscripts import uimage
@@ -147,3 +148,13 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> No
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr
     assert errors[0].startswith(f"xenkit: error: no space left for the build in {tmp_path}")
     assert proc.stdout.strip() == "", "a partial build was left behind"
+
+
+def test_a_guest_file_with_a_space_gets_a_name_the_boot_script_can_load(tmp_path: Path) -> None:
+    kernel = bootfiles.image(tmp_path / "my Image", 4096, 1 << 20, body=b"Linux version 6.1.0")
+    system = make_spec(board="qemu-virt", domain=[{"name": "g", "kernel": str(kernel)}])
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (staged,) = build._stage_guests(system, boot, b"busybox", build.KERNEL)
+    assert staged.kernel == "domU0-my_Image"
+    assert (boot / staged.kernel).read_bytes() == kernel.read_bytes()

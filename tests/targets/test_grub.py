@@ -359,8 +359,11 @@ def test_a_usb_stick_keeps_dom0s_changes_across_a_reboot(live: Path) -> None:
         ({"persist": "16M"}, "persist=16M is too small for a writable layer"),
         ({"net_root": True, "toolstack": False}, "net_root is Dom0's toolstack root"),
         ({"net_root": True, "persist": "64M"}, "persist keeps changes on the live USB"),
-        ({"mirrors": "http://10.0.0.1/"}, "net_store, mirrors and net_fetch are for a network"),
-        ({"net_fetch": "whole"}, "net_store, mirrors and net_fetch are for a network root"),
+        (
+            {"mirrors": "http://10.0.0.1/"},
+            "mirrors does nothing without net_root: set net_root = true .--net-root.",
+        ),
+        ({"net_fetch": "whole"}, "net_fetch does nothing without net_root"),
     ],
 )
 def test_what_the_pc_cannot_build_yet_is_refused_before_any_download(

@@ -98,6 +98,9 @@ UNSUPPORTED = {
 DEFAULT_DOM0_CMD = "console=hvc0 earlycon=xenboot earlyprintk clk_ignore_unused"
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?=(.*)", re.S)
 _REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# What bash would run or compute rather than read: $(...), `...`, $((...)), ${X:-y} and
+# kin. Kept as text they reach the board as a file name or command line.
+_SUBSTITUTION = re.compile(r"`|\$\(|\$\{(?![A-Za-z_][A-Za-z0-9_]*\})")
 
 
 class Raw:
@@ -133,6 +136,11 @@ def parse(text: str, source: str = "config") -> Raw:
                 raise XenkitError(
                     f"{source}:{lineno}: {word!r} is not an assignment; "
                     "an ImageBuilder config holds NAME=value lines"
+                )
+            if _SUBSTITUTION.search(m.group(3)):
+                raise XenkitError(
+                    f"{source}:{lineno}: {m.group(1)} uses a shell substitution ($(...), `...` "
+                    "or ${X:-y}), which xenkit does not run: write the value out"
                 )
             name, index, value = m.group(1), m.group(2), _expand(m.group(3), raw)
             if name not in SCALARS | ARRAYS | UNSUPPORTED:
@@ -245,7 +253,8 @@ def _overlays(raw: Raw) -> tuple[str, ...]:
 def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
     """ImageBuilder's defaults and derivations, as its uboot-script-gen applies them."""
     load = LOAD_ALIASES.get(load_cmd or "", load_cmd) or raw.get("LOAD_CMD")
-    if not load:
+    if not load.strip():
+        # Blank, U-Boot's script would read `  0x... Image`: the address as a command.
         raise XenkitError("LOAD_CMD is not set: set it in the config or pass -t")
     boot_cmd = raw.get("BOOT_CMD") or "booti"
     common = dict(

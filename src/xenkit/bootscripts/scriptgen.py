@@ -24,7 +24,7 @@ def read_config(path: Path, load_cmd: str | None) -> BootConfig:
         cfg = bootconfig.load_toml(path)
         if load_cmd:
             cfg = replace(cfg, load_cmd=imagebuilder.LOAD_ALIASES.get(load_cmd, load_cmd))
-        if not cfg.load_cmd:
+        if not cfg.load_cmd.strip():
             raise XenkitError(f"{path}: no boot.load command: set it or pass -t")
         return cfg
     cfg, _ = imagebuilder.load(path, load_cmd)
@@ -142,9 +142,12 @@ def first_stage(
     """The blog's small SD-card script: set the addresses, fetch the real script, run it."""
     for what, value in (("--server", server), ("--ip", ip)):
         try:
-            ipaddress.ip_address(value)
+            ipaddress.IPv4Address(value)
         except ValueError:
-            raise XenkitError(f"{what} {value!r} is not an IP address") from None
+            # U-Boot's network stack (tftpb, serverip) speaks IPv4 only.
+            raise XenkitError(
+                f"{what} {value!r} is not an IPv4 address: U-Boot's tftp speaks IPv4 only"
+            ) from None
     text = (
         f"setenv serverip {server}\nsetenv ipaddr {ip}\n"
         f"tftpb 0x{addr:X} {second}\nsource 0x{addr:X}\n"

@@ -7,6 +7,7 @@ directory (the `-d` of `xenkit uboot-script`); sizes are bytes.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,9 +166,39 @@ def _check_kind(role: str, path: Path) -> None:
             binaries.whole(path)
 
 
+# A file name goes bare into U-Boot's load command (`load mmc 0:1 ADDR NAME`), as
+# ImageBuilder writes it: a space splits it into two words, the others are U-Boot syntax.
+UNSAFE_NAME = re.compile(r"[\s;\"'$\\`]")
+# Command lines go into quoted `fdt set` values: quotes and $ are escaped, but a line break
+# ends the command inside the script.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _lines(cfg: BootConfig) -> list[tuple[str, str]]:
+    """(variable, value) of every command line the script writes."""
+    out = [("XEN_CMD", cfg.xen_cmdline)]
+    if cfg.dom0:
+        out.append(("DOM0_CMD", cfg.dom0.cmdline))
+    if cfg.linux:
+        out.append(("LINUX_CMD", cfg.linux.cmdline))
+    out += [(f"DOMU_CMD[{i}]", d.cmdline) for i, d in enumerate(cfg.domains)]
+    return out
+
+
 def validate(cfg: BootConfig, root: Path, cpus: int | None = None) -> None:
     """Errors a boot script cannot survive, each naming the variable and the fix."""
+    for name, line in _lines(cfg):
+        if CONTROL.search(line):
+            raise XenkitError(
+                f"{name}={line!r}: a command line is one line without control characters: "
+                "join it with spaces"
+            )
     for role, path in cfg.files():
+        if path and UNSAFE_NAME.search(path):
+            raise XenkitError(
+                f"{variable(role)}={path!r}: U-Boot's load command takes the name bare, so "
+                "it cannot hold spaces, quotes, ;, $ or \\: rename the file"
+            )
         if builtin.is_builtin(path):
             raise XenkitError(
                 f"{variable(role)}={path}: built-in guests are built by xenkit build; "
@@ -251,6 +282,20 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
         )
     if require_kernel and "kernel" not in t:
         raise XenkitError(f'{where} has no kernel: add kernel = "PATH"')
+    for key in ("vpl011", "direct_map", "noboot"):
+        if key in t and not isinstance(t[key], bool):
+            raise XenkitError(f"{where} {key} = {t[key]!r}: write true or false")
+    enhanced = t.get("enhanced", "")
+    if enhanced not in ENHANCED:
+        raise XenkitError(f'{where} enhanced = {enhanced!r}: use "enabled" or "no-xenstore"')
+    cpupool = t.get("cpupool")
+    if cpupool is not None and (not isinstance(cpupool, int) or isinstance(cpupool, bool)):
+        raise XenkitError(f"{where} cpupool = {cpupool!r}: give the pool's number (0, 1, ...)")
+    paths = t.get("passthrough_paths", ())
+    if not isinstance(paths, list | tuple) or not all(isinstance(p, str) for p in paths):
+        raise XenkitError(f'{where} passthrough_paths = {paths!r}: give a list of "/path"s')
+    if t.get("direct_map") and not t.get("static_mem"):
+        raise XenkitError(f"{where} direct_map needs static_mem: give its [start, size] pairs")
     return Domain(
         name=str(t.get("name", f"domU{index}")),
         kernel=str(t.get("kernel", "")),
@@ -261,12 +306,12 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
         vcpus=parse_count(t.get("vcpus", 1), f"{where} vcpus"),
         vpl011=bool(t.get("vpl011", True)),
         passthrough_dtb=str(t.get("passthrough_dtb", "")),
-        passthrough_paths=tuple(t.get("passthrough_paths", ())),
+        passthrough_paths=tuple(paths),
         static_mem=_static(t.get("static_mem", ()), f"{where} static_mem"),
         direct_map=bool(t.get("direct_map", False)),
-        enhanced=str(t.get("enhanced", "")),
+        enhanced=enhanced,
         noboot=bool(t.get("noboot", False)),
-        cpupool=t.get("cpupool"),
+        cpupool=cpupool,
     )
 
 

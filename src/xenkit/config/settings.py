@@ -47,6 +47,9 @@ class Setting:
     choices: tuple[str, ...] = ()
     # Tables ([[domain]], [[guest]]): the keys they take, from the record they fill.
     keys: tuple[str, ...] = ()
+    # The switch this setting only means something with: set without it, it is refused
+    # (it used to be dropped silently, and the user's board booted without it).
+    needs: str = ""
 
     @property
     def flag(self) -> str:
@@ -103,12 +106,15 @@ def choice(choices: tuple[str, ...]) -> Parser:
     return parse
 
 
-def ip_address(value: str, where: str) -> str:
+def ipv4_address(value: str, where: str) -> str:
     if value:
         try:
-            ipaddress.ip_address(value)
+            ipaddress.IPv4Address(value)
         except ValueError:
-            raise XenkitError(f"{where}={value!r} is not an IP address") from None
+            # U-Boot's tftpb speaks IPv4 only (tftpb -6 needs CONFIG_IPV6, off in Debian's).
+            raise XenkitError(
+                f"{where}={value!r} is not an IPv4 address: U-Boot netboots over IPv4"
+            ) from None
     return value
 
 
@@ -154,6 +160,17 @@ def tables(value: list[Any], where: str) -> list[dict[str, Any]]:
     if not all(isinstance(t, dict) for t in value):
         raise XenkitError(f"{where}: give [[{where}]] tables in the config file")
     return value
+
+
+def unmet(values: dict[str, Any]) -> None:
+    """Refuse a setting given without the switch it needs (values as resolved)."""
+    for s in SETTINGS:
+        value = values.get(s.name)
+        if s.needs and value and value != s.default and not values.get(s.needs):
+            raise XenkitError(
+                f"{s.name} does nothing without {s.needs}: set {s.needs} = true "
+                f"({'--' + s.needs.replace('_', '-')}) or drop {s.name}"
+            )
 
 
 def _fields(record: type) -> tuple[str, ...]:
@@ -235,7 +252,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "netboot: the TFTP server's address (default: from DHCP)",
-        parse=ip_address,
+        parse=ipv4_address,
+        needs="netboot",
     ),
     Setting(
         "netboot_address",
@@ -244,6 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
         "netboot: the board's own address, e.g. 10.0.0.2/24 (a bare address is a /24), "
         "instead of asking DHCP; needs netboot_server",
         parse=ipv4_interface,
+        needs="netboot",
     ),
     Setting(
         "tftp_blocksize",
@@ -251,6 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "netboot: U-Boot's tftpblocksize (0: its default)",
         parse=ranged(0, 65464),
+        needs="netboot",
     ),
     Setting(
         "tftp_windowsize",
@@ -258,6 +278,7 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "netboot: U-Boot's tftpwindowsize, RFC 7440 (0: 1)",
         parse=ranged(0, 65535),
+        needs="netboot",
     ),
     Setting(
         "net_root",
@@ -274,6 +295,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the build's netroot/store",
         parse=directory,
         path=True,
+        needs="net_root",
     ),
     Setting(
         "mirrors",
@@ -282,6 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
         "net_root: the stores' URLs Dom0 fetches from, in turn, comma-separated (default: "
         "the DHCP boot file if it is an http:// URL, else the DHCP server's port 8080)",
         parse=http_urls,
+        needs="net_root",
     ),
     Setting(
         "net_fetch",
@@ -292,6 +315,7 @@ SETTINGS: tuple[Setting, ...] = (
         "can override it with xenkit.fetch=",
         parse=choice(NET_FETCHES),
         choices=NET_FETCHES,
+        needs="net_root",
     ),
     # None: the board's choice (the PC's live workbench has it, the Arm boards do not).
     Setting(
@@ -309,6 +333,7 @@ SETTINGS: tuple[Setting, ...] = (
         "PC image's compressed root) or in its initramfs",
         parse=choice(DOM0_ROOTS),
         choices=DOM0_ROOTS,
+        needs="toolstack",
     ),
     Setting(
         "dom0_autorun",
@@ -317,6 +342,7 @@ SETTINGS: tuple[Setting, ...] = (
         "with --toolstack: a shell script Dom0 runs once it is up",
         parse=existing_file,
         path=True,
+        needs="toolstack",
     ),
     # kernel may be "builtin:tick", the bare-metal guest xenkit builds from its own source.
     Setting(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkit import xen
-from xenkit.config import arch, boards, builtin
+from xenkit.config import arch, boards, builtin, settings
 from xenkit.config.boards import Bank, Board
 from xenkit.config.bootconfig import Domain, domain_from_table
 from xenkit.config.settings import Dom0Root, NetFetch
@@ -60,6 +60,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     board = boards.load(values["board"])
     if values["toolstack"] is None:
         values = {**values, "toolstack": board.toolstack}
+    settings.unmet(values)
     ram = values["ram"] or board.default_ram
     if ram not in board.ram:
         raise XenkitError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -101,6 +102,12 @@ def _manifest(
     )
 
 
+def _boot_name(index: int, path: str) -> str:
+    """A user's file as the boot partition holds it: the boot script's load command takes
+    the name bare, so "my Image.gz" would load "my" (measured: the script said exactly that)."""
+    return f"domU{index}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", Path(path).name)
+
+
 def _stage_guests(
     spec: SystemSpec, boot: Path, busybox: bytes, dom0_kernel: str
 ) -> tuple[Domain, ...]:
@@ -118,10 +125,10 @@ def _stage_guests(
             continue
         kernel = dom0_kernel
         if d.kernel:
-            kernel = f"domU{i}-{Path(d.kernel).name}"
+            kernel = _boot_name(i, d.kernel)
             shutil.copyfile(d.kernel, boot / kernel)
         if d.ramdisk:
-            ramdisk = f"domU{i}-{Path(d.ramdisk).name}"
+            ramdisk = _boot_name(i, d.ramdisk)
             shutil.copyfile(d.ramdisk, boot / ramdisk)
         else:
             ramdisk = f"guest-{d.name}.cpio.gz"

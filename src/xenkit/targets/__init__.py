@@ -98,10 +98,6 @@ class Target(ABC):
     def refuse(self, spec: SystemSpec) -> None:
         """Refuse, with one line, a system this target cannot build (before anything is
         fetched or assembled for it)."""
-        if (spec.net_store or spec.mirrors or spec.net_fetch != "lazy") and not spec.net_root:
-            raise XenkitError(
-                "net_store, mirrors and net_fetch are for a network root: add --net-root"
-            )
         if spec.net_root and not isinstance(self.root_source(spec), netroot.Net):
             raise XenkitError(
                 f"net_root: {spec.board.name} boots through {self.name}, which has no network "
