@@ -117,7 +117,15 @@ def test_check_and_map_name_settings_as_build_does() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["ftp://x/", "http://", "10.0.0.1:8080", "http://a/ b", "http://a/,https://b/"]
+    "value",
+    [
+        "ftp://x/",
+        "http://",
+        "10.0.0.1:8080",
+        "http://a/ b",
+        "http://a/,https://b/",
+        "http://h:99999/",
+    ],
 )
 def test_mirrors_are_plain_http_urls_or_one_line(value: str) -> None:
     with pytest.raises(XenkitError, match="is not a plain http:// URL"):

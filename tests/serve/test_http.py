@@ -101,5 +101,22 @@ def test_stopping_cuts_open_connections(served: http.HttpServer) -> None:
 
 
 def test_a_port_in_use_is_one_line(served: http.HttpServer) -> None:
-    with pytest.raises(XenkitError, match=r"HTTP cannot listen on 127\.0\.0\.1 port"):
+    with pytest.raises(XenkitError, match=r"HTTP cannot listen on 127\.0\.0\.1 port.*--http-port"):
         http.HttpServer({"/": Path("/")}, "127.0.0.1", served.port)
+
+
+def test_an_ipv6_bind_serves_both_families_and_a_foreign_address_names_bind(
+    tmp_path: Path,
+) -> None:
+    """--bind :: once failed with "pick another --http-port": the socket was IPv4."""
+    (tmp_path / "f").write_text("hi")
+    server = http.HttpServer({"/": tmp_path}, "::")
+    try:
+        for host in ("127.0.0.1", "::1"):
+            c = client.HTTPConnection(host, server.port, timeout=10)
+            c.request("GET", "/f")
+            assert c.getresponse().read() == b"hi"
+    finally:
+        server.stop()
+    with pytest.raises(XenkitError, match=r"HTTP cannot listen on 192\.0\.2\.1 .*fix --bind"):
+        http.HttpServer({"/": tmp_path}, "192.0.2.1")

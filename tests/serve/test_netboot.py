@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -445,3 +446,37 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
         r"tftp: (\d+) of (\d+) transfers completed.*; 0 failed", log_path.read_text()
     )
     assert summary and summary[1] == summary[2], log_path.read_text()[-500:]
+
+
+def test_a_rebuild_that_hits_a_bug_logs_it_and_the_watch_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception other than XenkitError once ended the watch task unnoticed: the server
+    went on serving, and no later edit was ever rebuilt."""
+    watched = tmp_path / "c.toml"
+    watched.write_text("a")
+    calls: list[int] = []
+
+    def rebuild() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise KeyError("boom")
+
+    async def edit_twice() -> None:
+        task = asyncio.create_task(netboot.Watch([watched], rebuild, interval=0.05).run())
+        await asyncio.sleep(0.1)  # the watch takes its first stamp
+        for text in ("b", "c"):
+            mtime = watched.stat().st_mtime + 1
+            watched.write_text(text)
+            os.utime(watched, (mtime, mtime))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if len(calls) == ord(text) - ord("a"):
+                    break
+        task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="xenkit"):
+        asyncio.run(edit_twice())
+    assert calls == [0, 1]
+    assert "rebuild failed (still serving the last build): KeyError: 'boom'" in caplog.text
+    assert "serve: rebuilt" in caplog.text

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import ipaddress
 import tomllib
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +149,17 @@ def http_urls(value: str, where: str) -> tuple[str, ...]:
     """Mirrors of a chunk store: http:// URLs, comma-separated (the first stage has no TLS)."""
     urls = tuple(u.strip() for u in value.split(",") if u.strip())
     for u in urls:
-        host = u[len("http://") :].split("/")[0]
-        if not u.startswith("http://") or not host or any(c in u for c in " '\"$`"):
+        try:
+            parts = urllib.parse.urlsplit(u)
+            parts.port  # noqa: B018 - raises ValueError for a port beyond 65535
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme != "http"
+            or not parts.hostname
+            or any(c in u for c in " '\"$`")
+        ):
             raise XenkitError(
                 f"{where}: {u!r} is not a plain http:// URL; give e.g. http://10.0.0.1:8080/"
             )

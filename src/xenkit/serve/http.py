@@ -11,6 +11,7 @@ bring it to the order of lighttpd's figure.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -186,6 +187,9 @@ class _Server(ThreadingHTTPServer):
         self.stats = Stats()
         self.open: set[socket.socket] = set()
         self.open_lock = threading.Lock()
+        # As the TFTP server: an IPv6 --bind (`::` takes IPv4 too) needs an IPv6 socket.
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(addr, _Handler)
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -218,9 +222,9 @@ class HttpServer:
         try:
             self._server = _Server((bind, port), routes, level)
         except OSError as exc:
+            fix = "pick another --http-port" if exc.errno == errno.EADDRINUSE else "fix --bind"
             raise XenkitError(
-                f"HTTP cannot listen on {bind} port {port} ({exc.strerror}): pick another "
-                "--http-port"
+                f"HTTP cannot listen on {bind} port {port} ({exc.strerror}): {fix}"
             ) from None
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

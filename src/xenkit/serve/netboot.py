@@ -149,6 +149,14 @@ class Watch:
                     log.info("serve: rebuilt; the next boot gets the new files")
                 except XenkitError as exc:
                     log.error("serve: rebuild failed (still serving the last build): %s", exc)
+                except Exception as exc:  # a bug must not end the serving
+                    # Uncaught, the task died unnoticed and later edits never rebuilt.
+                    log.error(
+                        "serve: rebuild failed (still serving the last build): %s: %s "
+                        "(a xenkit bug: please report it)",
+                        type(exc).__name__,
+                        exc,
+                    )
 
 
 async def serve(
