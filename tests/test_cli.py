@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,11 +66,12 @@ def test_an_internal_error_is_one_line_unless_debugging(
     """A bug (any exception that is not a XenkitError) gets one line, exit 3, and its
     traceback only with --debug or XENKIT_DEBUG."""
     from xenkit import cli
+    from xenkit.cli import info
 
     def broken(args: object) -> int:
         raise KeyError("board")
 
-    monkeypatch.setattr(cli, "cmd_info", broken)
+    monkeypatch.setattr(info, "cmd_info", broken)
     monkeypatch.delenv("XENKIT_DEBUG", raising=False)
     assert cli.main(["info", "somewhere"]) == 3
     assert capsys.readouterr().err == (
@@ -83,6 +85,24 @@ def test_an_internal_error_is_one_line_unless_debugging(
     monkeypatch.setenv("XENKIT_DEBUG", "1")
     with pytest.raises(KeyError):
         cli.main(["info", "somewhere"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["bogus"], "argument command: invalid choice: 'bogus'"),
+        (["build", "--ram"], "argument --ram: expected one argument .see xenkit build --help.$"),
+        (["run", "--timeout", "nan"], "--timeout: 'nan' is not a number of seconds"),
+        (["run", "--timeout", "-5"], "--timeout: '-5' is not a number of seconds"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(argv: list[str], error: str) -> None:
+    """argparse's own errors were two lines (its usage, then the error); a NaN timeout
+    waited forever."""
+    proc = xenkit(*argv)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("xenkit: error: ") and re.search(error, lines[0]), lines[0]
 
 
 def test_missing_sd_image_is_reported(tmp_path: Path) -> None:

@@ -1,0 +1,50 @@
+"""`xenkit serve`: netboot a build, rebuilding it as its inputs change."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+from xenkit.config import settings, spec
+from xenkit.pipeline import build, manifest
+from xenkit.system import baremetal
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from xenkit.serve import netboot
+
+    build_dir = Path(args.dir)
+    manifest.require(build_dir)
+    watch = None
+    if args.config:
+        config = Path(args.config)
+
+        def inputs() -> spec.SystemSpec:
+            values = settings.resolve(settings.load_file(config), {"netboot": True})
+            return spec.resolve(values)
+
+        system = inputs()
+        paths = [config, *(p for p in (system.xen_image, system.kernel_image) if p)]
+        paths += [
+            Path(f)
+            for d in system.domains
+            for f in (d.kernel, d.ramdisk)
+            if f and not baremetal.is_builtin(f)
+        ]
+        watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            netboot.serve(
+                build_dir,
+                args.bind,
+                args.port,
+                args.emulated,
+                args.proxy_dhcp or "",
+                watch,
+                http_port=args.http_port,
+            )
+        )
+    return 0
