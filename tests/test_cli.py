@@ -105,6 +105,37 @@ def test_command_line_mistakes_are_one_line(argv: list[str], error: str) -> None
     assert lines[0].startswith("xenkit: error: ") and re.search(error, lines[0]), lines[0]
 
 
+def test_check_refuses_piece_by_piece_options_for_a_build(tmp_path: Path) -> None:
+    """They were ignored: the report was the build's, not of the --dtb the user gave."""
+    write_build(tmp_path, sample())
+    for command in ("check", "map"):
+        proc = xenkit(command, str(tmp_path), "--dtb", "other.dtb")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "--dtb is for checking a board piece by piece" in proc.stderr
+
+
+def test_check_reads_the_users_own_files_before_fetching_anything(tmp_path: Path) -> None:
+    """A bad --config-txt came after five lines of package downloads."""
+    bad = tmp_path / "config.txt"
+    bad.write_bytes(b"\xff\xfe")
+    proc = xenkit("check", "--board", "rpi4", "--config-txt", str(bad))
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        proc.stderr
+        == f"xenkit: error: config.txt {bad} is not UTF-8 text: give the Pi firmware's config.txt\n"
+    )
+
+
+def test_a_run_that_cannot_boot_says_only_why(tmp_path: Path) -> None:
+    """A network-root build run from a medium it lacks: its store was served first, and
+    "serving" and "fetched 0 B" stood around the error."""
+    write_build(tmp_path, sample("pc"))
+    (tmp_path / "netroot" / "store").mkdir(parents=True)
+    proc = xenkit("run", str(tmp_path), "--media", "usb")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stdout == ""
+
+
 def test_missing_sd_image_is_reported(tmp_path: Path) -> None:
     write_build(tmp_path, sample())
     proc = xenkit("run", str(tmp_path))

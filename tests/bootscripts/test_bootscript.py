@@ -319,7 +319,10 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         ('DEVICE_TREE="o.dtbo"\n', r"DEVICE_TREE .*o.dtbo is an overlay, not a whole device tree"),
         ('DEVICE_TREE="cut.dtb"\n', r"DEVICE_TREE .*cut.dtb is not a valid device tree blob"),
         ('DOM0_KERNEL="xen"\n', r"DOM0_KERNEL .*xen does not look like a Linux kernel image"),
-        ('NUM_DOMUS=1\nDOMU_KERNEL[0]="cut.gz"\n', r".*cut.gz is a damaged gzip file"),
+        (
+            'NUM_DOMUS=1\nDOMU_KERNEL[0]="cut.gz"\n',
+            r"DOMU_KERNEL\[0\] .*cut.gz is a damaged gzip file",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:

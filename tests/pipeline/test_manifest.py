@@ -73,6 +73,13 @@ def test_a_manifest_nested_beyond_python_is_one_line(tmp_path: Path) -> None:
         manifest.read(tmp_path)
 
 
+def test_a_build_without_its_board_file_is_one_line(tmp_path: Path) -> None:
+    write_build(tmp_path, sample())
+    (tmp_path / manifest.BOARD_FILE).unlink()
+    with pytest.raises(XenkitError, match=r"has no board.toml .the board file it was built for"):
+        manifest.board(tmp_path)
+
+
 def test_not_a_build(tmp_path: Path) -> None:
     with pytest.raises(XenkitError, match="is not a xenkit build"):
         manifest.read(tmp_path)

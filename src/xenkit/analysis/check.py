@@ -19,6 +19,7 @@ from xenkit.analysis.facts import cmdline_value as cmdline_value
 from xenkit.analysis.facts import from_build as from_build
 from xenkit.analysis.facts import from_parts as from_parts
 from xenkit.analysis.facts import ram_banks as ram_banks
+from xenkit.analysis.facts import read_given as read_given
 from xenkit.analysis.facts import xen_size as xen_size
 from xenkit.config.arch import HARDWARE_GUESTS
 from xenkit.config.spec import guest_room

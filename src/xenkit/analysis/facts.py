@@ -175,6 +175,37 @@ def ram_banks(board: Board, ram: str, emulated: bool = False) -> tuple[boards.Ba
     return ((board.ram[board.default_ram][0][0], size),)
 
 
+@dataclass(frozen=True)
+class Given:
+    """What check reads from the Xen, kernel and config.txt it is given."""
+
+    config_txt: tuple[str, ...] | None = None
+    xen_version: binaries.Version | None = None
+    linux_version: binaries.Version | None = None
+    kernel_isize: int | None = None
+
+
+def read_given(
+    board: Board,
+    xen_image: Path | None = None,
+    kernel_image: Path | None = None,
+    config_txt: Path | None = None,
+) -> Given:
+    """The files' facts, or one line naming the file that is not what it must be. `xenkit
+    check` calls it on the user's own files before fetching any package, so a bad one is
+    its first line, not its last."""
+    config = None
+    if config_txt:
+        text = files.read_text(config_txt, "config.txt", "give the Pi firmware's config.txt")
+        config = tuple(text.splitlines())
+    xen_version = binaries.xen_version(xen_image, board.arch, "--xen") if xen_image else None
+    if kernel_image:
+        identify.require(kernel_image, identify.KERNELS[board.arch], "--kernel")
+    linux_version = binaries.linux_version(kernel_image, "--kernel") if kernel_image else None
+    isize = kernel.gzip_isize(kernel_image) if kernel_image else None
+    return Given(config, xen_version, linux_version, isize)
+
+
 def from_parts(
     board: Board,
     dtb: Path,
@@ -186,24 +217,16 @@ def from_parts(
     config_txt: Path | None = None,
     label: str = "",
 ) -> Target:
-    config = None
-    if config_txt:
-        text = files.read_text(config_txt, "config.txt", "give the Pi firmware's config.txt")
-        config = tuple(text.splitlines())
-    xen_version = binaries.xen_version(xen_image, board.arch, "--xen") if xen_image else None
-    if kernel_image:
-        identify.require(kernel_image, identify.KERNELS[board.arch], "--kernel")
-    linux_version = binaries.linux_version(kernel_image, "--kernel") if kernel_image else None
-    isize = kernel.gzip_isize(kernel_image) if kernel_image else None
+    given = read_given(board, xen_image, kernel_image, config_txt)
     return Target(
         board=board,
         tree=dt.DeviceTree.load(dtb),
         ram=ram,
         xen_cmdline=xen_cmdline,
         dom0_cmdline=dom0_cmdline,
-        config_txt=config,
-        xen_version=xen_version,
-        linux_version=linux_version,
-        kernel_isize=isize,
+        config_txt=given.config_txt,
+        xen_version=given.xen_version,
+        linux_version=given.linux_version,
+        kernel_isize=given.kernel_isize,
         description=f"{board.name} {label or format_size(sum(n for _, n in ram))} with {dtb.name}",
     )

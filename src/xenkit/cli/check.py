@@ -19,7 +19,19 @@ from xenkit.system.artifacts import gather
 def _target(args: argparse.Namespace) -> check.Target:
     """A build directory, or a board with a DTB and command lines given piece by piece
     (defaulting to the board's packaged DTB, Xen and kernel)."""
+    # The piece-by-piece options, by flag: a build brings its own.
+    parts = {
+        "--board": args.board, "--ram": args.ram, "--dtb": args.dtb, "--xen": args.xen,
+        "--kernel": args.kernel, "--config-txt": args.config_txt,
+        "--xen-cmdline": args.xen_cmdline, "--dom0-cmdline": args.dom0_cmdline,
+    }  # fmt: skip
     if args.dir:
+        if given := [flag for flag, value in parts.items() if value]:
+            # They were ignored, and the report was of the build, not what the user gave.
+            raise XenkitError(
+                f"{given[0]} is for checking a board piece by piece; {args.dir} is a build, "
+                f"checked with its own files: drop {given[0]}, or drop {args.dir}"
+            )
         return check.from_build(Path(args.dir), args.emulated)
     args.board = args.board or settings.DEFAULT_BOARD
     board = boards.load(args.board)
@@ -29,6 +41,11 @@ def _target(args: argparse.Namespace) -> check.Target:
             f"(xenkit build --board {board.name}; xenkit check out/{board.name})"
         )
     banks = check.ram_banks(board, args.ram, args.emulated)
+    xen, kernel, config_txt = (
+        Path(p) if p else None for p in (args.xen, args.kernel, args.config_txt)
+    )
+    # The user's own files first: a bad one is one line before any package is fetched.
+    check.read_given(board, xen, kernel, config_txt)
     # Command lines and packaged files are the board's whatever the RAM: a size that is no
     # model of the board takes its default model's.
     model = args.ram if args.ram in board.ram else ""
@@ -49,9 +66,9 @@ def _target(args: argparse.Namespace) -> check.Target:
             banks,
             args.xen_cmdline if args.xen_cmdline is not None else system.xen_cmdline,
             args.dom0_cmdline if args.dom0_cmdline is not None else dom0_default,
-            Path(args.xen) if args.xen else files.get("xen"),
-            Path(args.kernel) if args.kernel else files.get("kernel"),
-            Path(args.config_txt) if args.config_txt else None,
+            xen or files.get("xen"),
+            kernel or files.get("kernel"),
+            config_txt,
             label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
         )
         return replace(target, checks=targets.for_board(board).checks)

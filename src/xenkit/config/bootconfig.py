@@ -163,7 +163,7 @@ def _check_kind(role: str, path: Path) -> None:
             # Dom0 and a plain Linux boot are Linux (a domU may be any kernel, an RTOS).
             binaries.linux_version(path, variable(role))
         else:
-            binaries.whole(path)
+            binaries.whole(path, variable(role))
 
 
 # A file name goes bare into U-Boot's load command (`load mmc 0:1 ADDR NAME`), as

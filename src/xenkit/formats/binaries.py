@@ -25,22 +25,25 @@ class Version:
         return self.text
 
 
-def _contents(path: Path) -> bytes:
+def _contents(path: Path, what: str = "") -> bytes:
+    """The file, inflated if gzip'd; `what` (the setting or variable naming it) leads any
+    error, so the user knows which of their files it is."""
+    name = f"{what} {path}" if what else str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
+        raise XenkitError(f"cannot read {name}: {exc.strerror}") from None
     if kernel.is_gzip(data):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error):
-            raise XenkitError(f"{path} is a damaged gzip file: rebuild or re-download it") from None
+            raise XenkitError(f"{name} is a damaged gzip file: rebuild or re-download it") from None
     return data
 
 
-def whole(path: Path) -> None:
+def whole(path: Path, what: str = "") -> None:
     """`path` reads, and if gzip'd inflates to its end (a truncated download does not)."""
-    _contents(path)
+    _contents(path, what)
 
 
 def xen_arch(data: bytes) -> str | None:
@@ -59,7 +62,7 @@ def xen_version(path: Path, arch: str | None = None, what: str = "") -> Version:
     gives Dom0); on x86 (an ELF image GRUB loads with multiboot2) only its banner's format,
     "Xen version %d.%d%s". Both hold the full version string, NUL-terminated. With `arch`,
     an image built for another architecture is refused, naming it (`what`: the setting)."""
-    data = _contents(path)
+    data = _contents(path, what)
     built_for = xen_arch(data)
     name = f"{what} {path}" if what else str(path)
     if built_for is None:
@@ -85,7 +88,7 @@ def xen_version(path: Path, arch: str | None = None, what: str = "") -> Version:
 def linux_version(path: Path, what: str = "") -> Version:
     """From the "Linux version" banner of an arm64 Image (raw or gzip'd), or the version
     string an x86 bzImage's setup header points at (its banner is compressed)."""
-    data = _contents(path)
+    data = _contents(path, what)
     name = f"{what} {path}" if what else str(path)
     m = re.search(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)", data)
     if m:

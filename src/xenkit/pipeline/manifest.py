@@ -236,4 +236,11 @@ def write(build_dir: Path, m: Manifest) -> None:
 
 def board(build_dir: Path) -> Board:
     """The board a build was made for, from the copy of its file kept in the build."""
-    return boards.load(str(build_dir / BOARD_FILE))
+    path = build_dir / BOARD_FILE
+    if not path.is_file():
+        # boards.load would look for a built-in board of that name ("unknown board").
+        raise XenkitError(
+            f"{build_dir} has no {BOARD_FILE} (the board file it was built for): rebuild it "
+            f"(xenkit build -o {build_dir})"
+        )
+    return boards.load(str(path))

@@ -111,12 +111,15 @@ def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str
     server = http.HttpServer(
         {"/netroot/store/": netdir / "store"}, "127.0.0.1", level=logging.DEBUG
     )
-    log.info("run: serving %s over HTTP on port %d", netdir, server.port)
+    # Debug only: said first, it stood above the one-line error of a run that never booted
+    # (run --media usb on a network-root build); what the boot fetched is said at the end.
+    log.debug("run: serving %s over HTTP on port %d", netdir, server.port)
     try:
         yield (f"http://10.0.2.2:{server.port}/netroot/store/",)
     finally:
         server.stop()
-        print(chunkstore.Published.read(netdir).fetched(server.stats.bytes, server.stats.chunks))
+    # Not on the way out of an error: nothing was fetched, and the error is the one line.
+    print(chunkstore.Published.read(netdir).fetched(server.stats.bytes, server.stats.chunks))
 
 
 @dataclass
