@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xenkit.bootscripts import layout
-from xenkit.config.boards import Reserved
 from xenkit.core.sizes import MiB
+from xenkit.core.spans import Reserved
 from xenkit.errors import XenkitError
 
 RPI_RESERVED = (

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenkit.bootscripts import layout
-from xenkit.config.boards import Reserved
 from xenkit.config.bootconfig import BootConfig
 from xenkit.core import spans
 from xenkit.core.proc import run
 from xenkit.core.sizes import MiB, human
+from xenkit.core.spans import Reserved
 from xenkit.errors import XenkitError
 from xenkit.formats import dt, kernel
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from xenkit.config.boards import Reserved
 from xenkit.core import spans
 from xenkit.core.sizes import MiB, human
+from xenkit.core.spans import Reserved
 from xenkit.errors import XenkitError
 
 ALIGN = 2 * MiB

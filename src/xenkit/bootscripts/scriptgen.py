@@ -66,7 +66,8 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
         log.warning("warning: %s", warning)
     bootconfig.validate(cfg, root)
     tree = dt.DeviceTree.load(root / cfg.device_tree)
-    bootconfig.validate(cfg, root, _cpu_count(tree) or None)
+    if cpus := _cpu_count(tree):
+        bootconfig.check_vcpus(cfg, cpus)
     for warning in init_dom0less_warnings(cfg, root):
         log.warning("warning: %s", warning)
     reserved = [(a, n) for a, n, _ in dt.AddressMap(tree).reserved()]

@@ -3,7 +3,6 @@ else is one line too, with the traceback behind --debug."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -15,6 +14,8 @@ __all__ = ["main", "parser"]
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    import logging  # after parsing: --help and a mistyped option never log
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="xenkit: %(message)s",

@@ -4,8 +4,22 @@ The load planner, the boot script's dry run and `xenkit check` all ask these que
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 Span = tuple[int, int, str]  # (start, end, what), end exclusive
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A range nothing may be loaded into, and why (firmware, the emulator's DTB)."""
+
+    start: int
+    size: int
+    why: str
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
 
 
 def common(a0: int, a1: int, b0: int, b1: int) -> int:

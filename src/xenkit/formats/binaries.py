@@ -42,8 +42,17 @@ def _contents(path: Path, what: str = "") -> bytes:
 
 
 def whole(path: Path, what: str = "") -> None:
-    """`path` reads, and if gzip'd inflates to its end (a truncated download does not)."""
-    _contents(path, what)
+    """`path` reads, and if gzip'd inflates to its end (a truncated download does not).
+    A raw file is not read past its head: it has no end to check (a 31 MiB Image for each
+    of 32 guests made `uboot-script` 40 times slower)."""
+    name = f"{what} {path}" if what else str(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise XenkitError(f"cannot read {name}: {exc.strerror}") from None
+    if kernel.is_gzip(head):
+        _contents(path, what)
 
 
 def xen_arch(data: bytes) -> str | None:
@@ -90,7 +99,10 @@ def linux_version(path: Path, what: str = "") -> Version:
     string an x86 bzImage's setup header points at (its banner is compressed)."""
     data = _contents(path, what)
     name = f"{what} {path}" if what else str(path)
-    m = re.search(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)", data)
+    # find() first: the banner sits deep in a 31 MiB Image, where memchr-speed find takes
+    # a millisecond and the regex's own scan fifteen.
+    at = data.find(b"Linux version ")
+    m = re.compile(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)").search(data, max(at, 0))
     if m:
         return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
     bz = re.match(r"((\d+)\.(\d+)\S*)", kernel.bzimage_version(data) or "")

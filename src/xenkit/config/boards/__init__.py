@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkit.core import files
+from xenkit.core.spans import Reserved as Reserved  # a board file's [layout] reserved
 from xenkit.errors import XenkitError
 
 Bank = tuple[int, int]  # (start, size)
@@ -20,17 +21,6 @@ class PackageRef:
     name: str
     files: dict[str, str]  # artifact role -> glob inside the package
     follow: str | None = None
-
-
-@dataclass(frozen=True)
-class Reserved:
-    start: int
-    size: int
-    why: str
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
 
 
 @dataclass(frozen=True)
