@@ -49,3 +49,14 @@ def test_first_source_per_suite_wins() -> None:
         "bookworm-updates": "http://mirror.example/debian",
         "bookworm-security": "http://sec.example/debian-security",
     }
+
+
+def test_a_release_the_host_lacks_comes_from_the_mirrors_it_has() -> None:
+    """A bookworm host builds for trixie: the host's mirror serves every release."""
+    suites = debian_sources(parse_sources({"/a.sources": DEB822, "/b.list": ONELINE}), "trixie")
+    assert suites == {
+        "trixie": "http://mirror.example/debian",
+        "trixie-updates": "http://mirror.example/debian",
+        "trixie-security": "http://sec.example/debian-security",
+    }
+    assert debian_sources([Source("http://x/ubuntu", "jammy")], "trixie") == {}

@@ -56,12 +56,25 @@ def read_host_sources(root: Path = Path("/etc/apt")) -> list[Source]:
     return parse_sources(files)
 
 
+# Debian's codenames, for telling its suites from other archives' (jammy, nodistro).
+CODENAMES = ("bullseye", "bookworm", "trixie", "forky", "sid")
+
+
 def debian_sources(sources: list[Source], release: str = "bookworm") -> dict[str, str]:
-    """Map each suite of `release` (bookworm, bookworm-updates, ...) to its mirror URI."""
+    """Map each suite of `release` (bookworm, bookworm-updates, ...) to its mirror URI.
+    A release the host has no line for comes from the mirrors of the one it has: one
+    Debian mirror serves every release (a bookworm machine builds for trixie), and the
+    security archive every release's -security suite."""
     out: dict[str, str] = {}
     for src in sources:
         if src.suite == release or src.suite.startswith(release + "-"):
             out.setdefault(src.suite, src.uri)
+    if release in out:
+        return out
+    for src in sources:
+        codename, _, pocket = src.suite.partition("-")
+        if codename in CODENAMES and pocket in ("", "updates", "security"):
+            out.setdefault(f"{release}-{pocket}" if pocket else release, src.uri)
     return out
 
 
