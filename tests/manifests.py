@@ -19,6 +19,7 @@ def sample(board: str = "rpi4") -> Manifest:
         board=b.name,
         target=b.target,
         description=b.description,
+        debian=b.release,
         ram=b.default_ram,
         ram_banks=b.ram[b.default_ram],
         emulated_ram_banks=b.emulated_ram(b.default_ram),

@@ -127,7 +127,7 @@ def from_build(
         tree = dt.DeviceTree.load(m.path(build_dir, "emulator_dtb" if emulated else "dtb"))
     guests = sum(parse_size(g.memory, "memory") for g in m.runtime_guests)
     return Target(
-        board=manifest.board(build_dir),
+        board=manifest.board(build_dir, m),
         tree=tree,
         ram=m.emulated_ram_banks if emulated else m.ram_banks,
         xen_cmdline=m.xen_cmdline,

@@ -14,6 +14,7 @@ from xenkit.pipeline.manifest import Manifest
 def _info(m: Manifest, build_dir: Path) -> str:
     lines = [
         f"board      {m.board} ({m.description}), RAM {m.ram}, boots through {m.target}",
+        f"Debian     {m.debian}",
         f"built      {m.built} by xenkit {m.xenkit}",
         f"Xen        {m.xen_version}: {m.xen_cmdline}",
         f"Dom0       Linux {m.linux_version}: {m.dom0_cmdline}",

@@ -22,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise XenkitError("--entry types the choice for --check; without it, pick in the menu")
     build_dir = Path(args.dir)
     m = manifest.read(build_dir)
-    board = manifest.board(build_dir)
+    board = manifest.board(build_dir, m)
     from xenkit.serve import netboot
 
     given = settings.http_urls(",".join(args.mirror or ()), "--mirror")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from xenkit.config import builtin
+from xenkit.config import builtin, releases
 from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
 
@@ -259,6 +259,16 @@ SETTINGS: tuple[Setting, ...] = (
         "live images: also write live-usb.img, the image with a writable partition of this "
         "size that keeps Dom0's changes (/etc/xen, guest disks) across boots",
         parse=size_or_zero,
+    ),
+    Setting(
+        "debian",
+        str,
+        "",
+        "the Debian release to build from: "
+        + ", ".join(f"{r.name} (Xen {r.xen}, Linux {r.linux})" for r in releases.RELEASES.values())
+        + " (default: the board's)",
+        parse=lambda value, where: value and releases.get(value, where).name,
+        choices=releases.NAMES,
     ),
     Setting("refresh", bool, False, "refresh the package indexes even if they are recent"),
     Setting(

@@ -58,6 +58,7 @@ class SystemSpec:
 
 def resolve(values: dict[str, Any]) -> SystemSpec:
     board = boards.load(values["board"])
+    board = board.for_release(values.get("debian") or board.release)
     if values["toolstack"] is None:
         values = {**values, "toolstack": board.toolstack}
     settings.unmet(values)

@@ -44,6 +44,19 @@ def _norm(name: str) -> str:
     return str(PurePosixPath("/", name)).lstrip("/")
 
 
+# The top directories a merged-/usr system links into /usr (lib64 on amd64).
+MERGED = ("bin", "sbin", "lib", "lib64")
+
+
+def usr_merged(path: str) -> str:
+    """Where `path` lives on a merged-/usr system: bin/busybox -> usr/bin/busybox. Debian 12
+    still ships such files under /bin, Debian 13 under /usr/bin."""
+    top, _, rest = path.partition("/")
+    if top in MERGED:
+        return f"usr/{top}/{rest}" if rest else f"usr/{top}"
+    return path
+
+
 def list_files(deb: Path) -> list[str]:
     with _data_tar(deb) as tar:
         return [_norm(m.name) for m in tar.getmembers() if m.isfile()]
@@ -52,14 +65,16 @@ def list_files(deb: Path) -> list[str]:
 def extract(deb: Path, patterns: list[str], dest: Path) -> dict[str, Path]:
     """Extract one regular file per glob pattern (paths inside the package) under `dest`.
 
-    Patterns let board data name `boot/vmlinuz-*` without knowing the kernel's ABI version.
-    Returns pattern -> extracted path.
+    Patterns let board data name `boot/vmlinuz-*` without knowing the kernel's ABI version,
+    and match across merged /usr (bin/busybox finds usr/bin/busybox), so one board file
+    serves releases before and after the move. Returns pattern -> extracted path.
     """
     out: dict[str, Path] = {}
     with _data_tar(deb) as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
         for pattern in patterns:
-            hits = [m for m in members if fnmatch.fnmatchcase(_norm(m.name), _norm(pattern))]
+            want = usr_merged(_norm(pattern))
+            hits = [m for m in members if fnmatch.fnmatchcase(usr_merged(_norm(m.name)), want)]
             if len(hits) != 1:
                 what = "no file" if not hits else f"{len(hits)} files"
                 raise XenkitError(f"{deb.name} has {what} matching {pattern}: fix the board file")

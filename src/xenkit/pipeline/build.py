@@ -71,6 +71,7 @@ def _manifest(
         board=spec.board.name,
         target=spec.board.target,
         description=spec.board.description,
+        debian=spec.board.release,
         ram=spec.ram,
         ram_banks=spec.ram_banks,
         emulated_ram_banks=spec.board.emulated_ram(spec.ram),

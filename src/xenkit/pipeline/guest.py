@@ -64,7 +64,7 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
             "a [[guest]] table to the build config and rebuild (the store keeps the shared "
             "chunks)"
         )
-    board = manifest.board(build_dir)
+    board = manifest.board(build_dir, m)
     g = guest_from_table(table, len(m.runtime_guests), board)
     taken = {"Domain-0", *(d.name for d in m.guests), *(d.name for d in m.runtime_guests)}
     if g.name in taken:

@@ -30,7 +30,7 @@ NAME = "manifest.json"
 # read it there, so a build made from a board file elsewhere stays usable on its own.
 BOARD_FILE = "board.toml"
 # Raised whenever a field is added, renamed or changes meaning.
-SCHEMA = 1
+SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class Manifest:
     board: str
     target: str
     description: str
+    debian: str  # the release it was built from
     ram: str
     ram_banks: tuple[Bank, ...]
     emulated_ram_banks: tuple[Bank, ...]
@@ -234,8 +235,9 @@ def write(build_dir: Path, m: Manifest) -> None:
     files.write_atomically({build_dir / NAME: to_json(m)})
 
 
-def board(build_dir: Path) -> Board:
-    """The board a build was made for, from the copy of its file kept in the build."""
+def board(build_dir: Path, m: Manifest | None = None) -> Board:
+    """The board a build was made for, from the copy of its file kept in the build, for
+    the release it was built from (`m`: its manifest, read if not given)."""
     path = build_dir / BOARD_FILE
     if not path.is_file():
         # boards.load would look for a built-in board of that name ("unknown board").
@@ -243,4 +245,4 @@ def board(build_dir: Path) -> Board:
             f"{build_dir} has no {BOARD_FILE} (the board file it was built for): rebuild it "
             f"(xenkit build -o {build_dir})"
         )
-    return boards.load(str(path))
+    return boards.load(str(path)).for_release((m or read(build_dir)).debian)

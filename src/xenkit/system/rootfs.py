@@ -77,7 +77,6 @@ _SKIP = (
     "usr/share/lintian/",
     "usr/share/bug/",
 )
-_MERGED = ("bin", "sbin", "lib")
 
 LABEL = "root"
 # Dom0 prints this and the script's exit status once its autorun script has finished.
@@ -101,15 +100,9 @@ def xen_series(package: str) -> str:
 
 
 def _keep(path: str) -> bool:
-    return not path.startswith(_SKIP)
-
-
-def _merged_usr(path: str) -> str:
-    """Debian 12 is merged-/usr: /bin, /sbin and /lib are links into /usr."""
-    top, _, rest = path.partition("/")
-    if top in _MERGED:
-        return f"usr/{top}/{rest}" if rest else f"usr/{top}"
-    return path
+    # The merged-/usr links themselves are made here: Debian 13's base-files ships them,
+    # and unpacking one over the directory it names failed (IsADirectoryError).
+    return not path.startswith(_SKIP) and path not in deb.MERGED
 
 
 @dataclass(frozen=True)
@@ -200,11 +193,11 @@ def _unpack(apt: Apt, packages: list[Package], hardware: Hardware | None, dest: 
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".rootfs-"))
         try:
-            for name in _MERGED:
+            for name in deb.MERGED:
                 (tmp / "usr" / name).mkdir(parents=True, exist_ok=True)
                 os.symlink(f"usr/{name}", tmp / name)
             for path in debs:
-                deb.unpack(path, tmp, keep=_keep, rename=_merged_usr)
+                deb.unpack(path, tmp, keep=_keep, rename=deb.usr_merged)
             _setup(tmp)
             if hardware:
                 log.info("Dom0 root: %d hardware modules", _add_hardware(tmp, hardware))

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from xenkit.config import releases
 from xenkit.core import files
 from xenkit.core.spans import Reserved as Reserved  # a board file's [layout] reserved
 from xenkit.errors import XenkitError
@@ -90,6 +91,24 @@ class Board:
 
     def emulated_memory(self, model: str) -> str:
         return self.emulate.memory or model
+
+    def for_release(self, name: str) -> Board:
+        """This board built from Debian `name`: its packages' {xen} filled in. Called once,
+        on the board as its file says (boards.load keeps the braces)."""
+        release = releases.get(name, "debian")
+        where = f"board {self.name} package"
+        return replace(
+            self,
+            release=release.name,
+            packages=tuple(
+                replace(
+                    p,
+                    name=release.expand(p.name, where),
+                    files={r: release.expand(f, where) for r, f in p.files.items()},
+                )
+                for p in self.packages
+            ),
+        )
 
     @property
     def dtb_from_qemu(self) -> bool:
@@ -225,6 +244,11 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise XenkitError(
             f"board file {source}: default_ram = {data.get('default_ram')!r} is not one of "
             f"its [ram] models ({', '.join(ram)})"
+        )
+    if isinstance(data.get("release"), str) and data["release"] not in releases.NAMES:
+        raise XenkitError(
+            f"board file {source}: release = {data['release']!r}: choose one of "
+            f"{', '.join(releases.NAMES)}"
         )
     bits = data.get("dma_bitsize", 0)
     # Xen's DMA zone is the RAM below 2^bits; 0 means the platform has none (Pi 4: 30).
