@@ -24,15 +24,23 @@ PERIOD_MS = scenarios.TICK_PERIOD_MS
 
 # The whole xl lifecycle runs on virt; the Pi 4 (slower to emulate) leaves out what does not
 # depend on the board: xl console, a second guest, pause, shutdown and re-create.
-@pytest.mark.parametrize(("board", "scope"), [("qemu-virt", "full"), ("rpi4", "basic")])
+# qemu-virt's runs on both releases: Xen 4.17 with Linux 6.1, Xen 4.20 with Linux 6.12.
+@pytest.mark.parametrize(
+    ("board", "scope", "debian"),
+    [
+        ("qemu-virt", "full", "bookworm"),
+        ("qemu-virt", "full", "trixie"),
+        ("rpi4", "basic", "bookworm"),
+    ],
+)
 def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
-    board: str, scope: str, tmp_path: Path
+    board: str, scope: str, debian: str, tmp_path: Path
 ) -> None:
     full = scope == "full"
-    system = scenarios.toolstack_guests(board, full, tmp_path)
+    system = scenarios.toolstack_guests(board, full, tmp_path, debian=debian)
     out = tmp_path / "out"
     m = build.build(system, out)
-    assert m.toolstack and m.dom0_root == "sd"
+    assert m.toolstack and m.dom0_root == "sd" and m.debian == debian
     plan = emulate.prepare(boards.load(board), m.ram, out, tmp_path / "run")
     result = emulate.check(plan, 900, None, emulate.banners(m))
     console = plan.console_log.read_text(errors="replace")

@@ -88,15 +88,15 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
 
 
 def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
-    """Domains Xen 4.17's init-dom0less would fail on (xen.init_dom0less_fails), if this Xen
-    is 4.17 or older and a Dom0 is there to run it."""
+    """Domains Xen's init-dom0less would fail on (xen.init_dom0less_fails), if this Xen is
+    one it was measured on (or older) and a Dom0 is there to run it."""
     if not cfg.dom0 or not cfg.xen:
         return []
     try:
         version = binaries.xen_version(root / cfg.xen)
     except XenkitError:
         return []  # not a Xen we can read: no grounds to warn
-    if (version.major, version.minor) > (4, 17):
+    if (version.major, version.minor) > xen.INIT_DOM0LESS_MEASURED:
         return []
     return [
         f"domain {i} ({d.kernel}): enhanced with {d.vcpus} vCPUs: Xen {version.text}'s "

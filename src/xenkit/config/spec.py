@@ -277,14 +277,14 @@ def _join_xenstore(domains: tuple[Domain, ...], tables: list[Any]) -> tuple[Doma
         fails = xen.init_dom0less_fails(d.vcpus)
         if fails and d.enhanced == "enabled":
             raise XenkitError(
-                f"domain {d.name}: enhanced with {d.vcpus} vCPUs: Xen 4.17's init-dom0less "
+                f"domain {d.name}: enhanced with {d.vcpus} vCPUs: Xen's init-dom0less (4.17, 4.20) "
                 f"fails on it (and on every later domain); give vcpus = 1, or drop enhanced"
             )
         if "enhanced" in (table or {}) or d.enhanced:  # the config's own choice
             joined.append(d)
         elif fails:
             log.warning(
-                "domain %s has %d vCPUs, so it stays out of xenstore (Xen 4.17's "
+                "domain %s has %d vCPUs, so it stays out of xenstore (Xen's "
                 "init-dom0less fails on such domains): xl lists it without a name",
                 d.name,
                 d.vcpus,

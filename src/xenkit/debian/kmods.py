@@ -7,6 +7,7 @@ xenkit never runs maintainer scripts, so the dependencies come from each module'
 
 from __future__ import annotations
 
+import lzma
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,10 +15,26 @@ from pathlib import Path
 
 from xenkit.errors import XenkitError
 
+# Module files as Debian ships them: plain up to Linux 6.1 (bookworm), xz'd from 6.12
+# (trixie). Both are kept as shipped: kmod and busybox's insmod read either.
+SUFFIXES = (".ko", ".ko.xz")
+
 
 def canonical(name: str) -> str:
     """Module names treat '-' and '_' as the same; the kernel reports '_'."""
-    return name.replace("-", "_").removesuffix(".ko")
+    for suffix in SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name.replace("-", "_")
+
+
+def is_module(name: str) -> bool:
+    return name.endswith(SUFFIXES)
+
+
+def read(path: Path) -> bytes:
+    """A module's ELF object, inflated if it is shipped xz'd."""
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.name.endswith(".xz") else data
 
 
 def modinfo(data: bytes) -> dict[str, str]:
@@ -49,7 +66,7 @@ def modinfo(data: bytes) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ModuleTree:
-    """An unpacked /lib/modules/<release> directory."""
+    """An unpacked /lib/modules/<release> (or /usr/lib/modules/<release>) directory."""
 
     root: Path  # .../lib/modules/<release>
 
@@ -64,7 +81,7 @@ class ModuleTree:
         return {canonical(Path(line.strip()).name) for line in path.read_text().splitlines()}
 
     def index(self) -> dict[str, Path]:
-        return {canonical(p.name): p for p in sorted(self.root.rglob("*.ko"))}
+        return {canonical(p.name): p for p in sorted(self.root.rglob("*.ko*")) if is_module(p.name)}
 
     def load_order(self, wanted: Iterable[str]) -> list[Path]:
         """The .ko files for `wanted` and everything they depend on, dependencies first.
@@ -87,8 +104,8 @@ class ModuleTree:
                     "with it: check the module name in the board file"
                 )
             try:
-                deps = modinfo(path.read_bytes()).get("depends", "")
-            except (ValueError, struct.error):
+                deps = modinfo(read(path)).get("depends", "")
+            except (ValueError, struct.error, lzma.LZMAError):
                 raise XenkitError(
                     f"{path} is not a readable arm64 kernel module: delete the cache's copy "
                     "of the kernel package and rebuild"

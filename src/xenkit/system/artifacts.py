@@ -99,6 +99,9 @@ def gather(spec: SystemSpec) -> Artifacts:
     return Artifacts(files, tuple(packages), overrides, debs)
 
 
+MODULES = "usr/lib/modules/"
+
+
 def modules(art: Artifacts) -> ModuleTree:
     """The Dom0 kernel's modules, unpacked once per kernel package into the cache."""
     if "kernel" in art.overrides or "kernel" not in art.debs:
@@ -113,13 +116,15 @@ def modules(art: Artifacts) -> ModuleTree:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".modules-"))
         try:
-            deb.unpack(debfile, tmp, keep=lambda p: p.startswith("lib/modules/"))
+            # Debian 12 ships them under lib/modules, 13 under usr/lib/modules.
+            deb.unpack(debfile, tmp, keep=lambda p: deb.usr_merged(p).startswith(MODULES))
             (tmp / ".complete").touch()
             tmp.rename(dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    releases = [p for p in (dest / "lib" / "modules").iterdir() if p.is_dir()]
+    top = next((dest / d for d in ("usr/lib/modules", "lib/modules") if (dest / d).is_dir()), None)
+    releases = [p for p in top.iterdir() if p.is_dir()] if top else []
     if len(releases) != 1:
         raise XenkitError(f"{debfile.name} holds {len(releases)} module trees, expected one")
     return ModuleTree(releases[0])

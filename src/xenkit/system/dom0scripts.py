@@ -26,7 +26,7 @@ xen=false
 [ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ] && xen=true
 for m in $(cat /etc/xenkit/modules.order); do
     case "$m" in *xen*) $xen || continue ;; esac
-    insmod "/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules ||
+    insmod "/$m" 2>/dev/null || grep -q "^$(basename "${m%.xz}" .ko | tr - _) " /proc/modules ||
         echo "xenkit: insmod $m failed"
 done
 

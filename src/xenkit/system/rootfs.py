@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from xenkit.core import files
 from xenkit.core.files import link_or_copy
 from xenkit.core.proc import need, run
-from xenkit.debian import deb
+from xenkit.debian import deb, kmods
 from xenkit.debian.apt import Apt, Package, cache_home
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
@@ -139,7 +139,7 @@ class Hardware:
                     f"hardware module directory {d} is not in {self.modules.release}'s "
                     "modules: check [dom0] hardware_modules in the board file"
                 )
-            names += [p.name for p in sorted(top.rglob("*.ko"))]
+            names += [p.name for p in sorted(top.rglob("*.ko*")) if kmods.is_module(p.name)]
         return module_files(self.modules, (*names, *TOOLSTACK_MODULES))
 
 

@@ -6,12 +6,17 @@ from xenkit.core.sizes import format_size
 
 
 def init_dom0less_fails(vcpus: int) -> bool:
-    """Whether Xen 4.17's init-dom0less fails on an enhanced dom0less domain with `vcpus`.
-    It (Debian bookworm's 4.17.7+13) writes "cpu/N/availability/" for vCPUs 0..N-1;
-    xenstored refuses the trailing slash, init-dom0less exits, and that domain and every one
-    after it are left out of xenstore (`xl list` shows "(null)"). Measured; fixed upstream
-    later."""
+    """Whether Xen's init-dom0less fails on an enhanced dom0less domain with `vcpus`.
+    It writes "cpu/N/availability/" for vCPUs 0..N-1; xenstored refuses the trailing
+    slash, init-dom0less exits, and that domain and every one after it (by domid) are left
+    out of xenstore (`xl list` shows "(null)"). Measured on both releases: bookworm's
+    4.17.7+13 and trixie's 4.20.4+63 (2026-12-06, a 2-vCPU domain at domid 1 took the
+    1-vCPU one at domid 2 with it)."""
     return vcpus > 1
+
+
+# The newest Xen series init_dom0less_fails was measured on.
+INIT_DOM0LESS_MEASURED = (4, 20)
 
 
 def xen_cmdline(
