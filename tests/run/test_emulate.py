@@ -74,7 +74,7 @@ def test_rpi4_boots_from_its_sd_image_to_dom0(tmp_path: Path, debian: str) -> No
     release = releases.get(debian)
     banner = re.search(
         rf"Dom0 ready: Xen ({re.escape(release.xen)}[.\d]*)\S*, memory (\d+) MiB, (\d+) vCPUs, "
-        rf"kernel {re.escape(release.linux)}\.",
+        rf"kernel {re.escape(release.linux)}\.\S* \(Debian {debian}\)",
         out,
     )
     assert banner, out

@@ -47,6 +47,7 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     assert result.ok, result.reason + "\n" + scenarios.tail(console)
     assert result.banners[rootfs.AUTORUN_DONE][1].endswith(" 0")
     assert "xenkit: Dom0 root is /dev/" in console
+    assert f"(Debian {debian})," in result.banners[initramfs.READY][1]
 
     rows, r = scenarios.results(console)
     # xl list: Domain-0 and the dom0less guests by their configured names.

@@ -146,12 +146,13 @@ def _dom0(
     (`source`) gets only this build's layer in `root`; the cached tree it goes over is
     returned for the target to write as its own layer."""
     busybox = art.files["busybox"].read_bytes()
+    release = f"{spec.board.release}\n".encode()
     if not spec.toolstack:
         (root / "README").write_text(
             "Root filesystem of a xenkit image: Dom0 runs from its initramfs "
             "(build with --toolstack for Xen's tools here).\n"
         )
-        return initramfs.build(busybox), None
+        return initramfs.build(busybox, files={initramfs.RELEASE_FILE: release}), None
     board = spec.board
     xen_pkg = next(p.name for p in board.packages if p.role == "xen")
     mods = artifacts.modules(art)
@@ -177,7 +178,7 @@ def _dom0(
     layered = isinstance(source, initramfs.Live | netroot.Net) and spec.dom0_root != "initramfs"
     if not layered:
         rootfs.link(tree, root)
-    files = _guest_files(spec, art, mods)
+    files = {**_guest_files(spec, art, mods), initramfs.RELEASE_FILE: release}
     rootfs.stage(tree, root, rootfs.module_files(mods, wanted), setup, files, initramfs.READY)
     if spec.dom0_root == "initramfs":
         data = initramfs.from_tree(root, rootfs.INIT)

@@ -125,7 +125,9 @@ fi
 runs=""
 $xen && runs="; guests: $(runnable_types "$caps" | sed 's/ /, /g')"
 echo
-echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)," \
+debian=$(cat /etc/xenkit/debian 2>/dev/null)
+echo "@READY@: Xen $version, memory $mem MiB, $cpus vCPUs," \
+    "kernel $(uname -r)${debian:+ (Debian $debian)}," \
     "xl sees $domains domains$runs$found"
 echo
 if $xen; then

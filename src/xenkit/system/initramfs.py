@@ -18,6 +18,8 @@ from xenkit.formats.cpio import Archive
 from xenkit.system import netroot
 
 READY = "xenkit: Dom0 ready"
+# The Debian release a build came from, for the banner: its Dom0 says what it runs.
+RELEASE_FILE = "etc/xenkit/debian"
 GUEST_READY = "xenkit: guest {name} ready"
 # Printed by a guest's init after it pinged each address in xenkit.ping=.
 PING_RESULT = "xenkit: guest {name} ping {address} {result}"
@@ -88,7 +90,9 @@ while [ "$i" -lt "${xenkit_busy:-0}" ] 2>/dev/null; do
     i=$((i + 1))
 done
 echo
-echo "@READY@: Xen $xen, memory $mem MiB, $cpus vCPUs, kernel $(uname -r)"
+debian=$(cat /etc/xenkit/debian 2>/dev/null)
+echo "@READY@: Xen $xen, memory $mem MiB, $cpus vCPUs," \
+    "kernel $(uname -r)${debian:+ (Debian $debian)}"
 echo
 """
 
