@@ -25,7 +25,7 @@ def xenkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
         (["build", "--board", "rpi5"], "unknown board 'rpi5'"),
         (["build", "--ram", "3G"], "rpi4 has no 3G model"),
         (["build", "--dom0-mem", "9G"], "does not fit"),
-        (["build", "--config", "/no/such.toml"], "cannot read config /no/such.toml"),
+        (["build", "--config", "/no/such.toml"], "config /no/such.toml does not exist"),
         (["run", "/no/such/dir"], "/no/such/dir is not a xenkit build"),
         (["info", "/no/such/dir"], "/no/such/dir is not a xenkit build"),
     ],

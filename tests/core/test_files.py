@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import re
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +62,53 @@ def test_a_lock_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
     assert log.read_text() == "in\nout\n" * 3
 
 
-def test_an_endless_file_is_refused_not_read_until_memory_runs_out() -> None:
-    with pytest.raises(XenkitError, match=r"config /dev/zero is over 4 MiB: give TOML"):
+def test_an_endless_file_is_refused_not_read_until_memory_runs_out(tmp_path: Path) -> None:
+    """/dev/zero read forever; a device is refused outright now, and a huge file is not read
+    past the cap."""
+    with pytest.raises(XenkitError, match=r"config /dev/zero is a device or socket"):
         files.read_text(Path("/dev/zero"), "config", "give TOML")
+    big = tmp_path / "big.toml"
+    with big.open("wb") as f:
+        f.truncate(1 << 40)  # sparse: a terabyte of zeros, on no disk
+    with pytest.raises(XenkitError, match=r"config .*big.toml is over 4 MiB: give TOML"):
+        files.read_text(big, "config", "give TOML")
+
+
+def test_what_is_no_file_is_named(tmp_path: Path) -> None:
+    """A symlink loop (Path.resolve raised RuntimeError), a device and a FIFO where a
+    binary belongs (reading it waited forever for a writer): one line each."""
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    os.mkfifo(tmp_path / "fifo")
+    for path, says in (
+        (tmp_path / "l1", "is a symlink loop"),
+        (tmp_path / "none", "does not exist"),
+        (tmp_path, "is a directory"),
+        (Path("/dev/null"), "is a device or socket, not a file"),
+        (tmp_path / "fifo", "is a FIFO, not a file"),
+    ):
+        with pytest.raises(XenkitError, match=f"^kernel {re.escape(str(path))} {says}: fix it$"):
+            files.binary(path, "kernel", "fix it")
+
+
+def test_a_fifo_config_is_read_from_its_writer_or_given_up_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell's <(...) is a FIFO with a writer: read. One nothing writes to: refused after
+    FIFO_WAIT instead of waiting forever."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w") as f:
+            f.write('board = "rpi4"\n')
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert files.read_text(fifo, "config", "give a file") == 'board = "rpi4"\n'
+    writer.join()
+    monkeypatch.setattr(files, "FIFO_WAIT", 0.2)
+    started = time.monotonic()
+    with pytest.raises(XenkitError, match="is a FIFO nothing wrote to in 0 s"):
+        files.read_text(fifo, "config", "give a file")
+    assert time.monotonic() - started < 5

@@ -16,6 +16,8 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     (tmp_path / "ab").mkdir()
     (tmp_path / "ab" / "x.cacnk").write_bytes(bytes(range(256)) * 40)
     (tmp_path.parent / "secret").write_text("no")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     server = http.HttpServer({"/": tmp_path}, "127.0.0.1")
     yield server
     server.stop()
@@ -82,7 +84,7 @@ def test_a_current_copy_is_a_304_and_counted_as_a_cache_hit(served: http.HttpSer
     assert "3 cache hits (304)" in served.stats.summary()
 
 
-@pytest.mark.parametrize("path", ["/../secret", "/ab/../../secret", "/nothing", "/ab"])
+@pytest.mark.parametrize("path", ["/../secret", "/ab/../../secret", "/nothing", "/ab", "/loop1"])
 def test_nothing_outside_the_tree_or_missing_is_served(served: http.HttpServer, path: str) -> None:
     c = _conn(served)
     c.request("GET", path)

@@ -190,10 +190,14 @@ def read_given(
     xen_image: Path | None = None,
     kernel_image: Path | None = None,
     config_txt: Path | None = None,
+    dtb: Path | None = None,
 ) -> Given:
     """The files' facts, or one line naming the file that is not what it must be. `xenkit
     check` calls it on the user's own files before fetching any package, so a bad one is
     its first line, not its last."""
+    for path, flag in ((xen_image, "--xen"), (kernel_image, "--kernel"), (dtb, "--dtb")):
+        if path:
+            files.binary(path, flag, "give the file")
     config = None
     if config_txt:
         text = files.read_text(config_txt, "config.txt", "give the Pi firmware's config.txt")

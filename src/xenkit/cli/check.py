@@ -45,7 +45,7 @@ def _target(args: argparse.Namespace) -> check.Target:
         Path(p) if p else None for p in (args.xen, args.kernel, args.config_txt)
     )
     # The user's own files first: a bad one is one line before any package is fetched.
-    check.read_given(board, xen, kernel, config_txt)
+    check.read_given(board, xen, kernel, config_txt, Path(args.dtb) if args.dtb else None)
     # Command lines and packaged files are the board's whatever the RAM: a size that is no
     # model of the board takes its default model's.
     model = args.ram if args.ram in board.ram else ""

@@ -206,10 +206,8 @@ def validate(cfg: BootConfig, root: Path) -> None:
                 f"{variable(role)}={path}: built-in guests are built by xenkit build; "
                 "here give the path of an Image"
             )
-        if path and (root / path).is_dir():
-            raise XenkitError(f"{variable(role)}: {root / path} is a directory: name a file")
-        if path and not (root / path).is_file():
-            raise XenkitError(f"{variable(role)}: {root / path} does not exist; fix the path or -d")
+        if path:
+            files.binary(root / path, f"{variable(role)}:", "fix the path or -d")
         if path and (use := (re.sub(r"\d+", "", role), path)) not in checked:
             checked.add(use)
             _check_kind(role, root / path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -451,7 +452,7 @@ def load_file(path: Path) -> dict[str, Any]:
             raise XenkitError(f"config {path}: unknown setting {key!r}; known: {known}")
         values[name] = _coerce(BY_NAME[name], value, f"config {path}")
         if BY_NAME[name].path and values[name] and _is_file_path(name, values[name]):
-            values[name] = str((path.parent / Path(values[name]).expanduser()).resolve())
+            values[name] = os.path.abspath(path.parent / Path(values[name]).expanduser())
     for table in [*values.get("domain", []), *values.get("guest", [])]:
         # Guest files are named relative to the config file; builtin:NAME is no file.
         for key in TABLE_PATHS:
@@ -459,7 +460,9 @@ def load_file(path: Path) -> dict[str, Any]:
             if value and not isinstance(value, str):
                 raise XenkitError(f"config {path}: {key} = {value!r} must be a path (a string)")
             if value and not builtin.is_builtin(value):
-                table[key] = str((path.parent / value).resolve())
+                # abspath, not resolve: a symlink loop is for the file's own check to
+                # name (resolve raised RuntimeError, exit 3).
+                table[key] = os.path.abspath(path.parent / value)
     return values
 
 

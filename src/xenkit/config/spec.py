@@ -13,6 +13,7 @@ from xenkit.config import arch, boards, builtin, settings
 from xenkit.config.boards import Bank, Board
 from xenkit.config.bootconfig import Domain, domain_from_table
 from xenkit.config.settings import Dom0Root, NetFetch
+from xenkit.core import files
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, identify
@@ -324,10 +325,7 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
 
 def _user_file(path: str, accepted: tuple[str, ...], owner: str, what: str) -> None:
     """A file a [[domain]] or [[guest]] table names: there, and what its place needs."""
-    if Path(path).is_dir():
-        raise XenkitError(f"{owner}: {what} {path} is a directory: give the file in it")
-    if not Path(path).is_file():
-        raise XenkitError(f"{owner}: {what} {path} does not exist")
+    files.binary(Path(path), f"{owner}: {what}", "give the file's path")
     identify.require(Path(path), accepted, f"{owner}: {what}")
 
 

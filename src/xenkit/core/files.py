@@ -12,7 +12,9 @@ import ctypes
 import errno
 import fcntl
 import os
+import select
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -164,18 +166,78 @@ def size(path: Path) -> int:
 MAX_TEXT = 4 << 20
 
 
+def regular(path: Path, what: str, fix: str) -> os.stat_result:
+    """The status of a file the user named, refusing what is none: missing, a directory, a
+    symlink loop (Path.resolve raised RuntimeError on one), a device or socket. A FIFO
+    passes: a shell's <(...) is one, and read_text waits for it a bounded time."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise XenkitError(f"{what} {path} does not exist: {fix}") from None
+    except OSError as exc:
+        why = (
+            "is a symlink loop" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+        )
+        raise XenkitError(f"{what} {path} {why}: {fix}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise XenkitError(f"{what} {path} is a directory: {fix}")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise XenkitError(f"{what} {path} is a device or socket, not a file: {fix}")
+    return st
+
+
+def binary(path: Path, what: str, fix: str) -> Path:
+    """A binary the user named (a kernel, Xen, a DTB): a regular file, since it is read
+    more than once and by size (a FIFO would wait forever for a writer)."""
+    if stat.S_ISFIFO(regular(path, what, fix).st_mode):
+        raise XenkitError(f"{what} {path} is a FIFO, not a file: {fix}")
+    return path
+
+
+# How long a FIFO given as a config may stay silent: a writer that never comes (mkfifo
+# without one) hung xenkit forever.
+FIFO_WAIT = 10.0
+
+
 def read_text(path: Path, what: str, fix: str) -> str:
     """A text file the user gave (`what`, e.g. "config"), as UTF-8 (a byte-order mark, as
     some Windows editors write, is dropped); one line naming it and `fix` if it is not."""
+    fifo = stat.S_ISFIFO(regular(path, what, fix).st_mode)
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_TEXT + 1)
+        data = _read_fifo(path, what) if fifo else _read_head(path)
         if len(data) > MAX_TEXT:
             raise XenkitError(f"{what} {path} is over {MAX_TEXT >> 20} MiB: {fix}")
         return data.decode("utf-8-sig")
-    except IsADirectoryError:
-        raise XenkitError(f"{what} {path} is a directory: {fix}") from None
     except OSError as exc:
         raise XenkitError(f"cannot read {what} {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise XenkitError(f"{what} {path} is not UTF-8 text: {fix}") from None
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(MAX_TEXT + 1)
+
+
+def _read_fifo(path: Path, what: str) -> bytes:
+    """A FIFO's text, up to EOF: opened without blocking, each read waits FIFO_WAIT at most."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    chunks: list[bytes] = []
+    try:
+        size = 0
+        while size <= MAX_TEXT:
+            if not select.select([fd], [], [], FIFO_WAIT)[0]:
+                raise XenkitError(
+                    f"{what} {path} is a FIFO nothing wrote to in {FIFO_WAIT:.0f} s: give a file"
+                )
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -81,7 +81,10 @@ def resolve(routes: Mapping[str, Path], url_path: str) -> Path | None:
     for prefix in sorted(routes, key=len, reverse=True):
         if path.startswith(prefix):
             base = routes[prefix].resolve()
-            target = (base / path[len(prefix) :].lstrip("/")).resolve()
+            try:
+                target = (base / path[len(prefix) :].lstrip("/")).resolve()
+            except (RuntimeError, OSError):  # a symlink loop: as TFTP, not there
+                return None
             if target != base and base not in target.parents:
                 return None
             return target if target.is_file() else None

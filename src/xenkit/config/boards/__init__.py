@@ -214,7 +214,8 @@ def parse(data: dict[str, Any], source: str) -> Board:
 def load(name: str) -> Board:
     """A built-in board by name, or a board file by path."""
     path = Path(name)
-    if name.endswith(".toml") and path.exists():
+    # A path is a file whatever state it is in (a loop, a FIFO): read_text says which.
+    if name.endswith(".toml") and (path.exists() or path.is_symlink() or "/" in name):
         text = files.read_text(path, "board file", "give a TOML board file like rpi4.toml")
         source = str(path)
     else:

@@ -28,7 +28,12 @@ def resolve(root: Path, filename: str) -> Path:
     if not parts or any(p == ".." for p in parts) or "\0" in name:
         raise Refused(ACCESS, "path not allowed")
     real_root = root.resolve()
-    target = (real_root.joinpath(*parts)).resolve()
+    try:
+        target = (real_root.joinpath(*parts)).resolve()
+    except (RuntimeError, OSError):
+        # A symlink loop in the tree: Python raised RuntimeError into the event loop, a
+        # traceback per request and no answer for the client.
+        raise Refused(NOT_FOUND, "file not found") from None
     if target != real_root and real_root not in target.parents:
         raise Refused(ACCESS, "path not allowed")
     if not target.is_file():
