@@ -148,7 +148,7 @@ def _board(tmp_path: Path, old: str, new: str) -> boards.Board:
         ('arch = "amd64"', 'arch = "arm64"', "for amd64 boards, not arm64"),
         ("timeout = 3", "timeout = -1", "whole seconds"),
         ("timeout = 3", "timeout = 3\nscriptaddr = 1", "unknown \\[boot\\] keys scriptaddr"),
-        ("[packages.busybox]", "[packages.shell]", "give \\[packages.busybox\\]"),
+        ("[packages.busybox]", "[packages.shell]", "\\[packages.busybox\\] is missing"),
     ],
 )
 def test_the_target_refuses_a_board_it_cannot_boot(

@@ -35,6 +35,7 @@ def _target(args: argparse.Namespace) -> check.Target:
         return check.from_build(Path(args.dir), args.emulated)
     args.board = args.board or settings.DEFAULT_BOARD
     board = boards.load(args.board)
+    target_checks = targets.for_board(board).checks  # its board file's faults before downloads
     if not board.dtb_name:
         raise XenkitError(
             f"{board.name} has no device tree to check piece by piece: check a build of it "
@@ -71,7 +72,7 @@ def _target(args: argparse.Namespace) -> check.Target:
             config_txt,
             label=(args.ram or board.default_ram) + (" (emulator)" if args.emulated else ""),
         )
-        return replace(target, checks=targets.for_board(board).checks)
+        return replace(target, checks=target_checks)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -192,9 +192,6 @@ class Grub(Target):
 
     def validate(self, board: Board) -> None:
         where = f"board {board.name} (target grub)"
-        for role in ("xen", "kernel", "busybox"):
-            if not any(r.role == role for r in board.packages):
-                raise XenkitError(f"{where}: give [packages.{role}]")
         if board.arch != "amd64":
             raise XenkitError(f"{where}: GRUB live images are for amd64 boards, not {board.arch}")
         unknown = set(board.boot) - {"timeout"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xenkit.bootscripts.card import UBootCard
-from xenkit.config.boards import Board
+from xenkit.config.boards import Board, shape
 from xenkit.errors import XenkitError
 from xenkit.targets import Job
 
@@ -23,10 +23,11 @@ class Rpi(UBootCard):
     def validate(self, board: Board) -> None:
         super().validate(board)
         lines = board.boot.get("config_txt")
-        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        # One line each: a line break inside one wrote a second line into config.txt.
+        if not isinstance(lines, list) or any(shape.line(x) for x in lines):
             raise XenkitError(
                 f"board {board.name} (target rpi): give [boot] config_txt, the firmware's "
-                'config.txt lines, e.g. ["arm_64bit=1", "kernel=u-boot.bin"]'
+                'config.txt lines, e.g. ["arm_64bit=1", "kernel=u-boot.bin"], one line each'
             )
         if not any(r.role == "firmware" for r in board.packages):
             raise XenkitError(

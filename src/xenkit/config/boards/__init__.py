@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkit.config import releases
+from xenkit.config.boards import shape
 from xenkit.core import files
 from xenkit.core.spans import Reserved as Reserved  # a board file's [layout] reserved
 from xenkit.errors import XenkitError
@@ -141,16 +142,15 @@ def bank_problem(banks: tuple[Bank, ...]) -> str | None:
     found none to allocate from ("boot allocator exhausted", exit 3) when one was empty."""
     if not banks:
         return "no RAM bank"
+    end = 0
     for start, size in banks:
         if start < 0 or size <= 0 or start + size > 1 << 64:
             return f"bank ({start:#x}, {size:#x}) is not a start and size within 64 bits"
+        if start < end:
+            # The memory model walks banks in order, as Xen's own list from the DTB is.
+            return f"bank ({start:#x}, {size:#x}) overlaps or comes before the one above it"
+        end = start + size
     return None
-
-
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{where} must be true or false")
-    return value
 
 
 def parse(data: dict[str, Any], source: str) -> Board:
@@ -201,7 +201,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
             ),
             root_modules=tuple(dom0.get("root_modules", ())),
-            toolstack=_flag(dom0.get("toolstack", False), "[dom0] toolstack"),
+            toolstack=bool(dom0.get("toolstack", False)),  # a bool: shape.check
             hardware_modules=tuple(str(d) for d in dom0.get("hardware_modules", ())),
             net_modules=tuple(str(d) for d in dom0.get("net_modules", ())),
         )
@@ -231,15 +231,8 @@ def load(name: str) -> Board:
     return replace(parse(data, source), source=text)
 
 
-# Top-level keys that must be strings: read later as text (split, joined, used as names).
-STRINGS = ("name", "description", "arch", "release", "target", "xen_console", "xen_cmdline",
-           "dom0_cmdline", "platform_compatible", "dtb_name", "default_ram")  # fmt: skip
-
-
 def _check_types(data: dict[str, Any], source: str) -> None:
-    for key in STRINGS:
-        if key in data and not isinstance(data[key], str):
-            raise XenkitError(f"board file {source}: {key} = {data[key]!r} must be a string")
+    shape.check(data, source)
     ram = data.get("ram")
     if isinstance(ram, dict) and data.get("default_ram") not in ram:
         raise XenkitError(
@@ -258,3 +251,4 @@ def _check_types(data: dict[str, Any], source: str) -> None:
     cpus = data.get("cpus", 1)
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         raise XenkitError(f"board file {source}: cpus = {cpus!r} must be a whole number above 0")
+    shape.required(data, source)
