@@ -323,6 +323,10 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
             'NUM_DOMUS=1\nDOMU_KERNEL[0]="cut.gz"\n',
             r"DOMU_KERNEL\[0\] .*cut.gz is a damaged gzip file",
         ),
+        # A CPU the tree lacks failed in libfdt (FdtException BADPATH, exit 3); a full path
+        # was doubled (/cpus//cpus/cpu@7).
+        ('NUM_CPUPOOLS=1\nCPUPOOL[0]="cpu@7 null"\n', r"CPUPOOL\[0\]: /cpus/cpu@7 is no node"),
+        ('NUM_CPUPOOLS=1\nCPUPOOL[0]="/cpus/cpu@7"\n', r"CPUPOOL\[0\]: /cpus/cpu@7 is no node"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:

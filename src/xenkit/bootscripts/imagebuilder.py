@@ -359,7 +359,7 @@ def to_config(raw: Raw, load_cmd: str | None = None) -> BootConfig:
         words = raw.at("CPUPOOL", n).split()
         if not words:
             raise XenkitError(f'CPUPOOL[{n}] is not set: give "cpu@1,cpu@2 [scheduler]"')
-        cpus = tuple(f"/cpus/{c}" for c in words[0].split(",") if c)
+        cpus = tuple(c if c.startswith("/") else f"/cpus/{c}" for c in words[0].split(",") if c)
         pools.append(Cpupool(cpus, words[1] if len(words) > 1 else ""))
     return BootConfig(
         xen=raw.get("XEN"),

@@ -68,6 +68,14 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     tree = dt.DeviceTree.load(root / cfg.device_tree)
     if cpus := _cpu_count(tree):
         bootconfig.check_vcpus(cfg, cpus)
+    nodes = {p for p, _ in tree.nodes()}
+    for i, pool in enumerate(cfg.cpupools):
+        # A path the tree lacks failed inside libfdt (FdtException BADPATH, exit 3).
+        if missing := [c for c in pool.cpus if c not in nodes]:
+            raise XenkitError(
+                f"CPUPOOL[{i}]: {missing[0]} is no node of {cfg.device_tree}: name the "
+                "board's CPU nodes (cpu@1, or /cpus/cpu@1)"
+            )
     for warning in init_dom0less_warnings(cfg, root):
         log.warning("warning: %s", warning)
     reserved = [(a, n) for a, n, _ in dt.AddressMap(tree).reserved()]

@@ -264,10 +264,51 @@ def check_vcpus(cfg: BootConfig, cpus: int) -> None:
 # -- xenkit's own TOML --------------------------------------------------------------------------
 def _int(value: Any, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return parse_size(value, what, bare=1)  # an address or byte count
-    raise XenkitError(f"{what}: {value!r} is not a number or size")
+        n = value
+    elif isinstance(value, str):
+        n = parse_size(value, what, bare=1)  # an address or byte count
+    else:
+        raise XenkitError(f"{what}: {value!r} is not a number or size")
+    # The device tree holds 64-bit cells: a negative one was written as 0x-1.
+    if not 0 <= n < 1 << 64:
+        raise XenkitError(f"{what}: {value!r} is out of range: give 0 to 0xFFFFFFFFFFFFFFFF")
+    return n
+
+
+def _text(value: Any, what: str) -> str:
+    """A string the TOML must hold: str() made ['tftpb'] a load command and a table a
+    command line."""
+    if not isinstance(value, str):
+        raise XenkitError(f"{what} = {value!r} must be a string")
+    return value
+
+
+# The keys xenkit's TOML boot config takes, by table (a typo was ignored).
+TOML_KEYS = {
+    "boot": {"memory_start", "memory_end", "device_tree", "dt_overlays", "load", "boot_cmd",
+             "append_extra_cmds"},
+    "xen": {"image", "cmdline", "policy", "static_heap"},
+    "dom0": {"kernel", "ramdisk", "cmdline", "memory", "vcpus"},
+    "linux": {"kernel", "ramdisk", "cmdline"},
+    "cpupool": {"cpus", "scheduler"},
+    "domain": set(),  # domain_from_table names its own
+}  # fmt: skip
+
+
+def _known(data: dict[str, Any], source: str) -> None:
+    for key, value in data.items():
+        if key not in TOML_KEYS:
+            raise XenkitError(
+                f"{source}: unknown table or key {key!r}; known: {', '.join(TOML_KEYS)}"
+            )
+        for item in value if isinstance(value, list) and key != "domain" else [value]:
+            if isinstance(item, dict) and key != "domain":
+                unknown = set(item) - TOML_KEYS[key]
+                if unknown:
+                    raise XenkitError(
+                        f"{source}: unknown key {sorted(unknown)[0]!r} in [{key}]; known: "
+                        f"{', '.join(sorted(TOML_KEYS[key]))}"
+                    )
 
 
 def _static(raw: Any, what: str) -> tuple[tuple[int, int], ...]:
@@ -302,22 +343,39 @@ def domain_from_table(t: dict[str, Any], index: int, require_kernel: bool = True
         raise XenkitError(f'{where} passthrough_paths = {paths!r}: give a list of "/path"s')
     if t.get("direct_map") and not t.get("static_mem"):
         raise XenkitError(f"{where} direct_map needs static_mem: give its [start, size] pairs")
+    memory = parse_size(t.get("memory", "512M"), f"{where} memory")
+    if memory <= 0:
+        raise XenkitError(f"{where} memory = {t.get('memory')!r}: give a size above 0")
     return Domain(
-        name=str(t.get("name", f"domU{index}")),
-        kernel=str(t.get("kernel", "")),
-        ramdisk=str(t.get("ramdisk", "")),
+        name=_text(t.get("name", f"domU{index}"), f"{where} name"),
+        kernel=_text(t.get("kernel", ""), f"{where} kernel"),
+        ramdisk=_text(t.get("ramdisk", ""), f"{where} ramdisk"),
         # As ImageBuilder: a guest with a virtual PL011 gets it as its console.
-        cmdline=str(t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else "")),
-        memory=parse_size(t.get("memory", "512M"), f"{where} memory"),
+        cmdline=_text(
+            t.get("cmdline", "console=ttyAMA0" if t.get("vpl011", True) else ""), f"{where} cmdline"
+        ),
+        memory=memory,
         vcpus=parse_count(t.get("vcpus", 1), f"{where} vcpus"),
         vpl011=bool(t.get("vpl011", True)),
-        passthrough_dtb=str(t.get("passthrough_dtb", "")),
+        passthrough_dtb=_text(t.get("passthrough_dtb", ""), f"{where} passthrough_dtb"),
         passthrough_paths=tuple(paths),
         static_mem=_static(t.get("static_mem", ()), f"{where} static_mem"),
         direct_map=bool(t.get("direct_map", False)),
         enhanced=enhanced,
         noboot=bool(t.get("noboot", False)),
         cpupool=cpupool,
+    )
+
+
+def _cpupool(p: Any, index: int) -> Cpupool:
+    """[[cpupool]] cpus = ["cpu@1", ...]: CPU nodes by name under /cpus, or by path."""
+    where = f"[[cpupool]] #{index + 1}"
+    cpus = p.get("cpus") if isinstance(p, dict) else None
+    if not isinstance(cpus, list) or not cpus or not all(isinstance(c, str) and c for c in cpus):
+        raise XenkitError(f'{where} cpus = {cpus!r}: give CPU nodes, e.g. ["cpu@1", "cpu@2"]')
+    return Cpupool(
+        tuple(c if c.startswith("/") else f"/cpus/{c}" for c in cpus),
+        _text(p.get("scheduler", ""), f"{where} scheduler"),
     )
 
 
@@ -328,6 +386,7 @@ def _path(value: object, what: str) -> str:
 
 
 def from_toml(data: dict[str, Any], source: str) -> BootConfig:
+    _known(data, source)
     try:
         boot = data.get("boot", {})
         xen = data.get("xen", {})
@@ -336,34 +395,33 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
         return BootConfig(
             memory_start=_int(boot.get("memory_start", 0), "boot.memory_start"),
             memory_end=_int(boot["memory_end"], "boot.memory_end"),
-            device_tree=str(boot["device_tree"]),
-            xen=str(xen.get("image", "")),
-            xen_cmdline=str(xen.get("cmdline", "")),
-            xen_policy=str(xen.get("policy", "")),
+            device_tree=_text(boot["device_tree"], "boot.device_tree"),
+            xen=_text(xen.get("image", ""), "xen.image"),
+            xen_cmdline=_text(xen.get("cmdline", ""), "xen.cmdline"),
+            xen_policy=_text(xen.get("policy", ""), "xen.policy"),
             xen_static_heap=_static(xen.get("static_heap", ()), "xen.static_heap"),
             dom0=Dom0(
-                kernel=str(dom0["kernel"]),
-                ramdisk=str(dom0.get("ramdisk", "")),
-                cmdline=str(dom0.get("cmdline", "")),
+                kernel=_text(dom0["kernel"], "dom0.kernel"),
+                ramdisk=_text(dom0.get("ramdisk", ""), "dom0.ramdisk"),
+                cmdline=_text(dom0.get("cmdline", ""), "dom0.cmdline"),
                 memory=parse_size(dom0.get("memory", 0), "dom0.memory"),
                 vcpus=parse_count(dom0.get("vcpus", 0), "dom0.vcpus"),
             )
             if dom0
             else None,
             domains=tuple(domain_from_table(t, i) for i, t in enumerate(data.get("domain", []))),
-            cpupools=tuple(
-                Cpupool(tuple(p["cpus"]), str(p.get("scheduler", "")))
-                for p in data.get("cpupool", [])
-            ),
+            cpupools=tuple(_cpupool(p, i) for i, p in enumerate(data.get("cpupool", []))),
             dt_overlays=tuple(_path(o, "boot.dt_overlays") for o in boot.get("dt_overlays", ())),
             linux=Linux(
-                str(linux["kernel"]), str(linux.get("ramdisk", "")), str(linux.get("cmdline", ""))
+                _text(linux["kernel"], "linux.kernel"),
+                _text(linux.get("ramdisk", ""), "linux.ramdisk"),
+                _text(linux.get("cmdline", ""), "linux.cmdline"),
             )
             if linux
             else None,
-            load_cmd=str(boot.get("load", "")),
-            boot_cmd=str(boot.get("boot_cmd", "booti")),
-            append_extra_cmds=str(boot.get("append_extra_cmds", "")),
+            load_cmd=_text(boot.get("load", ""), "boot.load"),
+            boot_cmd=_text(boot.get("boot_cmd", "booti"), "boot.boot_cmd"),
+            append_extra_cmds=_text(boot.get("append_extra_cmds", ""), "boot.append_extra_cmds"),
         )
     except KeyError as exc:
         raise XenkitError(
