@@ -327,6 +327,13 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         # was doubled (/cpus//cpus/cpu@7).
         ('NUM_CPUPOOLS=1\nCPUPOOL[0]="cpu@7 null"\n', r"CPUPOOL\[0\]: /cpus/cpu@7 is no node"),
         ('NUM_CPUPOOLS=1\nCPUPOOL[0]="/cpus/cpu@7"\n', r"CPUPOOL\[0\]: /cpus/cpu@7 is no node"),
+        # Outputs over inputs: the script was written over the user's kernel.
+        ('UBOOT_SCRIPT="Image"\n', r"UBOOT_SCRIPT \(or -o\) Image is one of the boot's own files"),
+        ('UBOOT_SOURCE="s"\nUBOOT_SCRIPT="s"\n', "UBOOT_SOURCE and UBOOT_SCRIPT are both s"),
+        (
+            'UBOOT_SOURCE="no/dir/s"\n',
+            r"UBOOT_SOURCE \(or -o\) no/dir/s: .*no/dir is not a directory",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:

@@ -89,10 +89,30 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     text = bootscript.generate(cfg, loads, tree, fdt_resize=resize, extra_cmds=_extra(cfg, root))
     addr = bootscript.script_address(cfg)
     source, script = output_names(cfg, name)
+    _check_outputs(cfg, root, source, script)
     outputs[root / source] = text.encode()
     outputs[root / script] = uimage.script_image(text, load=addr, entry=addr)
     files.write_atomically(outputs)
     return Plan(cfg, loads, text, addr, tree, reserved)
+
+
+def _check_outputs(cfg: BootConfig, root: Path, source: str, script: str) -> None:
+    """The script's two files: somewhere to write them, and never over an input (a
+    UBOOT_SCRIPT named like DOM0_KERNEL overwrote the kernel, through a symlink its
+    target) or over each other."""
+    inputs = {(root / p).resolve() for _, p in cfg.files() if p}
+    if cfg.append_extra_cmds:
+        inputs.add((root / cfg.append_extra_cmds).resolve())
+    if source == script:
+        raise XenkitError(f"UBOOT_SOURCE and UBOOT_SCRIPT are both {source}: give two names")
+    for what, out in (("UBOOT_SOURCE (or -o)", source), ("UBOOT_SCRIPT (or -o)", script)):
+        path = root / out
+        if not path.parent.is_dir():
+            raise XenkitError(f"{what} {out}: {path.parent} is not a directory: create it")
+        if path.is_dir():
+            raise XenkitError(f"{what} {out} is a directory: name a file")
+        if path.resolve() in inputs:
+            raise XenkitError(f"{what} {out} is one of the boot's own files: give another name")
 
 
 def init_dom0less_warnings(cfg: BootConfig, root: Path) -> list[str]:
