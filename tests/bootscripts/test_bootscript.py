@@ -290,6 +290,24 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
+    ("load", "message"),
+    [
+        ("load mmc 0:1; reset", "one load command, without ; quotes"),
+        ("load mmc 0:1\nreset", "one load command, without ; quotes"),
+        ('load mmc 0:1 "x', "one load command, without ; quotes"),
+        ("floppy 0", "floppy is not a U-Boot load command"),
+    ],
+)
+def test_a_load_command_is_one_known_command(tmp_path: Path, load: str, message: str) -> None:
+    """Written verbatim at the head of each load line: a ; ran another command there."""
+    root = bootfiles.populate(tmp_path)
+    (root / "config").write_text(HEAD + DOM0)
+    proc = _xenkit("uboot-script", "-c", str(root / "config"), "-d", str(root), "-t", load)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         ('XEN="xen\n', "unterminated quote"),
@@ -333,6 +351,21 @@ def _xenkit(*args: str) -> subprocess.CompletedProcess[str]:
         (
             'UBOOT_SOURCE="no/dir/s"\n',
             r"UBOOT_SOURCE \(or -o\) no/dir/s: .*no/dir is not a directory",
+        ),
+        # Exit 0 with a script that fails on the board, each once.
+        (
+            'NUM_DOMUS=1\nDOMU_KERNEL[0]="Image"\nDOMU_MEM[0]=99999999\n',
+            r"DOMU_MEM\[0\]: .* board's RAM",
+        ),
+        (
+            'NUM_DOMUS=1\nDOMU_KERNEL[0]="Image"\nDOMU_MEM[0]=256\n'
+            'DOMU_STATIC_MEM[0]="0x900000000 0x10000000"\n',
+            r"DOMU_STATIC_MEM\[0\] 0x900000000\+0x10000000 is not inside one of the board's",
+        ),
+        ('XEN_CMD="console=dtuart dom0_mem=512"\n', r"XEN_CMD dom0_mem=512 has no unit"),
+        (
+            'NUM_DOMUS=1\nDOMU_KERNEL[0]="Image"\nDOMU_PASSTHROUGH_PATHS[0]="/nonexistent"\n',
+            r"DOMU_PASSTHROUGH_PATHS\[0\]: /nonexistent is no node",
         ),
     ],
 )

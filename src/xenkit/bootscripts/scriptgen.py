@@ -68,7 +68,15 @@ def generate(config: Path, root: Path, load_cmd: str | None, name: str | None) -
     tree = dt.DeviceTree.load(root / cfg.device_tree)
     if cpus := _cpu_count(tree):
         bootconfig.check_vcpus(cfg, cpus)
+    bootconfig.check_memory(cfg, dt.AddressMap(tree).memory())
     nodes = {p for p, _ in tree.nodes()}
+    for i, d in enumerate(cfg.domains):
+        # Passed through to a guest: the node must be the board's (it only showed as a
+        # "fdt set on missing node" in --explain's dry run).
+        if missing := [p for p in d.passthrough_paths if p not in nodes]:
+            raise XenkitError(
+                f"DOMU_PASSTHROUGH_PATHS[{i}]: {missing[0]} is no node of {cfg.device_tree}"
+            )
     for i, pool in enumerate(cfg.cpupools):
         # A path the tree lacks failed inside libfdt (FdtException BADPATH, exit 3).
         if missing := [c for c in pool.cpus if c not in nodes]:

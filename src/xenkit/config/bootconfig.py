@@ -221,6 +221,11 @@ def validate(cfg: BootConfig, root: Path) -> None:
         raise XenkitError(f"BOOT_CMD={cfg.boot_cmd}: use one of {', '.join(BOOT_CMDS)}")
     if cfg.memory_end <= cfg.memory_start:
         raise XenkitError("MEMORY_END must be above MEMORY_START")
+    _check_load_cmd(cfg.load_cmd)
+    for word in cfg.xen_cmdline.split():
+        # Xen reads a size without a unit as KiB: dom0_mem=512 is half a megabyte.
+        if re.fullmatch(r"dom0_mem=\d+", word):
+            raise XenkitError(f"XEN_CMD {word} has no unit, which Xen reads as KiB: write {word}M")
     names: set[str] = set()
     spans: list[tuple[int, int, str]] = []
     for i, d in enumerate(cfg.domains):
@@ -252,6 +257,47 @@ def validate(cfg: BootConfig, root: Path) -> None:
                             f"{other}'s static memory: move one"
                         )
                 spans.append((s, n, f"DOMU_STATIC_MEM of {d.name}"))
+
+
+# U-Boot's commands that load a file to an address: LOAD_CMD is one of them and its device.
+LOAD_COMMANDS = ("tftpb", "tftpboot", "load", "fatload", "ext2load", "ext4load", "btrload",
+                 "sqfsload", "ubifsload", "nfs", "wget")  # fmt: skip
+
+
+def _check_load_cmd(load_cmd: str) -> None:
+    """LOAD_CMD goes into the script as the first words of a line: another command after a
+    ; or a line break would run there, and an unknown one fails only on the board."""
+    words = load_cmd.split()
+    if CONTROL.search(load_cmd) or any(c in load_cmd for c in ";\"'$`&|"):
+        raise XenkitError(
+            f"LOAD_CMD={load_cmd!r}: one load command, without ; quotes, $ or line breaks"
+        )
+    if words and words[0] not in LOAD_COMMANDS:
+        raise XenkitError(
+            f"LOAD_CMD={load_cmd!r}: {words[0]} is not a U-Boot load command: use one of "
+            f"{', '.join(LOAD_COMMANDS)} (or -t tftp, sd, scsi, usb, virtio)"
+        )
+
+
+def check_memory(cfg: BootConfig, banks: list[tuple[int, int]]) -> None:
+    """Each domain's memory against the board's RAM (the DTB's memory banks; MEMORY_START
+    to MEMORY_END is only where U-Boot loads files): a guest bigger than all of it, or
+    static memory outside it, exited 0 and failed in Xen."""
+    total = sum(n for _, n in banks)
+    for i, d in enumerate(cfg.domains):
+        if total and d.memory > total:
+            raise XenkitError(
+                f"DOMU_MEM[{i}]: {d.memory >> 20} MiB is more than the board's RAM "
+                f"({total >> 20} MiB in DEVICE_TREE): give less"
+            )
+        for start, size in d.static_mem:
+            if size <= 0 or (
+                banks and not any(b <= start and start + size <= b + n for b, n in banks)
+            ):
+                raise XenkitError(
+                    f"DOMU_STATIC_MEM[{i}] {start:#x}+{size:#x} is not inside one of the "
+                    "board's memory banks (DEVICE_TREE's /memory): move it there"
+                )
 
 
 def check_vcpus(cfg: BootConfig, cpus: int) -> None:
