@@ -7,7 +7,7 @@ import pytest
 
 from tests import bootfiles
 from tests.conftest import make_spec
-from xenkit.config import spec
+from xenkit.config import boards, releases, spec
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
 
@@ -207,3 +207,28 @@ def test_a_xen_image_for_the_other_architecture_is_refused_at_the_edge(tmp_path:
     with pytest.raises(XenkitError, match=rf"xen_image \(--xen-image\) {x86} is Xen for amd64"):
         make_spec(board="rpi4", xen_image=str(x86))
     assert make_spec(board="pc", xen_image=str(x86)).xen_image == x86
+
+
+@pytest.mark.parametrize("debian", ["bookworm", "trixie"])
+def test_each_release_names_its_own_xen_packages(debian: str) -> None:
+    board = make_spec(board="rpi4", debian=debian).board
+    xen = next(p for p in board.packages if p.role == "xen")
+    series = releases.get(debian).xen
+    assert board.release == debian
+    assert (xen.name, xen.files["xen"]) == (
+        f"xen-hypervisor-{series}-arm64",
+        f"boot/xen-{series}-arm64",
+    )
+
+
+def test_an_unknown_release_is_one_line() -> None:
+    with pytest.raises(XenkitError, match=r"^debian='buster' is not a Debian release xenkit"):
+        make_spec(board="rpi4", debian="buster")
+
+
+def test_a_board_file_release_must_be_known(tmp_path: Path) -> None:
+    text = (boards.resources.files(boards) / "rpi4.toml").read_text()
+    bad = tmp_path / "b.toml"
+    bad.write_text(text.replace('release = "bookworm"', 'release = "sarge"'))
+    with pytest.raises(XenkitError, match=r"release = 'sarge': choose one of bookworm, trixie"):
+        boards.load(str(bad))

@@ -158,3 +158,16 @@ def test_a_guest_file_with_a_space_gets_a_name_the_boot_script_can_load(tmp_path
     (staged,) = build._stage_guests(system, boot, b"busybox", build.KERNEL)
     assert staged.kernel == "domU0-my_Image"
     assert (boot / staged.kernel).read_bytes() == kernel.read_bytes()
+
+
+def test_a_package_the_release_lacks_is_one_line_naming_both(tmp_path: Path) -> None:
+    """A board file that pins bookworm's Xen, built from trixie."""
+    text = (boards.resources.files(boards) / "qemu-virt.toml").read_text()
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(text.replace("xen-hypervisor-{xen}-arm64", "xen-hypervisor-4.17-arm64"))
+    with pytest.raises(XenkitError) as err:
+        build.build(make_spec(board=str(pinned), debian="trixie"), tmp_path / "out")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "xen-hypervisor-4.17-arm64 not found for arm64 in Debian trixie" in message
+    assert not (tmp_path / "out").exists()
