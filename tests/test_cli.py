@@ -136,6 +136,25 @@ def test_a_run_that_cannot_boot_says_only_why(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
+def test_an_error_quoting_a_line_break_stays_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with a line break in it (append_extra_cmds = "echo hi\\nreset") made the
+    error two lines."""
+    from xenkit import cli
+    from xenkit.cli import info
+    from xenkit.errors import XenkitError
+
+    def named(args: object) -> int:
+        raise XenkitError("APPEND_EXTRA_CMDS echo hi\nreset does not exist")
+
+    monkeypatch.setattr(info, "cmd_info", named)
+    assert cli.main(["info", "somewhere"]) == 2
+    assert capsys.readouterr().err == (
+        "xenkit: error: APPEND_EXTRA_CMDS echo hi\\nreset does not exist\n"
+    )
+
+
 def test_missing_sd_image_is_reported(tmp_path: Path) -> None:
     write_build(tmp_path, sample())
     proc = xenkit("run", str(tmp_path))

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except XenkitError as exc:
-        print(f"xenkit: error: {exc}", file=sys.stderr)
+        # One line whatever the message quotes: a file name holding a line break made two.
+        print(f"xenkit: error: {str(exc).replace(chr(10), chr(92) + 'n')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xenkit: interrupted", file=sys.stderr)
