@@ -229,6 +229,9 @@ class UBootCard(Target):
         unknown = set(board.boot) - {"scriptaddr", *self.options}
         if unknown:
             raise XenkitError(f"{where}: unknown [boot] keys {', '.join(sorted(unknown))}")
+        # The card's bus in the emulator: anything else was taken for virtio, silently.
+        if board.emulate.disk not in ("sd", "virtio"):
+            raise XenkitError(f"{where}: [emulate] disk = {board.emulate.disk!r}: use sd or virtio")
 
     # [boot] keys a subclass reads, beside scriptaddr.
     options: tuple[str, ...] = ()

@@ -194,6 +194,11 @@ class Grub(Target):
         where = f"board {board.name} (target grub)"
         if board.arch != "amd64":
             raise XenkitError(f"{where}: GRUB live images are for amd64 boards, not {board.arch}")
+        media = self.offers["media"]
+        if board.emulate.disk not in media:
+            raise XenkitError(
+                f"{where}: [emulate] disk = {board.emulate.disk!r}: use one of {', '.join(media)}"
+            )
         unknown = set(board.boot) - {"timeout"}
         if unknown:
             raise XenkitError(f"{where}: unknown [boot] keys {', '.join(sorted(unknown))}")
