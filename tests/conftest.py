@@ -3,11 +3,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from xenkit.config import settings, spec
+from xenkit.config import boards, settings, spec
 from xenkit.system.artifacts import Artifacts, gather
 
 DATA = Path(__file__).parent / "data"
@@ -33,6 +34,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             (weight[m.name] for m in item.iter_markers() if m.name in weight), default=2
         )
     )
+
+
+def edited_board(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """A copy of built-in board NAME's file with `old` (which must be there) made `new`."""
+    text = (resources.files(boards) / f"{name}.toml").read_text()
+    assert old in text, old
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
 
 
 def make_spec(**overrides: object) -> spec.SystemSpec:

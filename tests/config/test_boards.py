@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import edited_board
 from xenkit import targets
 from xenkit.config import boards
 from xenkit.errors import XenkitError
@@ -49,9 +50,7 @@ def test_the_pc_is_a_workbench_that_configures_itself() -> None:
 
 
 def test_a_board_flag_that_is_not_true_or_false_is_refused(tmp_path: Path) -> None:
-    text = (boards.resources.files(boards) / "pc.toml").read_text()
-    bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace("toolstack = true", 'toolstack = "yes"'))
+    bad = edited_board(tmp_path, "pc", "toolstack = true", 'toolstack = "yes"')
     with pytest.raises(XenkitError, match=r"dom0.toolstack = 'yes' must be true or false"):
         boards.load(str(bad))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests import bootfiles
-from tests.conftest import make_spec
+from tests.conftest import edited_board, make_spec
 from xenkit.config import boards, releases, spec
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
@@ -227,8 +227,6 @@ def test_an_unknown_release_is_one_line() -> None:
 
 
 def test_a_board_file_release_must_be_known(tmp_path: Path) -> None:
-    text = (boards.resources.files(boards) / "rpi4.toml").read_text()
-    bad = tmp_path / "b.toml"
-    bad.write_text(text.replace('release = "bookworm"', 'release = "sarge"'))
+    bad = edited_board(tmp_path, "rpi4", 'release = "bookworm"', 'release = "sarge"')
     with pytest.raises(XenkitError, match=r"release = 'sarge': choose one of bookworm, trixie"):
         boards.load(str(bad))

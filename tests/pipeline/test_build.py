@@ -8,7 +8,7 @@ import pytest
 
 from tests import bootfiles
 from tests.bootfiles import XEN_MARKS
-from tests.conftest import make_spec
+from tests.conftest import edited_board, make_spec
 from xenkit.bootscripts import uimage
 from xenkit.config import boards
 from xenkit.errors import XenkitError
@@ -162,9 +162,9 @@ def test_a_guest_file_with_a_space_gets_a_name_the_boot_script_can_load(tmp_path
 
 def test_a_package_the_release_lacks_is_one_line_naming_both(tmp_path: Path) -> None:
     """A board file that pins bookworm's Xen, built from trixie."""
-    text = (boards.resources.files(boards) / "qemu-virt.toml").read_text()
-    pinned = tmp_path / "pinned.toml"
-    pinned.write_text(text.replace("xen-hypervisor-{xen}-arm64", "xen-hypervisor-4.17-arm64"))
+    pinned = edited_board(
+        tmp_path, "qemu-virt", "xen-hypervisor-{xen}-arm64", "xen-hypervisor-4.17-arm64"
+    )
     with pytest.raises(XenkitError) as err:
         build.build(make_spec(board=str(pinned), debian="trixie"), tmp_path / "out")
     message = str(err.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import scenarios
-from tests.conftest import make_spec
+from tests.conftest import edited_board, make_spec
 from xenkit import targets
 from xenkit.bootscripts import grubcfg
 from xenkit.config import boards
@@ -135,11 +135,7 @@ def test_entry_without_check_is_refused(tmp_path: Path) -> None:
 
 
 def _board(tmp_path: Path, old: str, new: str) -> boards.Board:
-    path = tmp_path / "pc.toml"
-    text = (Path(boards.__file__).parent / "pc.toml").read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return boards.load(str(path))
+    return boards.load(str(edited_board(tmp_path, "pc", old, new)))
 
 
 @pytest.mark.parametrize(
