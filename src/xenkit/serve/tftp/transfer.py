@@ -48,7 +48,7 @@ class Transfer:
         f: BinaryIO,
         options: dict[str, int],
         client: tuple[str, int],
-        local: str,
+        sock: socket.socket,
         polling: Slots,
     ) -> None:
         self.req = req
@@ -64,7 +64,7 @@ class Transfer:
         # socket buffer overflowed, or the network dropped it): an early ACK from a client
         # that saw a gap is answered by resending from the gap (go-back-N), not by slowing.
         self.burst = self.window
-        self.channel = Channel(client, local, polling)
+        self.channel = Channel(client, sock, polling)
         seg = 4 + self.blksize
         # Blocks per send: with GSO a window leaves in one or a few system calls. Asked per
         # send (a control message), not per socket: the OACK and error packets sent from
