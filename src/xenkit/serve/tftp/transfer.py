@@ -4,6 +4,7 @@ on a thread of its own."""
 from __future__ import annotations
 
 import errno
+import mmap
 import socket
 import struct
 import time
@@ -196,7 +197,12 @@ class Transfer:
                 header.pack_into(buffer, i * seg, DATA, acks[i] & 0xFFFF)
             return [buffer[i * seg : i * seg + 4 + lengths[i]] for i in range(k)], acks
 
-        buffers = [memoryview(bytearray(batch * seg)) for _ in range(2)]
+        # Mapped, not bytearrays: the pages are the kernel's again when the transfer ends.
+        # From malloc they stayed with the process (glibc keeps freed chunks this size in
+        # its per-thread arenas): after 200 clients at once (100 in lockstep), 56 MiB more
+        # than before them, against 14 MiB mapped. Pages a small file never reaches are
+        # never touched, either.
+        buffers = [memoryview(mmap.mmap(-1, batch * seg)) for _ in range(2)]
         channel = self.channel
         send, recv, inbox = channel.sock.send, channel.sock.recv_into, channel.inbox
         monotonic = time.monotonic
