@@ -72,6 +72,7 @@ from xenkit.serve.tftp.transfer import (
     PACE,
     RETRIES,
     UDP_SEGMENT,
+    Accepted,
     Transfer,
 )
 from xenkit.serve.tftp.workers import (
@@ -111,6 +112,7 @@ __all__ = [
     "UNKNOWN_TID",
     "WINDOW_MAX",
     "WRQ",
+    "Accepted",
     "Channel",
     "Failed",
     "Lookup",

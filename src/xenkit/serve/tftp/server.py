@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from xenkit.serve.tftp.channel import Slots, answer_stranger, polling_slots, transfer_sockets
 from xenkit.serve.tftp.packet import (
@@ -25,7 +24,7 @@ from xenkit.serve.tftp.packet import (
     parse_request,
 )
 from xenkit.serve.tftp.source import Refused, resolve
-from xenkit.serve.tftp.transfer import Transfer
+from xenkit.serve.tftp.transfer import Accepted, Transfer
 from xenkit.serve.tftp.workers import Failed, Job, Workers, in_thread
 
 log = logging.getLogger("xenkit")
@@ -143,7 +142,7 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.add_reader(guard, answer_stranger, guard, client)
         try:
-            job = self._start(req, f, options, client, sock)
+            job = self._start(Accepted(req, f, options, client, sock))
             try:
                 sent = await job.done
             except asyncio.CancelledError:
@@ -183,23 +182,15 @@ class Server:
         if self.on_transfer:
             self.on_transfer(record)
 
-    def _start(
-        self,
-        req: Request,
-        f: BinaryIO,
-        options: dict[str, int],
-        client: tuple[str, int],
-        sock: socket.socket,
-    ) -> Job:
+    def _start(self, accepted: Accepted) -> Job:
         """The transfer started on a worker, or on a thread here when there are none."""
-        job = self.pool.submit(req, f, options, client, sock) if self.pool else None
+        job = self.pool.submit(accepted) if self.pool else None
         if job is not None:
             return job
         try:
-            transfer = Transfer(req, f, options, client, sock, self.polling)
+            transfer = Transfer(accepted, self.polling)
         except OSError as exc:
-            f.close()
-            sock.close()
+            accepted.close()
             raise Failed(str(exc), 0) from None
         return in_thread(transfer)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from xenkit.serve.tftp.channel import Slots
 from xenkit.serve.tftp.packet import RRQ, Request
-from xenkit.serve.tftp.transfer import Transfer
+from xenkit.serve.tftp.transfer import Accepted, Transfer
 
 
 class Lease(Slots):
@@ -78,15 +78,19 @@ class Worker:
         polling: bool,
     ) -> None:
         """Run a transfer the server handed over: its open file and data socket are `fds`."""
-        f = open(fds[0], "rb")  # noqa: SIM115 - the transfer closes it
-        sock = socket.socket(fileno=fds[1])
         peer = (str(client[0]), int(client[1]))
+        accepted = Accepted(
+            Request(RRQ, filename, mode, asked),
+            open(fds[0], "rb"),  # noqa: SIM115 - the transfer closes it
+            options,
+            peer,
+            socket.socket(fileno=fds[1]),
+        )
         lease = Lease(polling, lambda: self.report("unpolled", serial))
         try:
-            transfer = Transfer(Request(RRQ, filename, mode, asked), f, options, peer, sock, lease)
+            transfer = Transfer(accepted, lease)
         except Exception as exc:
-            f.close()
-            sock.close()
+            accepted.close()
             self.report("failed", serial, str(exc), 0)
             return
         with self.lock:

@@ -31,12 +31,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import xenkit
 from xenkit.serve.tftp.channel import Slots
-from xenkit.serve.tftp.packet import Request
-from xenkit.serve.tftp.transfer import Transfer
+from xenkit.serve.tftp.transfer import Accepted, Transfer
 
 log = logging.getLogger("xenkit")
 
@@ -147,35 +145,25 @@ class Workers:
             if not w.alive:
                 log.warning("tftp: worker process %d did not start", w.proc.pid)
 
-    def submit(
-        self,
-        req: Request,
-        f: BinaryIO,
-        options: dict[str, int],
-        client: tuple[str, int],
-        sock: socket.socket,
-    ) -> Job | None:
+    def submit(self, accepted: Accepted) -> Job | None:
         """Hand a transfer (its open file and data socket) to the least busy worker, whose
         copies they then are; None if no worker is left to take it."""
+        req, fds = accepted.req, [accepted.file.fileno(), accepted.sock.fileno()]
         while live := [w for w in self.workers if w.alive]:
             worker = min(live, key=lambda w: len(w.jobs))
             self.serial += 1
             serial = self.serial
             polling = self.polling.take()
-            message = ["run", serial, req.filename, req.mode, req.options, options, client]
+            message = ["run", serial, req.filename, req.mode, req.options, accepted.options]
+            message += [accepted.client, polling]
             try:
-                socket.send_fds(
-                    worker.control,
-                    [json.dumps([*message, polling]).encode()],
-                    [f.fileno(), sock.fileno()],
-                )
+                socket.send_fds(worker.control, [json.dumps(message).encode()], fds)
             except OSError:
                 if polling:
                     self.polling.give()
                 self._lost(worker)
                 continue
-            f.close()
-            sock.close()
+            accepted.close()
             done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
             worker.jobs[serial] = _Pending(done, polling)
             return Job(done, functools.partial(self._send, worker, ["abort", serial]))
