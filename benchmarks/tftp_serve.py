@@ -261,11 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     need("atftp")
     size = args.size << 20
     # Each crowd's clients write their copies to /dev/shm at once: RAM, not disk.
-    room = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    meminfo = Path("/proc/meminfo").read_text()
+    room = int(meminfo.split("MemAvailable:")[1].split()[0]) << 10
     if max(args.clients, default=0) * size > room // 2:
         raise SystemExit(
-            f"bench: {max(args.clients)} clients x {args.size} MiB would fill half the free "
-            f"RAM ({room >> 20} MiB) in /dev/shm: give a smaller --size"
+            f"bench: {max(args.clients)} clients x {args.size} MiB would take more than half "
+            f"the available RAM ({room >> 20} MiB) in /dev/shm: give a smaller --size"
         )
     try:
         peer_root = unpacked_peers()
