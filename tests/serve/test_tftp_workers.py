@@ -95,8 +95,8 @@ def wait_for(what: str, done: Callable[[], bool], seconds: float = 20) -> None:
 
 def test_every_worker_serves_whole_files_and_the_server_counts_them(root: Path) -> None:
     records: list[dict[str, object]] = []
-    # A board's MAC for every client: its directory wins, the lookup running where it did.
-    tree = netboot.Tree(root, mac_of=lambda ip: "dc-a6-32-01-02-03")
+    # The client's MAC names a board directory: it wins, the lookup running where it did.
+    tree = netboot.Tree(root, mac_of={"127.0.0.1": "dc-a6-32-01-02-03"}.get)
     r = Running(root, workers=2, on_transfer=records.append, lookup=tree.lookup)
     try:
         assert len(workers(r)) == 2 and os.getpid() not in workers(r)
