@@ -188,6 +188,8 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
         ({"http_port": -1}, "--http-port -1: give a port from 0 to 65535"),
         ({"proxy_dhcp": "nonsense"}, "--proxy-dhcp nonsense: give this server's IPv4"),
         ({"proxy_dhcp": "::1"}, "--proxy-dhcp ::1: give this server's IPv4"),
+        ({"workers": -1}, f"--workers -1: give 0 to {tftp.MAX_WORKERS} "),
+        ({"workers": 100000}, f"--workers 100000: give 0 to {tftp.MAX_WORKERS} "),
     ):
         with pytest.raises(XenkitError, match=message):
             asyncio.run(netboot.serve(tmp_path, "127.0.0.1", **kwargs))  # type: ignore[arg-type]

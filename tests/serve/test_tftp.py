@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,8 +25,10 @@ SIZES = [0, 511, 512, 513, 1 << 20, (32 << 20) + 12345]
 
 
 class Running:
-    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
-        self.server = tftp.Server(root)
+    """A server on an event loop of its own, in a thread; `config` goes to the Server."""
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", **config: Any) -> None:
+        self.server = tftp.Server(root, **config)
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -37,7 +40,7 @@ class Running:
 
         self.thread = threading.Thread(target=main, daemon=True)
         self.thread.start()
-        ready.wait(5)
+        assert ready.wait(30), "the server did not start"
 
     def close(self) -> None:
         async def shutdown() -> None:

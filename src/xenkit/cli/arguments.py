@@ -153,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=69, help="UDP port (69 needs root)")
     p.add_argument("--http-port", type=int, help="TCP port for a network root's store (8080)")
     p.add_argument(
+        "--workers",
+        type=int,
+        help="processes the TFTP transfers run on (default: one a usable CPU; 0: this one)",
+    )
+    p.add_argument(
         "--emulated",
         action="store_true",
         help="serve the emulator's script and DTB (for xenkit's own QEMU boards)",

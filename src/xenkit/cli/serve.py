@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 args.proxy_dhcp or "",
                 watch,
                 http_port=args.http_port,
+                workers=args.workers,
             )
         )
     return 0

@@ -172,12 +172,22 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
     http_port: int | None = None,
+    workers: int | None = None,
 ) -> tftp.Stats:
     """TFTP for a netboot tree, HTTP for a network root's chunk store (on `http_port`,
-    8080 unless given: where Dom0's first stage looks when DHCP names no store)."""
+    8080 unless given: where Dom0's first stage looks when DHCP names no store). TFTP's
+    transfers run on `workers` processes (one a usable CPU unless given; 0: on threads of
+    this one)."""
     for option, value in (("--port", port), ("--http-port", http_port or 0)):
         if not 0 <= value <= 65535:
             raise XenkitError(f"{option} {value}: give a port from 0 to 65535")
+    if workers is None:
+        workers = tftp.default_workers()
+    if not 0 <= workers <= tftp.MAX_WORKERS:
+        raise XenkitError(
+            f"--workers {workers}: give 0 to {tftp.MAX_WORKERS} (0: transfers on threads of "
+            "the server's own process)"
+        )
     if proxy_dhcp:
         try:
             ipaddress.IPv4Address(proxy_dhcp)
@@ -198,7 +208,9 @@ async def serve(
     addr = ("", 0)
     if netboot:
         tree = Tree(root, emulated)
-        server = tftp.Server(root, lookup=tree.lookup)
+        # Started before the HTTP server's and proxyDHCP's threads and sockets, so the
+        # workers inherit none of them.
+        server = tftp.Server(root, lookup=tree.lookup, workers=workers)
         addr = await _bind(server, bind, port)
         log.info(
             "serve: TFTP on %s port %d from %s%s",

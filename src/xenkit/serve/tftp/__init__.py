@@ -10,7 +10,9 @@ when the request arrives, so a file replaced while in flight is sent whole, old 
 
 packet: requests, options and the packets answered; source: the file a request names and its
 blocks; channel: a transfer's sockets and how it waits for its client; transfer: the
-exchange of blocks and ACKs; server: the listener, and the thread each transfer runs on.
+exchange of blocks and ACKs; server: the listener; workers: the thread each transfer runs on,
+in the server's process or in a worker process (worker: what such a process runs), so that
+a crowd of transfers uses every core.
 """
 
 from xenkit.serve.tftp.channel import (
@@ -18,7 +20,9 @@ from xenkit.serve.tftp.channel import (
     SPIN_MISSES,
     Channel,
     Slots,
+    answer_stranger,
     polling_slots,
+    transfer_sockets,
 )
 from xenkit.serve.tftp.packet import (
     ACCESS,
@@ -68,7 +72,14 @@ from xenkit.serve.tftp.transfer import (
     PACE,
     RETRIES,
     UDP_SEGMENT,
+    Accepted,
     Transfer,
+)
+from xenkit.serve.tftp.workers import (
+    MAX_WORKERS,
+    Failed,
+    Workers,
+    default_workers,
 )
 
 __all__ = [
@@ -87,6 +98,7 @@ __all__ = [
     "ILLEGAL",
     "LOCKSTEP_BLOCKS",
     "LOCKSTEP_READ",
+    "MAX_WORKERS",
     "NOT_DEFINED",
     "NOT_FOUND",
     "NO_USER",
@@ -100,7 +112,9 @@ __all__ = [
     "UNKNOWN_TID",
     "WINDOW_MAX",
     "WRQ",
+    "Accepted",
     "Channel",
+    "Failed",
     "Lookup",
     "Netascii",
     "PacketError",
@@ -112,6 +126,9 @@ __all__ = [
     "Stats",
     "Transfer",
     "TransferFailed",
+    "Workers",
+    "answer_stranger",
+    "default_workers",
     "error_packet",
     "negotiate",
     "oack_packet",
@@ -119,4 +136,5 @@ __all__ = [
     "parse_request",
     "polling_slots",
     "resolve",
+    "transfer_sockets",
 ]

@@ -49,7 +49,7 @@ def polling_slots() -> Slots:
     return Slots(max(0, (os.cpu_count() or 1) - 1))
 
 
-def _transfer_sockets(client: tuple[str, int], local: str) -> tuple[socket.socket, socket.socket]:
+def transfer_sockets(client: tuple[str, int], local: str) -> tuple[socket.socket, socket.socket]:
     """Two sockets on one new port, the transfer's TID: the first connect()ed to the client,
     the second (the guard) catching everyone else, whom it answers with error 5.
 
@@ -79,18 +79,30 @@ def _transfer_sockets(client: tuple[str, int], local: str) -> tuple[socket.socke
     return sock, guard
 
 
-class Channel:
-    """A transfer's two sockets (see _transfer_sockets), used from the transfer's thread but
-    for answer_stranger (the event loop) and abort (any thread). Receives land in
-    self.inbox; `polling` is the server's budget of transfers that may poll at once."""
+def answer_stranger(guard: socket.socket, client: tuple[str, int]) -> None:
+    """A packet on a transfer's port from anyone but its client (the guard socket has one
+    waiting): error 5, from the port it was sent to. Runs on the event loop. The client's
+    own packets land here only once the data socket has closed (a late duplicate of its
+    last ACK): they are dropped, as a closed port would, not answered with an error that
+    could break the client's next transfer."""
+    with contextlib.suppress(OSError):
+        _, addr = guard.recvfrom(1024)
+        if addr[:2] != client[:2]:
+            guard.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
 
-    def __init__(self, client: tuple[str, int], local: str, polling: Slots) -> None:
+
+class Channel:
+    """A transfer's data socket (the first of transfer_sockets), used from the transfer's
+    thread but for abort (any thread). Receives land in self.inbox; `polling` is the
+    server's budget of transfers that may poll at once."""
+
+    def __init__(self, client: tuple[str, int], sock: socket.socket, polling: Slots) -> None:
         self.client = client
         self.polling = polling
         self.stopped = False
         self.spin = 0.0  # seconds each receive polls first (SPIN while this transfer may)
         self.misses = 0  # polls in a row the client's answer missed
-        self.sock, self.guard = _transfer_sockets(client, local)
+        self.sock = sock
         self.rcvtimeo = 0.0
         self.inbox = bytearray(1024)  # ACKs are 4 bytes; ERROR text past this is not needed
 
@@ -105,7 +117,7 @@ class Channel:
 
     def close(self) -> None:
         """Give the polling slot back and close the data socket (the guard is the event
-        loop's to close)."""
+        loop's to close, in whatever process that runs)."""
         self.stop_spinning()
         self.sock.close()
 
@@ -195,17 +207,6 @@ class Channel:
         (as _send_failed and _recv_failed judge), else -1, as if nothing came."""
         self._send_failed(exc)
         return self._recv_failed(exc)
-
-    def answer_stranger(self) -> None:
-        """A packet on the transfer's port from anyone but the client (the guard socket has
-        one waiting): error 5, from the port it was sent to. Runs on the event loop. The
-        client's own packets land here only once the data socket has closed (a late
-        duplicate of its last ACK): they are dropped, as a closed port would, not answered
-        with an error that could break the client's next transfer."""
-        with contextlib.suppress(OSError):
-            _, addr = self.guard.recvfrom(1024)
-            if addr[:2] != self.client[:2]:
-                self.guard.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
 
     def abort(self) -> None:
         """Stop from another thread: shutdown wakes a receive blocked in the kernel."""

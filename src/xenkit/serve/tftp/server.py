@@ -1,5 +1,5 @@
 """The server: requests on port 69 answered on the event loop, each transfer then run on a
-thread of its own."""
+thread of its own, in this process or in a worker process (see workers)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xenkit.serve.tftp.channel import Slots, polling_slots
+from xenkit.serve.tftp.channel import Slots, answer_stranger, polling_slots, transfer_sockets
 from xenkit.serve.tftp.packet import (
     ACCESS,
     WRQ,
@@ -25,7 +24,8 @@ from xenkit.serve.tftp.packet import (
     parse_request,
 )
 from xenkit.serve.tftp.source import Refused, resolve
-from xenkit.serve.tftp.transfer import Transfer
+from xenkit.serve.tftp.transfer import Accepted, Transfer
+from xenkit.serve.tftp.workers import Failed, Job, Workers, in_thread
 
 log = logging.getLogger("xenkit")
 
@@ -53,8 +53,13 @@ class Server:
     on_transfer: Callable[[dict[str, object]], None] | None = None
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # Transfers that may poll (SPIN) at once: one budget for all of this server's.
+    # Transfers that may poll (SPIN) at once: one budget for all of this server's, whatever
+    # process they run in.
     polling: Slots = field(default_factory=polling_slots)
+    # Worker processes to run the transfers on, started by the first listen(); 0 runs them
+    # on threads of this process.
+    workers: int = 0
+    pool: Workers | None = None
 
     def find(self, filename: str, client: tuple[str, int]) -> Path:
         if self.lookup is not None:
@@ -68,6 +73,9 @@ class Server:
             lambda: _Listener(self), local_addr=(host, port), family=family
         )
         self.transports.append(transport)
+        if self.workers and self.pool is None:
+            self.pool = Workers(self.workers, self.polling)
+            await self.pool.start()
         sockname = transport.get_extra_info("sockname")
         return sockname[0], sockname[1]
 
@@ -76,6 +84,8 @@ class Server:
             t.close()
         for task in self.tasks:
             task.cancel()
+        if self.pool is not None:
+            self.pool.close()
 
     def request(self, data: bytes, client: tuple[str, int], local: str) -> None:
         try:
@@ -118,7 +128,7 @@ class Server:
         try:
             size = os.fstat(f.fileno()).st_size if req.mode == "octet" else None
             options = negotiate(req.options, size)
-            transfer = Transfer(req, f, options, client, local, self.polling)
+            sock, guard = transfer_sockets(client, local)
         except PacketError as exc:
             f.close()
             self.stats.refused += 1
@@ -130,21 +140,18 @@ class Server:
             log.info("tftp: %s %s failed: %s", client[0], req.filename, exc)
             return
         loop = asyncio.get_running_loop()
-        guard = transfer.channel.guard
-        loop.add_reader(guard, transfer.channel.answer_stranger)
+        loop.add_reader(guard, answer_stranger, guard, client)
         try:
-            sent = await _in_thread(transfer)
-        except asyncio.CancelledError:
-            transfer.abort()
-            raise
-        except Exception as exc:  # one transfer's failure must never take the server down
+            job = self._start(Accepted(req, f, options, client, sock))
+            try:
+                sent = await job.done
+            except asyncio.CancelledError:
+                job.abort()
+                raise
+        except Failed as exc:
             self.stats.failed += 1
             log.info(
-                "tftp: %s %s failed after %d bytes: %s",
-                client[0],
-                req.filename,
-                transfer.sent_bytes,
-                exc,
+                "tftp: %s %s failed after %d bytes: %s", client[0], req.filename, exc.sent, exc
             )
             return
         finally:
@@ -161,7 +168,7 @@ class Server:
             "file": req.filename,
             "bytes": sent,
             "seconds": round(seconds, 3),
-            "options": transfer.options,
+            "options": options,
         }
         log.info(
             "tftp: %s %s %d bytes in %.2f s (%.1f MiB/s)%s",
@@ -170,10 +177,22 @@ class Server:
             sent,
             seconds,
             sent / seconds / 2**20,
-            "".join(f" {k}={v}" for k, v in transfer.options.items()),
+            "".join(f" {k}={v}" for k, v in options.items()),
         )
         if self.on_transfer:
             self.on_transfer(record)
+
+    def _start(self, accepted: Accepted) -> Job:
+        """The transfer started on a worker, or on a thread here when there are none."""
+        job = self.pool.submit(accepted) if self.pool else None
+        if job is not None:
+            return job
+        try:
+            transfer = Transfer(accepted, self.polling)
+        except OSError as exc:
+            accepted.close()
+            raise Failed(str(exc), 0) from None
+        return in_thread(transfer)
 
     def summary(self) -> str:
         s = self.stats
@@ -181,33 +200,6 @@ class Server:
             f"tftp: {s.completed} of {s.transfers} transfers completed, {s.bytes} bytes; "
             f"{s.failed} failed, {s.refused} refused, {s.malformed} malformed packets"
         )
-
-
-async def _in_thread(transfer: Transfer) -> int | None:
-    """Run a transfer on a thread of its own and wait for it without blocking the loop.
-    Not the default executor: its few workers would queue the 50th concurrent client."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int | None] = loop.create_future()
-
-    def settle(result: int | None, error: BaseException | None) -> None:
-        if done.done():  # cancelled: the server is closing
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result)
-
-    def work() -> None:
-        result, error = None, None
-        try:
-            result = transfer.run()
-        except BaseException as exc:
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed first
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=work, name=f"tftp {transfer.client[0]}", daemon=True).start()
-    return await done
 
 
 class _Listener(asyncio.DatagramProtocol):

@@ -4,9 +4,11 @@ on a thread of its own."""
 from __future__ import annotations
 
 import errno
+import mmap
 import socket
 import struct
 import time
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from xenkit.serve.tftp.channel import Channel, Slots
@@ -31,6 +33,22 @@ LOCKSTEP_READ = 256 * 1024
 LOCKSTEP_BLOCKS = 256  # and at most this many blocks, well inside preadv's IOV_MAX (1024)
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A request the server has taken on: its file open, the options agreed, the data socket
+    made (transfer_sockets). All a transfer needs, wherever it runs."""
+
+    req: Request
+    file: BinaryIO
+    options: dict[str, int]
+    client: tuple[str, int]
+    sock: socket.socket
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
 class Transfer:
     """One read transfer on its own socket and thread: OACK if options were asked for, then
     the file in windows of `windowsize` blocks (RFC 7440), each retransmitted on timeout
@@ -42,29 +60,21 @@ class Transfer:
     The GIL is released while a thread waits in recvfrom or sendto, so transfers proceed
     side by side."""
 
-    def __init__(
-        self,
-        req: Request,
-        f: BinaryIO,
-        options: dict[str, int],
-        client: tuple[str, int],
-        local: str,
-        polling: Slots,
-    ) -> None:
-        self.req = req
-        self.file = f
-        self.client = client
-        self.options = options
+    def __init__(self, accepted: Accepted, polling: Slots) -> None:
+        self.req = accepted.req
+        self.file = accepted.file
+        self.client = accepted.client
+        self.options = accepted.options
         self.blksize = self.options.get("blksize", 512)
         self.window = self.options.get("windowsize", 1)
         self.timeout = float(self.options.get("timeout", DEFAULT_TIMEOUT))
-        self.source: Source = open_source(f, req.mode, self.blksize)
+        self.source: Source = open_source(self.file, self.req.mode, self.blksize)
         # Packets sent back to back before a short pause. Starts at the whole window and is
         # halved only when a window goes unanswered for a whole timeout (the client's
         # socket buffer overflowed, or the network dropped it): an early ACK from a client
         # that saw a gap is answered by resending from the gap (go-back-N), not by slowing.
         self.burst = self.window
-        self.channel = Channel(client, local, polling)
+        self.channel = Channel(self.client, accepted.sock, polling)
         seg = 4 + self.blksize
         # Blocks per send: with GSO a window leaves in one or a few system calls. Asked per
         # send (a control message), not per socket: the OACK and error packets sent from
@@ -196,7 +206,12 @@ class Transfer:
                 header.pack_into(buffer, i * seg, DATA, acks[i] & 0xFFFF)
             return [buffer[i * seg : i * seg + 4 + lengths[i]] for i in range(k)], acks
 
-        buffers = [memoryview(bytearray(batch * seg)) for _ in range(2)]
+        # Mapped, not bytearrays: the pages are the kernel's again when the transfer ends.
+        # From malloc they stayed with the process (glibc keeps freed chunks this size in
+        # its per-thread arenas): after 200 clients at once (100 in lockstep), 56 MiB more
+        # than before them, against 14 MiB mapped. Pages a small file never reaches are
+        # never touched, either.
+        buffers = [memoryview(mmap.mmap(-1, batch * seg)) for _ in range(2)]
         channel = self.channel
         send, recv, inbox = channel.sock.send, channel.sock.recv_into, channel.inbox
         monotonic = time.monotonic
