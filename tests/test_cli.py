@@ -91,7 +91,8 @@ def test_an_internal_error_is_one_line_unless_debugging(
     ("argv", "error"),
     [
         (["bogus"], "argument command: invalid choice: 'bogus'"),
-        (["build", "--ram"], "argument --ram: expected one argument .see xenkit build --help.$"),
+        (["build", "--ram"], "argument --ram: expected one argument .a value starting with -"),
+        (["build", "--ram", "-1G"], "--ram: expected one argument .a value starting with -: wr"),
         (["run", "--timeout", "nan"], "--timeout: 'nan' is not a number of seconds"),
         (["run", "--timeout", "-5"], "--timeout: '-5' is not a number of seconds"),
     ],

@@ -33,6 +33,9 @@ class _Parser(argparse.ArgumentParser):
     then the error)."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):
+            # argparse reads a value that starts with "-" (--ram -1G) as the next option.
+            message += " (a value starting with -: write it as --option=VALUE)"
         self.exit(2, f"xenkit: error: {message} (see {self.prog} --help)\n")
 
 
