@@ -189,3 +189,10 @@ def test_a_bridge_linux_cannot_name_is_refused(bridge: str) -> None:
     assert "\n" not in str(exc.value)
     assert _guest(bridge="a" * 15).bridge == "a" * 15
     assert _guest(bridge="").bridge == ""  # no vif
+
+
+def test_maxmem_below_memory_is_refused_not_raised_to_it() -> None:
+    """xl.cfg took the larger of the two: the ceiling asked for was silently lost."""
+    with pytest.raises(XenkitError, match="maxmem = 128M is below memory = 256M"):
+        _guest(memory="256M", maxmem="128M")
+    assert _guest(memory="256M", maxmem="256M").maxmem == 256 * MiB

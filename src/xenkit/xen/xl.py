@@ -193,6 +193,13 @@ def guest_from_table(
     disk = parse_size(t["disk"], f"{where} disk") if t.get("disk") else 0
     memory = parse_size(t.get("memory", "128M"), f"{where} memory")
     too_small(memory, where)
+    maxmem = parse_size(t["maxmem"], f"{where} maxmem") if t.get("maxmem") else memory
+    if maxmem < memory:
+        # xl.cfg would take max(maxmem, memory): the ceiling the user asked for was lost.
+        raise XenkitError(
+            f"{where}: maxmem = {format_size(maxmem)} is below memory = {format_size(memory)}: "
+            "raise maxmem or drop it"
+        )
     vcpus = parse_count(t.get("vcpus", 1), f"{where} vcpus")
     maxvcpus = parse_count(t.get("maxvcpus", 0), f"{where} maxvcpus") or vcpus
     for what, n in (("vcpus", vcpus), ("maxvcpus", maxvcpus)):
@@ -227,7 +234,7 @@ def guest_from_table(
         kernel=str(t.get("kernel", DEFAULT_KERNEL)),
         ramdisk=str(t.get("ramdisk", DEFAULT_RAMDISK)),
         memory=memory,
-        maxmem=parse_size(t["maxmem"], f"{where} maxmem") if t.get("maxmem") else memory,
+        maxmem=maxmem,
         vcpus=vcpus,
         maxvcpus=maxvcpus,
         bridge=bridge,
