@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -123,6 +125,29 @@ def module_tree(rpi4_artifacts: Artifacts) -> object:
     from xenkit.system.artifacts import modules
 
     return modules(rpi4_artifacts)
+
+
+@pytest.fixture
+def full_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory on a filesystem with no room left (a tmpfs of 1 MiB, filled):
+    files can be made there but not written. Needs root, to mount."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (mnt / "out").mkdir()
+        with (mnt / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(bytes(1 << 16))
+        yield mnt / "out"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def run_xenkit(*args: str) -> subprocess.CompletedProcess[str]:

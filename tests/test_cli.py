@@ -247,3 +247,19 @@ def test_a_mirror_for_a_build_without_a_network_root_is_one_line(tmp_path: Path)
     write_build(tmp_path, sample())
     proc = xenkit("run", str(tmp_path), "--mirror", "http://10.0.2.2:8080/")
     assert proc.returncode == 2 and "has no network root for --mirror" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "FIFO"])
+def test_a_guest_kernel_that_is_no_file_is_one_line(tmp_path: Path, kind: str) -> None:
+    """A symlink loop was a RuntimeError from Path.resolve (exit 3); a FIFO must not be
+    waited on."""
+    build = write_build(tmp_path / "build", sample())
+    odd = tmp_path / "Image"
+    if kind == "FIFO":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to(odd)
+    for flag in ("--kernel", "--initramfs"):
+        proc = xenkit("guest", "add", "g5", "-d", str(build), flag, str(odd))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"{odd} is a {kind}" in proc.stderr

@@ -4,9 +4,12 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests.analysis.test_check import _target
 from xenkit.analysis import memmap
 from xenkit.core.sizes import human
+from xenkit.errors import XenkitError
 
 
 def test_regions_cover_every_address_space(pi4_dtb: Path) -> None:
@@ -42,3 +45,10 @@ def test_svg_and_png_are_written(pi4_dtb: Path, tmp_path: Path) -> None:
     banks = [f"bank {i} {human(n)}" for i, (_, n) in enumerate(target.dom0.banks)]
     assert banks and set(banks) <= set(labels), labels
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_map_that_does_not_fit_leaves_no_empty_picture(pi4_dtb: Path, full_dir: Path) -> None:
+    """savefig onto a full disk left a 0-byte map.svg and an OSError (exit 3)."""
+    with pytest.raises(XenkitError, match="its filesystem is full"):
+        memmap.render_files(_target(pi4_dtb), full_dir / "map")
+    assert list(full_dir.iterdir()) == []

@@ -209,6 +209,16 @@ def test_a_xen_image_for_the_other_architecture_is_refused_at_the_edge(tmp_path:
     assert make_spec(board="pc", xen_image=str(x86)).xen_image == x86
 
 
+def test_a_run_time_guests_kernel_must_be_linux_not_xen(tmp_path: Path) -> None:
+    """Xen's own binary has an arm64 Image header too: it was taken as a guest kernel."""
+    xen = bootfiles.image(tmp_path / "xen", 4096, 4096, bootfiles.XEN_MARKS)
+    linux = bootfiles.image(tmp_path / "Image", 4096, 0x2000000, bootfiles.LINUX_BANNER)
+    with pytest.raises(XenkitError, match=rf"\[\[guest\]\] g: kernel {xen} does not look like"):
+        make_spec(board="qemu-virt", toolstack=True, guest=[{"name": "g", "kernel": str(xen)}])
+    guest = [{"name": "g", "kernel": str(linux)}]
+    assert make_spec(board="qemu-virt", toolstack=True, guest=guest).guests[0].kernel == str(linux)
+
+
 @pytest.mark.parametrize("debian", ["bookworm", "trixie"])
 def test_each_release_names_its_own_xen_packages(debian: str) -> None:
     board = make_spec(board="rpi4", debian=debian).board

@@ -112,3 +112,15 @@ def test_a_fifo_config_is_read_from_its_writer_or_given_up_on(
     with pytest.raises(XenkitError, match="is a FIFO nothing wrote to in 0 s"):
         files.read_text(fifo, "config", "give a file")
     assert time.monotonic() - started < 5
+
+
+def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(full_dir: Path) -> None:
+    """A temporary file whose write failed was left behind (`.b.source.XXXX`)."""
+    outputs = {full_dir / "b.source": "echo hi\n", full_dir / "b.scr": bytes(1 << 16)}
+    with pytest.raises(XenkitError) as exc:
+        files.write_atomically(outputs)
+    assert str(exc.value) == (
+        f"cannot write {full_dir / 'b.source'}: its filesystem is full: free some space or "
+        "write elsewhere"
+    )
+    assert list(full_dir.iterdir()) == []

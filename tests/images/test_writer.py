@@ -52,3 +52,32 @@ def test_the_medium_is_the_last_image_file_not_a_store_or_pxe_tree(tmp_path: Pat
     assert writer.medium(tmp_path, ("net.iso", "netroot", "tftp")) == tmp_path / "net.iso"
     with pytest.raises(XenkitError, match="has no image to write"):
         writer.medium(tmp_path, ("netroot",))
+
+
+def _sparse_stick(where: Path) -> Path:
+    """`truncate -s 1G x.img`: big enough by its size, with no blocks behind it."""
+    stick = where / "x.img"
+    with stick.open("wb") as f:
+        f.truncate(1 << 30)
+    return stick
+
+
+def test_an_image_file_on_a_full_filesystem_is_refused_before_a_byte(
+    full_dir: Path, tmp_path: Path
+) -> None:
+    """A sparse stand-in for a stick is big enough by its size, not by the room under it:
+    the write failed with ENOSPC (exit 3) after the first blocks."""
+    stick = _sparse_stick(full_dir)
+    with pytest.raises(XenkitError, match=r"x\.img's filesystem is full: it has no room for"):
+        writer.write(_image(tmp_path), stick)
+    assert stick.stat().st_blocks == 0
+
+
+def test_a_write_that_runs_out_of_room_is_one_line(
+    full_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room counted is not room promised (metadata, another writer): ENOSPC mid-way too."""
+    monkeypatch.setattr(writer, "_room_for", lambda *_: None)
+    stick = _sparse_stick(full_dir)
+    with pytest.raises(XenkitError, match=r"x\.img's filesystem is full: it has no room for"):
+        writer.write(_image(tmp_path), stick)

@@ -195,6 +195,28 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
             asyncio.run(netboot.serve(tmp_path, "127.0.0.1", **kwargs))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("0.0.0.0", "is no host's address"),
+        ("255.255.255.255", "is a broadcast or reserved address"),
+        ("240.0.0.1", "is a broadcast or reserved address"),
+        ("224.0.0.1", "is a multicast address"),
+        ("127.0.0.1", "is a loopback address"),
+    ],
+)
+def test_a_next_server_no_pxe_client_can_reach_is_refused_before_listening(
+    tmp_path: Path, address: str, why: str
+) -> None:
+    """It was advertised to every PXE client as where to fetch the boot files from."""
+    _tree(tmp_path)
+    stop = asyncio.Event()
+    stop.set()  # were it let through, serve would return at once, not wait for Ctrl-C
+    with pytest.raises(XenkitError, match=f"--proxy-dhcp {address} {why}, which a PXE") as exc:
+        asyncio.run(netboot.serve(tmp_path, "127.0.0.1", 0, proxy_dhcp=address, stop=stop))
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may bind any port")
 def test_low_port_without_root(tmp_path: Path) -> None:
     _tree(tmp_path)

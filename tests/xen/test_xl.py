@@ -142,3 +142,57 @@ def test_bad_pc_guests_are_one_line_errors(table: dict[str, object], message: st
 def test_what_xl_cfg_strings_cannot_hold_is_refused(key: str, value: str) -> None:
     with pytest.raises(XenkitError, match=rf"\[\[guest\]\] g1: {key} = .* xl.cfg's strings"):
         _guest(**{key: value})
+
+
+@pytest.mark.parametrize(
+    ("ip", "message"),
+    [
+        ("10.99.0.1/24", "is Dom0's own address on xenbr0"),
+        ("10.99.0.0/24", "is the network address of 10.99.0.0/24"),
+        ("10.99.0.255/24", "is the broadcast address of 10.99.0.0/24"),
+        ("fe80::1/64", "set up over IPv4 only"),
+        # On the host-only bridge Dom0 is the only peer: another network reaches nothing.
+        ("192.168.1.5/24", "is not on xenbr0's network 10.99.0.0/24"),
+        ("10.99.0.20/16", "give an address of it with /24"),
+    ],
+)
+def test_addresses_no_guest_can_have_on_the_bridge_are_refused(ip: str, message: str) -> None:
+    with pytest.raises(XenkitError, match=message) as exc:
+        _guest(ip=ip)
+    assert "\n" not in str(exc.value)
+
+
+def test_on_the_machines_own_network_any_host_address_goes() -> None:
+    """Only xenkit's host-only bridge has a known network; a point-to-point /31 has no
+    network or broadcast address to refuse."""
+    for ip in ("192.168.1.5/24", "192.168.1.0/31", "10.99.0.20/24"):
+        assert xl.guest_from_table({"name": "g1", "ip": ip}, 0, 4, "", "").ip == ip
+    with pytest.raises(XenkitError, match=r"is the broadcast address of 192\.168\.1\.0/24"):
+        xl.guest_from_table({"name": "g1", "ip": "192.168.1.255/24"}, 0, 4, "", "")
+    # Another bridge is the user's own: its network is theirs to choose.
+    assert _guest(bridge="br1", ip="192.168.1.5/24").ip == "192.168.1.5/24"
+
+
+@pytest.mark.parametrize("ping", ["not an ip", "gateway,10.99.0.300", "10.99.0.1,,gateway", "::1"])
+def test_ping_targets_are_ipv4_addresses_or_the_gateway(ping: str) -> None:
+    """They go onto the kernel command line, split at spaces, and to busybox ping."""
+    with pytest.raises(XenkitError, match="is not an IPv4 address or gateway") as exc:
+        _guest(ping=ping)
+    assert "\n" not in str(exc.value)
+    assert _guest(ping="gateway,10.99.0.11").ping == "gateway,10.99.0.11"
+
+
+@pytest.mark.parametrize("bridge", ["br 0", "a" * 16, "br/0", "br:0", "br,0", ".", ".."])
+def test_a_bridge_linux_cannot_name_is_refused(bridge: str) -> None:
+    with pytest.raises(XenkitError, match="is no Linux interface name") as exc:
+        _guest(bridge=bridge)
+    assert "\n" not in str(exc.value)
+    assert _guest(bridge="a" * 15).bridge == "a" * 15
+    assert _guest(bridge="").bridge == ""  # no vif
+
+
+def test_maxmem_below_memory_is_refused_not_raised_to_it() -> None:
+    """xl.cfg took the larger of the two: the ceiling asked for was silently lost."""
+    with pytest.raises(XenkitError, match="maxmem = 128M is below memory = 256M"):
+        _guest(memory="256M", maxmem="128M")
+    assert _guest(memory="256M", maxmem="256M").maxmem == 256 * MiB

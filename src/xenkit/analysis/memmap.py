@@ -10,6 +10,7 @@ grows with the logarithm of its size.
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.analysis.check import GICV2, Target
+from xenkit.core import files
 from xenkit.core.sizes import human
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
@@ -170,13 +172,16 @@ def render_files(t: Target, prefix: Path) -> list[Path]:
     ax.set_title(f"xenkit map: {t.description}", fontsize=10, pad=24)
     ax.spines[["right", "bottom"]].set_visible(False)
     fig.tight_layout()
-    written = []
+    # Drawn in memory, written both or neither: savefig straight to a full disk left a
+    # 0-byte SVG.
+    drawn = {}
     for ext in ("svg", "png"):
-        path = prefix.with_suffix(f".{ext}")
-        fig.savefig(path, dpi=110)
-        written.append(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=110)
+        drawn[prefix.with_suffix(f".{ext}")] = buf.getvalue()
     plt.close(fig)
-    return written
+    files.write_atomically(drawn)
+    return list(drawn)
 
 
 def render_text(t: Target) -> str:

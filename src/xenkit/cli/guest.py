@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from xenkit.core.sizes import format_size
@@ -30,7 +31,9 @@ def cmd_guest_add(args: argparse.Namespace) -> int:
         ("cmdline", args.cmdline),
     ):
         if value is not None:
-            table[key] = str(Path(value).resolve()) if key in ("kernel", "ramdisk") else value
+            # abspath, not resolve: a symlink loop is for the file's own check to name
+            # (resolve raised RuntimeError, exit 3).
+            table[key] = os.path.abspath(value) if key in ("kernel", "ramdisk") else value
     g = guest.add(Path(args.dir), table)
     print(f"added {g.type} guest {g.name} to {args.dir}: in Dom0, xenkit-start {g.name}")
     print(

@@ -320,6 +320,10 @@ def guest_from_table(table: dict[str, Any], index: int, board: Board) -> xl.Gues
         path = getattr(g, what)
         if path != default:
             _user_file(path, accepted, f"[[guest]] {g.name}", what)
+    if g.kernel != xl.DEFAULT_KERNEL:
+        # Past the header: Xen's own binary is an arm64 Image too. A run-time guest is
+        # Linux (its command line carries xenkit.ip and xenkit.ping for its init).
+        binaries.linux_version(Path(g.kernel), f"[[guest]] {g.name}: kernel")
     return g
 
 

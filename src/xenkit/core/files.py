@@ -30,16 +30,25 @@ def write_atomically(files: Mapping[Path, bytes | str]) -> None:
     try:
         for target, data in files.items():
             fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            # Known before the first write: a full disk fails in write or close, and the
+            # temporary file must go with the rest.
+            temps[target] = Path(name)
             with os.fdopen(fd, "wb") as f:
                 f.write(data.encode() if isinstance(data, str) else data)
             os.chmod(name, 0o644)
-            temps[target] = Path(name)
         for target, tmp in temps.items():
             tmp.replace(target)
     except OSError as exc:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-        raise XenkitError(f"cannot write {exc.filename or 'outputs'}: {exc.strerror}") from None
+        raise XenkitError(write_error(target, exc)) from None
+
+
+def write_error(target: Path, exc: OSError) -> str:
+    """Why `target` could not be written, naming it (not a temporary file beside it)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot write {target}: its filesystem is full: free some space or write elsewhere"
+    return f"cannot write {target}: {exc.strerror}"
 
 
 @contextlib.contextmanager

@@ -71,6 +71,9 @@ PROGRAMS: dict[str, str] = {
     "unshare": "util-linux",
     "nsenter": "util-linux",
     "pgrep": "procps",
+    # A small tmpfs the tests fill, for what a full disk does to xenkit's writes.
+    "mount": "mount",
+    "umount": "mount",
     "gpgv": "gpgv",
     # Building pylibfdt into .venv.
     "swig": "swig",

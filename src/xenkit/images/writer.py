@@ -3,6 +3,7 @@ checks dd does not make: the device is big enough, nothing on it is mounted."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -62,11 +63,36 @@ def write(image: Path, dest: Path, hint: str = "") -> int:
             f"{image.name} ({human(size)}) does not fit on {dest} ({human(room)})"
             + (f": {hint}" if hint else ": use a bigger one")
         )
+    if stat.S_ISREG(mode):
+        _room_for(image, size, dest)
     done = 0
-    with image.open("rb") as src, dest.open("r+b") as out:
-        while chunk := src.read(CHUNK):
-            out.write(chunk)
-            done += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with image.open("rb") as src, dest.open("r+b") as out:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise XenkitError(_full(image, size, dest)) from None
+        raise XenkitError(f"writing {image.name} to {dest}: {exc.strerror}") from None
     return done
+
+
+def _full(image: Path, size: int, dest: Path) -> str:
+    return (
+        f"{dest}'s filesystem is full: it has no room for {image.name} ({human(size)}): "
+        "free some space there or write the image elsewhere"
+    )
+
+
+def _room_for(image: Path, size: int, dest: Path) -> None:
+    """An image file stands for a stick, but its size is no promise of room: a sparse one
+    on a full filesystem took the first blocks and failed on the next. Refused before a byte
+    is written, counting the blocks the file already has."""
+    fs = os.statvfs(dest)
+    # root may write into the blocks a filesystem keeps back for it.
+    free = (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) * fs.f_frsize
+    if size - dest.stat().st_blocks * 512 > free:
+        raise XenkitError(_full(image, size, dest))

@@ -162,6 +162,31 @@ class Watch:
                     )
 
 
+def _check_next_server(value: str) -> None:
+    """--proxy-dhcp is what the responder tells PXE clients to fetch from: one host's IPv4
+    address, which a client on the network can reach (0.0.0.0, a broadcast, multicast or
+    loopback address was advertised as the TFTP server)."""
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise XenkitError(
+            f"--proxy-dhcp {value}: give this server's IPv4 address (PXE clients "
+            "fetch over TFTP on IPv4)"
+        ) from None
+    why = (
+        "is no host's address" if addr in ipaddress.IPv4Network("0.0.0.0/8")
+        else "is a loopback address" if addr.is_loopback
+        else "is a multicast address" if addr.is_multicast
+        else "is a broadcast or reserved address" if addr.is_reserved
+        else ""
+    )  # fmt: skip
+    if why:
+        raise XenkitError(
+            f"--proxy-dhcp {value} {why}, which a PXE client cannot fetch from: give this "
+            "server's address on the boards' network (ip -4 addr lists it)"
+        )
+
+
 async def serve(
     build_dir: Path,
     bind: str = "0.0.0.0",
@@ -189,13 +214,7 @@ async def serve(
             "the server's own process)"
         )
     if proxy_dhcp:
-        try:
-            ipaddress.IPv4Address(proxy_dhcp)
-        except ValueError:
-            raise XenkitError(
-                f"--proxy-dhcp {proxy_dhcp}: give this server's IPv4 address (PXE clients "
-                "fetch over TFTP on IPv4)"
-            ) from None
+        _check_next_server(proxy_dhcp)
     root = build_dir / "tftp"
     store = build_dir / "netroot" / "store"
     netboot, netroot = (root / "default").is_dir(), store.is_dir()

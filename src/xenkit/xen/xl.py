@@ -28,6 +28,12 @@ DEFAULT_RAMDISK = f"/{GUEST_DIR}/initrd.cpio.gz"
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 # Guest addresses on the bridge start here; Dom0's own is .1.
 FIRST_HOST = 10
+# The bridge Dom0 makes: host-only (on the network bridge_net names) unless Dom0 bridges
+# the machine's own NIC into it.
+BRIDGE = "xenbr0"
+# Linux's interface names: IFNAMSIZ (16) bytes with the terminating NUL, and never '/',
+# ':' or white space (dev_valid_name); ',' and '=' would split xl.cfg's vif spec.
+IFNAME = re.compile(r"[^/:,=\s]{1,15}")
 # Guest disks are sparse files Dom0 makes on first start, in its root: on a live medium that
 # is the USB stick's persistence partition when there is one, else RAM.
 DISK_DIR = "/var/lib/xenkit/disks"
@@ -43,7 +49,7 @@ class Guest:
     maxmem: int = 0  # 0: same as memory
     vcpus: int = 1
     maxvcpus: int = 0  # 0: same as vcpus
-    bridge: str = "xenbr0"
+    bridge: str = BRIDGE
     ip: str = ""  # address/prefix inside the guest, on the bridge's network, or "dhcp"
     # Addresses the guest pings once up, comma-separated ("gateway": its default route's).
     ping: str = ""
@@ -187,6 +193,13 @@ def guest_from_table(
     disk = parse_size(t["disk"], f"{where} disk") if t.get("disk") else 0
     memory = parse_size(t.get("memory", "128M"), f"{where} memory")
     too_small(memory, where)
+    maxmem = parse_size(t["maxmem"], f"{where} maxmem") if t.get("maxmem") else memory
+    if maxmem < memory:
+        # xl.cfg would take max(maxmem, memory): the ceiling the user asked for was lost.
+        raise XenkitError(
+            f"{where}: maxmem = {format_size(maxmem)} is below memory = {format_size(memory)}: "
+            "raise maxmem or drop it"
+        )
     vcpus = parse_count(t.get("vcpus", 1), f"{where} vcpus")
     maxvcpus = parse_count(t.get("maxvcpus", 0), f"{where} maxvcpus") or vcpus
     for what, n in (("vcpus", vcpus), ("maxvcpus", maxvcpus)):
@@ -194,7 +207,7 @@ def guest_from_table(
             raise XenkitError(f"{where}: {what} = {n}, but the board has {cpus} CPUs")
     if maxvcpus < vcpus:
         raise XenkitError(f"{where}: maxvcpus = {maxvcpus} is below vcpus = {vcpus}")
-    bridge = str(t.get("bridge", "xenbr0"))
+    bridge = str(t.get("bridge", BRIDGE))
     ip = str(t.get("ip", ""))
     if bridge and not ip:
         if bridge_net:
@@ -203,10 +216,7 @@ def guest_from_table(
         else:
             ip = "dhcp"
     if ip and ip != "dhcp":
-        try:
-            ipaddress.ip_interface(ip)
-        except ValueError:
-            raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX or dhcp") from None
+        _check_ip(ip, where, bridge_net if bridge == BRIDGE else "")
     # Written into xl.cfg's double-quoted strings, where a quote or a line break would end
     # the string (or the line) early.
     for key in ("cmdline", "kernel", "ramdisk", "bridge", "ping"):
@@ -215,22 +225,87 @@ def guest_from_table(
                 f"{where}: {key} = {str(t[key])!r} has a quote, backslash or control "
                 "character, which xl.cfg's strings cannot hold: drop it"
             )
+    ping = str(t.get("ping", (dom0_addr or "gateway") if bridge else ""))
+    _check_ping(ping, where)
+    _check_bridge(bridge, where)
     return Guest(
         name=name,
         type=kind,
         kernel=str(t.get("kernel", DEFAULT_KERNEL)),
         ramdisk=str(t.get("ramdisk", DEFAULT_RAMDISK)),
         memory=memory,
-        maxmem=parse_size(t["maxmem"], f"{where} maxmem") if t.get("maxmem") else memory,
+        maxmem=maxmem,
         vcpus=vcpus,
         maxvcpus=maxvcpus,
         bridge=bridge,
         ip=ip,
-        ping=str(t.get("ping", (dom0_addr or "gateway") if bridge else "")),
+        ping=ping,
         cmdline=str(t.get("cmdline", "")),
         pv_drivers=pv_drivers,
         disk=disk,
     )
+
+
+def _check_ip(ip: str, where: str, bridge_net: str) -> None:
+    """A guest's static address: IPv4 (the guest's `ip addr add` and udhcpc set up IPv4
+    only), a host on its network, and on xenkit's host-only bridge (`bridge_net`) one of
+    that network's hosts other than Dom0's, since nothing there routes anywhere else."""
+    try:
+        iface = ipaddress.ip_interface(ip)
+    except ValueError:
+        raise XenkitError(f"{where}: ip = {ip!r} is not ADDRESS/PREFIX or dhcp") from None
+    if not isinstance(iface, ipaddress.IPv4Interface):
+        raise XenkitError(
+            f"{where}: ip = {ip!r}: a guest's network is set up over IPv4 only: give an IPv4 "
+            "ADDRESS/PREFIX or dhcp"
+        )
+    net = iface.network
+    # /31 and /32 have no network or broadcast address (RFC 3021).
+    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
+        kind = "network" if iface.ip == net.network_address else "broadcast"
+        raise XenkitError(
+            f"{where}: ip = {ip!r} is the {kind} address of {net}, no host's: give another"
+        )
+    if not bridge_net:
+        return
+    bridge = ipaddress.IPv4Interface(bridge_net)
+    if iface.ip == bridge.ip:
+        raise XenkitError(
+            f"{where}: ip = {ip!r} is Dom0's own address on {BRIDGE}: give another host of "
+            f"{bridge.network}, or leave ip out for the next free one"
+        )
+    if net != bridge.network:
+        raise XenkitError(
+            f"{where}: ip = {ip!r} is not on {BRIDGE}'s network {bridge.network}, where "
+            "Dom0 is the guests' only peer and nothing routes elsewhere: give an address of "
+            f"it with /{bridge.network.prefixlen}, or leave ip out for the next free one"
+        )
+
+
+def _check_ping(ping: str, where: str) -> None:
+    """Each target goes on the kernel command line (split at spaces) and to busybox ping:
+    an IPv4 address, or "gateway" (the guest's default route's)."""
+    for target in ping.split(",") if ping else ():
+        if target == "gateway":
+            continue
+        try:
+            ipaddress.IPv4Address(target)
+        except ValueError:
+            raise XenkitError(
+                f"{where}: ping = {ping!r}: {target!r} is not an IPv4 address or gateway: "
+                "give those, comma-separated"
+            ) from None
+
+
+def _check_bridge(bridge: str, where: str) -> None:
+    """Empty is no vif; anything else must be a name Linux can give a bridge."""
+    if bridge and (
+        not IFNAME.fullmatch(bridge) or bridge in (".", "..") or len(bridge.encode()) > 15
+    ):
+        raise XenkitError(
+            f"{where}: bridge = {bridge!r} is no Linux interface name: give at most 15 "
+            "bytes without spaces, '/', ':', ',' or '=' (or '' for no network)"
+        )
 
 
 def stage(g: Guest) -> tuple[Guest, dict[str, bytes]]:
