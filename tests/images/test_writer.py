@@ -43,6 +43,10 @@ def test_a_mounted_stick_or_a_missing_one_is_refused(tmp_path: Path) -> None:
     assert writer.mounted(Path("/dev/sdc"), mounts) == []
     with pytest.raises(XenkitError, match="does not exist: give the stick's device"):
         writer.write(_image(tmp_path), tmp_path / "sdz")
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    with pytest.raises(XenkitError, match="l1 cannot be opened .Too many levels of symbolic"):
+        writer.write(_image(tmp_path), tmp_path / "l1")
 
 
 def test_the_medium_is_the_last_image_file_not_a_store_or_pxe_tree(tmp_path: Path) -> None:

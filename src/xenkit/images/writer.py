@@ -49,9 +49,16 @@ def write(image: Path, dest: Path, hint: str = "") -> int:
     """Copy `image` over the start of `dest`, every byte (a stick's old data must not show
     through where the image has zeros), and flush it. `hint` says how to make the image
     smaller. Returns the bytes written."""
-    if not dest.exists():
-        raise XenkitError(f"{dest} does not exist: give the stick's device (lsblk lists them)")
-    mode = dest.stat().st_mode
+    try:
+        mode = dest.stat().st_mode
+    except FileNotFoundError:
+        raise XenkitError(
+            f"{dest} does not exist: give the stick's device (lsblk lists them)"
+        ) from None
+    except OSError as exc:  # a symlink loop, say: "does not exist" misled
+        raise XenkitError(
+            f"{dest} cannot be opened ({exc.strerror}): give the stick's device"
+        ) from None
     if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
         raise XenkitError(f"{dest} is neither a block device nor an image file")
     busy = mounted(dest)
