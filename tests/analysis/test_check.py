@@ -171,7 +171,7 @@ def test_cli_exit_code_and_json_reflect_the_worst_verdict() -> None:
         (["--board", "rpi9"], "unknown board 'rpi9'"),
         (["--dtb", "/etc/hostname"], "is not a valid device tree blob"),
         (["--xen", "/etc/hostname"], "does not look like a Xen hypervisor image"),
-        (["--kernel", "/no/such/Image"], "cannot read /no/such/Image"),
+        (["--kernel", "/no/such/Image"], "--kernel /no/such/Image does not exist"),
         (["/no/such/build"], "is not a xenkit build"),
     ],
 )
