@@ -329,6 +329,22 @@ def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
 
 
 @pytest.mark.qemu
+def test_the_live_image_from_trixie_boots_with_its_toolstack(tmp_path: Path) -> None:
+    """The PC from Debian 13: Xen 4.20, Linux 6.12 and its xz'd modules on a merged-/usr
+    root, found on the CD; Dom0 runs xl and Xen offers every guest type."""
+    out = tmp_path / "pc"
+    m = build.build(make_spec(board="pc", debian="trixie"), out)
+    assert m.debian == "trixie" and m.xen_version.startswith("4.20")
+    ran = xenkit("run", "--check", "--quiet", "--timeout", "600", str(out))
+    console = (out / "run" / "console.log").read_text(errors="replace")
+    assert ran.returncode == 0, ran.stdout[-2000:] + scenarios.tail(console)
+    assert "xenkit: Dom0 root is live from /dev/sr0" in console
+    banner = re.search(r"Dom0 ready: Xen (4\.20\S*), .*kernel 6\.12\S* \(Debian trixie\), "
+                       r"xl sees 1 domains; guests: pv, pvh, hvm;", ran.stdout)  # fmt: skip
+    assert banner, ran.stdout
+
+
+@pytest.mark.qemu
 def test_a_usb_stick_keeps_dom0s_changes_across_a_reboot(live: Path) -> None:
     """SeaBIOS boots the stick image (live-usb.img, with its persistence partition) into
     the default entry twice: the second boot finds the mark the first left in /root."""
