@@ -10,17 +10,22 @@ from collections.abc import Callable
 from typing import Any
 
 from xenkit.errors import XenkitError
+from xenkit.xen.xl import UNQUOTABLE
 
 # A problem with a value, or None.
 Kind = Callable[[Any], str | None]
 
-_CONTROL = re.compile(r'[\x00-\x1f\x7f"\\]')
-# A word QEMU or a boot loader takes as one argument: no spaces, quotes or shell syntax.
-_WORD = re.compile(r"[A-Za-z0-9._,=+:@/-]*")
-# A package name or a path in one: a word, with {xen} and glob characters.
-_PATTERN = re.compile(r"[A-Za-z0-9._,=+:@/{}*?\[\]-]+")
-# A file name on the boot partition, which U-Boot's load command takes bare.
-_FILE = re.compile(r"[A-Za-z0-9._+-]+")
+
+def _matching(regex: str, problem: str) -> Kind:
+    """A string the whole of which `regex` matches, else `problem`."""
+    compiled = re.compile(regex)
+
+    def kind(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "must be a string"
+        return None if compiled.fullmatch(value) else problem
+
+    return kind
 
 
 def text(value: Any) -> str | None:
@@ -28,36 +33,23 @@ def text(value: Any) -> str | None:
 
 
 def line(value: Any) -> str | None:
-    """A command line: written into boot scripts, GRUB's menu and config.txt."""
+    """A command line: written into boot scripts, GRUB's menu and config.txt; the same
+    characters xl.cfg strings cannot hold."""
     if not isinstance(value, str):
         return "must be a string"
-    return "cannot hold a line break, quote or backslash" if _CONTROL.search(value) else None
+    return "cannot hold a line break, quote or backslash" if UNQUOTABLE.search(value) else None
 
 
-def word(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a string"
-    return None if _WORD.fullmatch(value) else "must be one word (no spaces or quotes)"
-
-
-def pattern(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a string"
-    return None if _PATTERN.fullmatch(value) else "must be a package name or path (no spaces)"
-
-
-def file_name(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a string"
-    ok = value == "" or (_FILE.fullmatch(value) and value not in (".", ".."))
-    return None if ok else "must be a bare file name (letters, digits, . _ + -)"
-
-
-def size(value: Any) -> str | None:
-    """A memory size as QEMU's -m takes it ("2G"), or "" (the build's RAM model)."""
-    if not isinstance(value, str):
-        return "must be a string"
-    return None if value == "" or re.fullmatch(r"\d+[MGT]", value) else 'must be a size like "2G"'
+# A word QEMU or a boot loader takes as one argument: no spaces, quotes or shell syntax.
+word = _matching(r"[A-Za-z0-9._,=+:@/-]*", "must be one word (no spaces or quotes)")
+# A package name or a path in one: a word, with {xen} and glob characters.
+pattern = _matching(r"[A-Za-z0-9._,=+:@/{}*?\[\]-]+", "must be a package name or path (no spaces)")
+# A file name on the boot partition, which U-Boot's load command takes bare (or none).
+file_name = _matching(
+    r"|(?!\.\.?$)[A-Za-z0-9._+-]+", "must be a bare file name (letters, digits, . _ + -)"
+)
+# A memory size as QEMU's -m takes it ("2G"), or "" (the build's RAM model).
+size = _matching(r"|\d+[MGT]", 'must be a size like "2G"')
 
 
 def whole(low: int, high: int) -> Kind:
