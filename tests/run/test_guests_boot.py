@@ -90,8 +90,24 @@ def test_toolstack_dom0_runs_guests_beside_dom0less_ones(
     done = next(i for i, line in enumerate(lines) if rootfs.AUTORUN_DONE in line)
     assert any(run.banner_line < t.line < dom0 for t in run.ticks)
     assert any(dom0 < t.line < done for t in run.ticks)
-    gaps = [run.seconds(b.cntvct - a.cntvct) for a, b in run.pairs()]
-    assert max(gaps) < 10, f"the tick guest went {max(gaps):.1f} s without a tick"
+    # Through the whole lifecycle, to its last steps: a domain Xen paused or stopped
+    # scheduling along with another's xl operation would stop here.
+    shutdown = (
+        next(i for i, line in enumerate(lines) if line.startswith("XK ") and " shutdown " in line)
+        if full
+        else dom0
+    )
+    assert any(shutdown < t.line < done for t in run.ticks)
+    # It got most of its deadlines. Not a bound on the longest gap: the emulator is one
+    # thread running all four CPUs, and beside another boot on a 2-CPU host the whole
+    # machine stalls (measured, two boots at once: gaps of 10.9 s and 3.9 s, Dom0 in the
+    # same runs reporting a CPU "stuck for 22s" and an RCU stall), while 78% and 83% of
+    # the deadlines still had their own tick. (A guest that stops is the check above's.)
+    # Gaps and lateness as a figure: benchmarks/tick_jitter.py.
+    deadlines = run.ticks[-1].n + 1
+    assert len(run.ticks) >= deadlines // 2, (
+        f"the tick guest ticked for {len(run.ticks)} of {deadlines} deadlines"
+    )
 
 
 def test_toolstack_dom0_from_its_initramfs(tmp_path: Path) -> None:
