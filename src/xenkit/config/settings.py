@@ -296,6 +296,16 @@ SETTINGS: tuple[Setting, ...] = (
         needs="netboot",
     ),
     Setting(
+        "netboot_http_port",
+        int,
+        8080,
+        "netboot: the HTTP port the boot loader fetches Xen, Dom0's kernel and initramfs "
+        "from, on the netboot server, where it can (GRUB; U-Boot with wget); xenkit serve's "
+        "--http-port (0: TFTP only)",
+        parse=ranged(0, 65535),
+        needs="netboot",
+    ),
+    Setting(
         "tftp_blocksize",
         int,
         0,
