@@ -282,7 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
         "netboot_server",
         str,
         "",
-        "netboot: the TFTP server's address (default: from DHCP)",
+        "netboot: the TFTP server's address (default: from DHCP); on the PC, where GRUB "
+        "fetches the big files over HTTP (default: the server it booted from)",
         parse=ipv4_address,
         needs="netboot",
     ),
