@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import bootfiles
-from xenkit.bootscripts import bootscript, scriptgen, uimage
+from xenkit.bootscripts import bootscript, card, scriptgen, uimage
 from xenkit.errors import XenkitError
 from xenkit.system.artifacts import Artifacts
 
@@ -525,3 +525,15 @@ def test_xen_417_with_a_multi_vcpu_enhanced_domain_is_warned_about(
     (root / "config").write_text(HEAD + DOM0 + TWO_DOMUS + 'DOMU_ENHANCED[0]="0"\n')
     scriptgen.generate(root / "config", root, "tftp", None)
     assert not [r for r in caplog.records if "init-dom0less" in r.getMessage()]
+
+
+def test_a_load_template_puts_address_and_path_where_it_says(tmp_path: Path) -> None:
+    """The netboot second stage's wget with its TFTP fallback (card.WGET): each file's
+    address and path land in both commands."""
+    root = bootfiles.populate(tmp_path, bootfiles.BOARD_DTS)
+    (root / "config").write_text(HEAD + DOM0)
+    plan = scriptgen.generate(root / "config", root, "tftp", None)
+    script = bootscript.generate(plan.config, plan.loads, load_cmd=card.WGET)
+    loads = [line for line in script.splitlines() if line.startswith("wget ")]
+    assert loads[0] == "wget 0x40400000 /Image || tftpb 0x40400000 Image"
+    assert len(loads) == 4 and all(" || tftpb 0x" in line for line in loads)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import make_spec
 from xenkit.bootscripts import grubcfg
+from xenkit.errors import XenkitError
 from xenkit.targets import grub
 
 
@@ -44,3 +47,24 @@ def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
 def test_the_menu_has_as_many_entries_as_run_entry_offers() -> None:
     spec = make_spec(board="pc")
     assert len(_entries(grubcfg.menu(spec, 3, spec.dom0_cmdline))) == grub.TARGET.menu_entries
+
+
+def test_the_pxe_header_asks_the_server_grub_booted_from_unless_one_is_given() -> None:
+    header, http_cfg = grubcfg.pxe_http("", 8080)
+    assert "set xenkit_http=(http,${net_default_server}:8080)" in header
+    assert f"source $xenkit_http/{grubcfg.HTTP_CFG}" in header
+    assert http_cfg.startswith("set root=$xenkit_http\n")
+    given, _ = grubcfg.pxe_http("10.0.0.5", 80)
+    assert "set xenkit_http=(http,10.0.0.5:80)" in given
+    # QEMU's own TFTP copy drops it whole, wherever the tree put it.
+    spec = make_spec(board="pc", net_root=True)
+    menu = grubcfg.menu(spec, 3, spec.dom0_cmdline)
+    at = menu.index("menuentry ")
+    assert grubcfg.without_pxe_http(menu[:at] + header + menu[at:]) == menu
+
+
+def test_a_netboot_build_without_http_has_no_header() -> None:
+    spec = make_spec(board="pc", net_root=True, netboot=True, netboot_http_port=0)
+    assert spec.netboot_http_port == 0
+    with pytest.raises(XenkitError, match="netboot_http_port does nothing without netboot"):
+        make_spec(board="pc", net_root=True, netboot_http_port=81)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xenkit.errors import XenkitError
-from xenkit.serve import http
+from xenkit.serve import http, netboot
 
 
 @pytest.fixture
@@ -122,3 +122,37 @@ def test_an_ipv6_bind_serves_both_families_and_a_foreign_address_names_bind(
         server.stop()
     with pytest.raises(XenkitError, match=r"HTTP cannot listen on 192\.0\.2\.1 .*fix --bind"):
         http.HttpServer({"/": tmp_path}, "192.0.2.1")
+
+
+def test_a_netboot_tree_is_served_as_tftp_finds_it_behind_the_routes(tmp_path: Path) -> None:
+    """What a boot loader's wget or GRUB's http asks: the file its TFTP request would get,
+    a board directory (by the client's MAC) over default/; the store's routes first."""
+    root = tmp_path / "tftp"
+    (root / "default" / "boot").mkdir(parents=True)
+    (root / "default" / "boot" / "xen.gz").write_text("default xen")
+    (root / "default" / "Image.gz").write_text("default kernel")
+    (root / "52-54-00-12-34-56").mkdir()
+    (root / "52-54-00-12-34-56" / "Image.gz").write_text("board kernel")
+    (tmp_path / "store" / "boot").mkdir(parents=True)
+    (tmp_path / "store" / "boot" / "a.cacnk").write_text("chunk")
+    (tmp_path / "secret").write_text("no")
+    macs = {"127.0.0.1": "52-54-00-12-34-56"}
+    tree = netboot.Tree(root, mac_of=macs.get)
+    server = http.HttpServer({"/": tmp_path / "store"}, "127.0.0.1", tree=tree.over_http)
+    try:
+
+        def get(path: str) -> tuple[int, bytes]:
+            c = _conn(server)
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+
+        assert get("/boot/xen.gz") == (200, b"default xen")
+        assert get("/Image.gz") == (200, b"board kernel")
+        assert get("/boot/a.cacnk") == (200, b"chunk")
+        for outside in ("/../secret", "/%2e%2e/secret", "/default/../../secret"):
+            assert get(outside)[0] == 404, outside
+        macs.clear()
+        assert get("/Image.gz") == (200, b"default kernel")
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ import pytest
 
 from tests import scenarios, wire
 from tests.conftest import make_spec
+from xenkit.bootscripts import grubcfg
 from xenkit.config import boards
 from xenkit.formats import caibx
 from xenkit.images import chunkstore, netdir
@@ -76,11 +77,15 @@ class Server:
             self.log.with_suffix(f".{i}.log").read_text() for i in range(1, self.runs + 1)
         )
 
+    # The root's chunks only: GRUB fetches Xen, the kernel and the initramfs from the same
+    # HTTP server.
+    CHUNK = r"\.cacnk 20[06] (\d+) bytes$"
+
     def sent(self) -> int:
-        return sum(int(n) for n in re.findall(r" 20[06] (\d+) bytes$", self.text(), re.M))
+        return sum(int(n) for n in re.findall(self.CHUNK, self.text(), re.M))
 
     def transfers(self) -> int:
-        return len(re.findall(r" 20[06] \d+ bytes$", self.text(), re.M))
+        return len(re.findall(self.CHUNK, self.text(), re.M))
 
 
 @pytest.fixture
@@ -141,8 +146,14 @@ def test_the_boot_medium_pins_the_indexes_and_is_small(netbuild: Path) -> None:
     cfg = work / "boot/grub/grub.cfg"
     # The PXE tree boots the same menu and files as the medium, and GRUB's network images.
     tree = netbuild / "tftp" / "default"
-    for path in ("boot/initrd.cpio.gz", "boot/grub/grub.cfg"):
-        assert (tree / path).read_bytes() == (work / path).read_bytes(), path
+    path = "boot/initrd.cpio.gz"
+    assert (tree / path).read_bytes() == (work / path).read_bytes()
+    # The menu, behind the header that fetches the big files over HTTP where it can.
+    header, http_cfg = grubcfg.pxe_http("", 8080)
+    menu = cfg.read_text()
+    at = menu.index("menuentry ")
+    assert (tree / netdir.SUBDIR / "grub.cfg").read_text() == menu[:at] + header + menu[at:]
+    assert (tree / grubcfg.HTTP_CFG).read_text() == http_cfg
     assert netdir.boot_files(tree) == dict(netdir.BY_ARCH)
     assert "module2 --nounzip /boot/initrd.cpio.gz" in cfg.read_text()
 
@@ -252,10 +263,22 @@ def test_the_pc_netboots_its_lazy_root_through_a_bad_mirror_and_an_outage(
     served = good.text()
     assert results and results[0].ok, results[0].reason + scenarios.tail(text) + served[-3000:]
     assert outage, "the boot ended before the outage could be staged"
-    # PXE: the proxy's offer, then GRUB's image, its menu and Xen over TFTP.
+    # PXE: the proxy's offer, then GRUB's image, modules and menu over TFTP, and Xen, Dom0's
+    # kernel and initramfs over HTTP from the same server (the menu's http.cfg said so).
     assert f"TFTP server is {SERVER}, boot file {netdir.BIOS}" in served
-    for name in (netdir.BIOS, "/boot/grub/grub.cfg", "/boot/xen.gz", "/boot/initrd.cpio.gz"):
+    for name in (netdir.BIOS, "/boot/grub/grub.cfg", "/boot/grub/i386-pc/http.mod"):
         assert re.search(rf"tftp: 10\.77\.0\.\d+ {re.escape(name)} \d+ bytes", served), name
+    over_tftp = re.findall(r"tftp: 10\.77\.0\.\d+ (\S+) (\d+) bytes", served)
+    assert all(n.lstrip("/").startswith(netdir.SUBDIR) for n, _ in over_tftp), over_tftp
+    tree = netbuild / "tftp" / "default"
+    big = 0
+    for name in ("/boot/xen.gz", "/boot/vmlinuz", "/boot/initrd.cpio.gz"):
+        size = (tree / name.lstrip("/")).stat().st_size
+        # GRUB reads Xen's first 32 KiB (a range, 206) before the whole of it.
+        assert re.search(rf"http 10\.77\.0\.\d+ {name} 20[06] {size} bytes", served), name
+        big += size
+    assert f"{grubcfg.HTTP_SAID} (http,{SERVER}:{GOOD})" in text
+    print(f"over TFTP {sum(int(b) for _, b in over_tftp)} bytes, over HTTP {big} bytes")
     mirrors = f"http://{SERVER}:{BAD}/,http://{SERVER}:{GOOD}/"
     assert f"{netroot.ATTACHED} from {mirrors}, address 10.77.0." in text
     assert "cache on /dev/vda" in text

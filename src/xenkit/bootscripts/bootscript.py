@@ -147,7 +147,9 @@ def generate(
     echo: bool = False,
 ) -> str:
     """The script: load every file, describe it in /chosen, start Xen (or Linux).
-    `tree` (the DTB being edited) is needed for cpupools, to find the CPUs' phandles."""
+    `tree` (the DTB being edited) is needed for cpupools, to find the CPUs' phandles.
+    `load_cmd` is a command the address and path follow, or a template with {addr} and
+    {path} in it."""
     at = {ld.role: ld for ld in loads}
     prefix = load_cmd if load_cmd is not None else cfg.load_cmd
     s = _Script(list(preamble))
@@ -163,7 +165,11 @@ def generate(
             continue
         if echo:
             s.lines.append(f"echo 'xenkit: loading {ld.path} at {_x(ld.addr)}'")
-        s.lines.append(f"{prefix} {_x(ld.addr)} {ld.path}" + (" || exit" if echo else ""))
+        if "{path}" in prefix:  # a template: the address and path go where it says
+            line = prefix.replace("{addr}", _x(ld.addr)).replace("{path}", ld.path)
+        else:
+            line = f"{prefix} {_x(ld.addr)} {ld.path}"
+        s.lines.append(line + (" || exit" if echo else ""))
     dtb = at["dtb"]
     s.lines.append(f"fdt addr {_x(dtb.addr)}")
     s.lines.append(f"fdt resize {fdt_resize if fdt_resize is not None else resize_for(cfg)}")

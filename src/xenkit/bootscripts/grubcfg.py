@@ -3,6 +3,8 @@ capped, and a safe mode), or plain Linux, on the serial line and the screen alik
 
 from __future__ import annotations
 
+import re
+
 from xenkit.config import arch
 from xenkit.config.spec import SystemSpec
 from xenkit.core.sizes import format_size
@@ -62,3 +64,42 @@ def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# The first line of pxe_http's header, and where it ends.
+PXE_HTTP = "# Written by xenkit: over PXE"
+_PXE_HTTP_BLOCK = re.compile(rf"^{re.escape(PXE_HTTP)}.*?^fi\n\n", re.M | re.S)
+# The PXE tree's file that switches GRUB's root to HTTP: fetched from the HTTP server itself,
+# so it is only read where that server answers and serves this tree.
+HTTP_CFG = "boot/grub/http.cfg"
+HTTP_SAID = "xenkit: Xen, Dom0's kernel and initramfs over HTTP from"
+
+
+def pxe_http(server: str, port: int) -> tuple[str, str]:
+    """The PXE tree's header for grub.cfg and its http.cfg: the big files over HTTP from
+    `server` (else the one GRUB booted from, $net_default_server) on `port`, TFTP when no
+    server answers there. GRUB's `[ -e ]` cannot probe an HTTP path (its net filesystem
+    lists nothing), so the probe is `source`: a refused port costs GRUB 2.06 about 16 s
+    (measured under QEMU) and leaves root on TFTP."""
+    host = server or "${net_default_server}"
+    header = "\n".join(
+        [
+            f"{PXE_HTTP}, the big files come over HTTP where the server",
+            f"# answers on port {port}; else over TFTP, as GRUB itself came.",
+            'if [ -n "$net_default_server" ]; then',
+            "    insmod http",
+            f"    set xenkit_http=(http,{host}:{port})",
+            f"    source $xenkit_http/{HTTP_CFG}",
+            "fi",
+            "",
+            "",
+        ]
+    )
+    http_cfg = f'set root=$xenkit_http\necho "{HTTP_SAID} $xenkit_http"\n'
+    return header, http_cfg
+
+
+def without_pxe_http(cfg: str) -> str:
+    """grub.cfg without pxe_http's header: for QEMU's own TFTP server, where HTTP would
+    find whatever listens on the host's port."""
+    return _PXE_HTTP_BLOCK.sub("", cfg, count=1)

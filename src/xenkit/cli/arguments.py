@@ -154,7 +154,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=DEFAULT_OUT, help="a --netboot or --net-root build")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (:: for IPv6)")
     p.add_argument("--port", type=int, default=69, help="UDP port (69 needs root)")
-    p.add_argument("--http-port", type=int, help="TCP port for a network root's store (8080)")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        help="TCP port for a network root's store and the netboot tree's big files (8080)",
+    )
     p.add_argument(
         "--workers",
         type=int,

@@ -282,7 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
         "netboot_server",
         str,
         "",
-        "netboot: the TFTP server's address (default: from DHCP)",
+        "netboot: the TFTP server's address (default: from DHCP); on the PC, where GRUB "
+        "fetches the big files over HTTP (default: the server it booted from)",
         parse=ipv4_address,
         needs="netboot",
     ),
@@ -293,6 +294,16 @@ SETTINGS: tuple[Setting, ...] = (
         "netboot: the board's own address, e.g. 10.0.0.2/24 (a bare address is a /24), "
         "instead of asking DHCP; needs netboot_server",
         parse=ipv4_interface,
+        needs="netboot",
+    ),
+    Setting(
+        "netboot_http_port",
+        int,
+        8080,
+        "netboot: the HTTP port the boot loader fetches Xen, Dom0's kernel and initramfs "
+        "from, on the netboot server, where it can (GRUB; U-Boot with wget); xenkit serve's "
+        "--http-port (0: TFTP only)",
+        parse=ranged(0, 65535),
         needs="netboot",
     ),
     Setting(

@@ -43,6 +43,7 @@ class SystemSpec:
     netboot_address: str = ""  # ADDR/PREFIX, or "" to ask DHCP
     tftp_blocksize: int = 0
     tftp_windowsize: int = 0
+    netboot_http_port: int = 8080  # 0: the boot loader fetches everything over TFTP
     toolstack: bool = False
     dom0_root: Dom0Root = "sd"
     dom0_autorun: Path | None = None
@@ -134,6 +135,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         netboot_address=_needs_server(values["netboot_address"], values["netboot_server"]),
         tftp_blocksize=values["tftp_blocksize"],
         tftp_windowsize=values["tftp_windowsize"],
+        netboot_http_port=values["netboot_http_port"],
         toolstack=bool(values["toolstack"]),
         dom0_root=values["dom0_root"],
         dom0_autorun=values["dom0_autorun"],

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from xenkit.bootscripts.grubcfg import HTTP_CFG
 from xenkit.core.proc import need, run
 
 SUBDIR = "boot/grub"
@@ -20,8 +21,12 @@ UEFI = f"{SUBDIR}/x86_64-efi/core.efi"
 BY_ARCH: Mapping[int, str] = {0: BIOS, 7: UEFI, 9: UEFI}
 
 
-def make(medium: Path, dest: Path) -> None:
-    """`dest` (a TFTP tree's default/) from `medium`, the boot medium's tree (boot/...)."""
+def make(medium: Path, dest: Path, http: tuple[str, str] | None = None) -> None:
+    """`dest` (a TFTP tree's default/) from `medium`, the boot medium's tree (boot/...).
+    `http` (grubcfg.pxe_http's header and http.cfg): the menu fetches the big files over
+    HTTP where it can. grub-mknetdir copies every module beside the core images (Debian's
+    2.06: http.mod too), so `insmod http` loads it over TFTP; the core images hold only
+    the PXE or EFI network driver and TFTP."""
     for platform in ("i386-pc", "x86_64-efi"):
         run(
             [
@@ -33,6 +38,14 @@ def make(medium: Path, dest: Path) -> None:
             ]
         )
     shutil.copytree(medium / "boot", dest / "boot", dirs_exist_ok=True)
+    if http:
+        header, http_cfg = http
+        cfg = dest / SUBDIR / "grub.cfg"
+        # After the menu's terminal lines, so what it says reaches the serial line too.
+        text = cfg.read_text()
+        at = text.index("menuentry ")
+        cfg.write_text(text[:at] + header + text[at:])
+        (dest / HTTP_CFG).write_text(http_cfg)
 
 
 def boot_files(tree: Path) -> dict[int, str]:

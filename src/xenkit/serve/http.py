@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
@@ -31,6 +31,9 @@ from xenkit.errors import XenkitError
 log = logging.getLogger("xenkit")
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# A netboot tree served at / behind the routes: (URL path, client address) -> the file,
+# found as TFTP finds it (per-board directories by the client's MAC), or None.
+Lookup = Callable[[str, str], "Path | None"]
 
 
 @dataclass
@@ -123,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, body: bool) -> None:
         client = self.client_address[0]
         target = resolve(self.server.routes, self.path)
+        if target is None and self.server.tree is not None:
+            target = self.server.tree(unquote(urlsplit(self.path).path), client)
         if target is None:
             self.server.stats.add(client, self.path, 0, False)
             self.send_error(HTTPStatus.NOT_FOUND)
@@ -184,8 +189,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], routes: Mapping[str, Path], level: int) -> None:
+    def __init__(
+        self, addr: tuple[str, int], routes: Mapping[str, Path], level: int, tree: Lookup | None
+    ) -> None:
         self.routes = dict(routes)
+        self.tree = tree
         self.level = level
         self.stats = Stats()
         self.open: set[socket.socket] = set()
@@ -221,9 +229,10 @@ class HttpServer:
         bind: str = "0.0.0.0",
         port: int = 0,
         level: int = logging.INFO,  # of the line each transfer logs
+        tree: Lookup | None = None,  # a netboot tree, for what no route has
     ) -> None:
         try:
-            self._server = _Server((bind, port), routes, level)
+            self._server = _Server((bind, port), routes, level, tree)
         except OSError as exc:
             fix = "pick another --http-port" if exc.errno == errno.EADDRINUSE else "fix --bind"
             raise XenkitError(

@@ -77,6 +77,14 @@ class Tree:
         assert refusal is not None
         raise refusal
 
+    def over_http(self, path: str, client: str) -> Path | None:
+        """The file an HTTP path names, found as over TFTP: a boot loader's HTTP fetch
+        gets what its TFTP fetch would (board directories included)."""
+        try:
+            return self.lookup(path, (client, 0))
+        except tftp.Refused:
+            return None
+
 
 async def _bind(server: tftp.Server, host: str, port: int) -> tuple[str, int]:
     try:
@@ -199,8 +207,9 @@ async def serve(
     http_port: int | None = None,
     workers: int | None = None,
 ) -> tftp.Stats:
-    """TFTP for a netboot tree, HTTP for a network root's chunk store (on `http_port`,
-    8080 unless given: where Dom0's first stage looks when DHCP names no store). TFTP's
+    """TFTP for a netboot tree, HTTP for a network root's chunk store and the tree (on
+    `http_port`, 8080 unless given: where Dom0's first stage looks when DHCP names no
+    store, and the port a build's boot loaders ask, netboot_http_port). TFTP's
     transfers run on `workers` processes (one a usable CPU unless given; 0: on threads of
     this one)."""
     for option, value in (("--port", port), ("--http-port", http_port or 0)):
@@ -239,11 +248,24 @@ async def serve(
             " (emulator files)" if emulated else "",
         )
     web = None
-    if netroot:
+    if netroot or netboot:
         # The store at / (a mirror URL names the store itself) and where `xenkit run`
-        # puts it.
-        web = http.HttpServer({"/": store, "/netroot/store/": store}, bind, http_port or 8080)
-        log.info("serve: HTTP on %s port %d from %s", bind, web.port, store)
+        # puts it; the netboot tree at / behind it, for boot loaders that fetch their big
+        # files over HTTP (GRUB; U-Boot's wget).
+        routes = {"/": store, "/netroot/store/": store} if netroot else {}
+        lookup = Tree(root, emulated).over_http if netboot else None
+        try:
+            web = http.HttpServer(routes, bind, http_port or 8080, tree=lookup)
+        except XenkitError as exc:
+            if netroot:
+                if server:
+                    server.close()
+                raise
+            # A tree alone: its boot loaders fall back to TFTP, so serving goes on.
+            log.warning("serve: %s; boot loaders fetch everything over TFTP", exc)
+        if web:
+            what = ", ".join(str(p) for p in (store, root) if p.is_dir())
+            log.info("serve: HTTP on %s port %d from %s", bind, web.port, what)
     tasks = []
     responder = None
     # A PC tree (GRUB's core images): each PXE client gets the one for its architecture.
@@ -287,6 +309,7 @@ async def serve(
         if web:
             web.stop()
             log.info("%s", web.stats.summary())
+        if web and netroot:
             published = chunkstore.Published.read(store.parent)
             log.info("serve: %s", published.fetched(web.stats.bytes, web.stats.chunks))
     return server.stats if server else tftp.Stats()

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from xenkit.bootscripts import grubcfg
 from xenkit.bootscripts.grubcfg import menu
 from xenkit.config import arch
 from xenkit.config.boards import Board
@@ -144,7 +145,8 @@ def _medium(image: Path, copy: Path) -> Path:
 
 def _pxe_copy(tree: Path, dest: Path, mirrors: tuple[str, ...]) -> Path:
     """The PXE tree for QEMU's own TFTP server: links to `tree`'s files, and a grub.cfg
-    naming the mirrors on Dom0's command line (QEMU's DHCP boot file is GRUB's image)."""
+    naming the mirrors on Dom0's command line (QEMU's DHCP boot file is GRUB's image), and
+    no HTTP: the host's port 8080 (QEMU's 10.0.2.2) is not this tree's server."""
     shutil.rmtree(dest, ignore_errors=True)
     grub_dir = dest / netdir.SUBDIR
     grub_dir.mkdir(parents=True)
@@ -154,7 +156,7 @@ def _pxe_copy(tree: Path, dest: Path, mirrors: tuple[str, ...]) -> Path:
     for path in (tree / netdir.SUBDIR).iterdir():
         if path.name != "grub.cfg":
             (grub_dir / path.name).symlink_to(path.resolve())
-    cfg = (tree / netdir.SUBDIR / "grub.cfg").read_text()
+    cfg = grubcfg.without_pxe_http((tree / netdir.SUBDIR / "grub.cfg").read_text())
     if mirrors:
         word = "xenkit.mirror=" + ",".join(mirrors)
         cfg = re.sub(r"^(    module2 /boot/vmlinuz\S* .*)$", rf"\1 {word}", cfg, flags=re.M)
@@ -251,7 +253,10 @@ class Grub(Target):
         self._write(tree, job.out / made[0])
         if spec.netboot:
             # PXE: the same files over TFTP, beside net.iso.
-            netdir.make(tree, job.out / TFTP / "default")
+            http = None
+            if spec.netboot_http_port:
+                http = grubcfg.pxe_http(spec.netboot_server, spec.netboot_http_port)
+            netdir.make(tree, job.out / TFTP / "default", http)
             made += (TFTP,)
         if spec.persist:
             persistence.add(job.out / ISO, job.out / USB, spec.persist, epoch())
