@@ -60,8 +60,7 @@ def set_defaults(image: bytes, changes: Mapping[str, str]) -> bytes:
         new = value.encode()
         if len(new) > stop - at or b"\0" in new:
             raise XenkitError(
-                f"u-boot.bin: {name}={value!r} does not fit where {name} is "
-                f"({stop - at} bytes)"
+                f"u-boot.bin: {name}={value!r} does not fit where {name} is ({stop - at} bytes)"
             )
         pad = stop - at - len(new)
         image = image[:at] + new + image[stop:end] + b"\0" * pad + image[end:]
