@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from xenkit.bootscripts import bootscript, layout, uimage
+from xenkit.bootscripts import bootscript, layout, ubootenv, uimage
 from xenkit.config import releases
 from xenkit.config.boards import Board
 from xenkit.config.bootconfig import BootConfig, Dom0
@@ -34,6 +34,9 @@ from xenkit.xen.memory import Module
 
 FIRMWARE = "u-boot.bin"
 CARD = "sd.img"
+# The emulator's U-Boot autoboots at once: nobody types at its prompt (measured: 2.0 s of
+# the emulated Pi 4's 9.7 s in U-Boot, 2.0 of virt's 2.4). A real card keeps Debian's 2 s.
+EMULATOR_ENV = {"bootdelay": "0"}
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,11 @@ def xen_modules(bs: BootSet) -> tuple[Module, ...]:
     )
 
 
+def emulator_uboot(board: Board, image: bytes) -> bytes:
+    """The card's u-boot.bin with the emulator's defaults (EMULATOR_ENV, the board's own)."""
+    return ubootenv.set_defaults(image, {**EMULATOR_ENV, **dict(board.emulate.uboot_env)})
+
+
 def _layout(bs: BootSet) -> tuple[LoadEntry, ...]:
     return tuple(
         LoadEntry(ld.role, ld.path, ld.addr, ld.end, ld.size, ld.file_size) for ld in bs.loads
@@ -377,6 +385,9 @@ class UBootCard(Target):
         uboot = workdir / FIRMWARE
         uboot.unlink(missing_ok=True)
         media.fat_get(copy, FIRMWARE, uboot)
+        # QEMU starts this file, not the card's (it does not emulate the Pi's firmware, and
+        # virt takes it as -bios): the card copy's own u-boot.bin stays Debian's.
+        uboot.write_bytes(emulator_uboot(board, uboot.read_bytes()))
         argv += self.qemu_firmware(uboot, emu / board.dtb_name)
         if board.emulate.disk == "sd":
             argv += ["-drive", f"if=sd,format=raw,file={copy}"]

@@ -40,6 +40,9 @@ class Emulation:
     # (compatible, property) pairs deleted on the emulator's copy of the DTB: hardware
     # hooks whose firmware side QEMU does not implement.
     drop_properties: tuple[tuple[str, str], ...] = ()
+    # U-Boot default variables set in the emulator's copy of u-boot.bin, beside bootdelay=0
+    # (bootscripts/ubootenv.py): waits and scans for hardware QEMU does not attach.
+    uboot_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 smp=emu.get("smp"),
                 accel=emu.get("accel"),
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
+                uboot_env=tuple((str(k), str(v)) for k, v in emu.get("uboot_env", {}).items()),
             ),
             root_modules=tuple(dom0.get("root_modules", ())),
             toolstack=bool(dom0.get("toolstack", False)),  # a bool: shape.check

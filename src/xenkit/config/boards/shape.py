@@ -82,6 +82,16 @@ def table(value: Any) -> str | None:
     return None if isinstance(value, dict) else "must be a table"
 
 
+def uboot_env(value: Any) -> str | None:
+    """U-Boot variables by name, each a one-line value."""
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_]+", k) and line(v) is None
+        for k, v in value.items()
+    ):
+        return None
+    return 'must be a table of U-Boot variables, e.g. { preboot = "pci enum;" }'
+
+
 def anything(value: Any) -> str | None:
     return None
 
@@ -120,6 +130,7 @@ SHAPE: dict[str, Kind | dict[str, Kind]] = {
         "smp": whole(1, 4096),
         "accel": word,
         "drop_properties": anything,
+        "uboot_env": uboot_env,
     },
     "dom0": {
         "root_modules": words,
