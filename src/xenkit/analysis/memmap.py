@@ -109,10 +109,19 @@ class Scale:
         return self.pos[i]
 
 
-def render_files(t: Target, prefix: Path) -> list[Path]:
-    """Write PREFIX.svg and PREFIX.png."""
+def render_files(t: Target, prefix: Path, drawn: dict[str, bytes] | None = None) -> list[Path]:
+    """Write PREFIX.svg and PREFIX.png: `drawn` (as draw() returns it), or drawn now."""
     if not prefix.parent.is_dir():
         raise XenkitError(f"-o {prefix}: {prefix.parent} is not a directory; create it first")
+    # Drawn in memory, written both or neither: savefig straight to a full disk left a
+    # 0-byte SVG.
+    made = {prefix.with_suffix(f".{ext}"): data for ext, data in (drawn or draw(t)).items()}
+    files.write_atomically(made)
+    return list(made)
+
+
+def draw(t: Target) -> dict[str, bytes]:
+    """The map as SVG and PNG, by extension."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,16 +181,13 @@ def render_files(t: Target, prefix: Path) -> list[Path]:
     ax.set_title(f"xenkit map: {t.description}", fontsize=10, pad=24)
     ax.spines[["right", "bottom"]].set_visible(False)
     fig.tight_layout()
-    # Drawn in memory, written both or neither: savefig straight to a full disk left a
-    # 0-byte SVG.
     drawn = {}
     for ext in ("svg", "png"):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=110)
-        drawn[prefix.with_suffix(f".{ext}")] = buf.getvalue()
+        drawn[ext] = buf.getvalue()
     plt.close(fig)
-    files.write_atomically(drawn)
-    return list(drawn)
+    return drawn
 
 
 def render_text(t: Target) -> str:

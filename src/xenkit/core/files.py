@@ -89,14 +89,36 @@ def copy_sparse(src: Path, dst: int | Path, offset: int = 0) -> Iterator[int]:
             os.ftruncate(fd, size)
         with src.open("rb") as f:
             pos = 0
-            while chunk := f.read(CHUNK):
-                if chunk.count(0) != len(chunk):
-                    os.pwrite(fd, chunk, offset + pos)
-                pos += len(chunk)
-                yield len(chunk)
+            for start, end in _data_extents(f.fileno(), size):
+                yield start - pos  # a hole: nothing to read (a new FAT is 90% hole)
+                f.seek(start)
+                pos = start
+                while pos < end and (chunk := f.read(min(CHUNK, end - pos))):
+                    if chunk.count(0) != len(chunk):
+                        os.pwrite(fd, chunk, offset + pos)
+                    pos += len(chunk)
+                    yield len(chunk)
+            yield size - pos
     finally:
         if own:
             os.close(fd)
+
+
+def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of `fd` that is not a hole; the whole file where the
+    filesystem cannot tell (SEEK_DATA unsupported)."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from here to the end
+                return
+            yield pos, size
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        pos = end
 
 
 def copy_sparse_file(src: Path, dst: Path) -> None:

@@ -105,7 +105,13 @@ def linux_version(path: Path, what: str = "") -> Version:
     m = re.compile(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)").search(data, max(at, 0))
     if m:
         return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
-    bz = re.match(r"((\d+)\.(\d+)\S*)", kernel.bzimage_version(data) or "")
-    if bz:
-        return Version(int(bz.group(2)), int(bz.group(3)), bz.group(1))
+    found = version_text(kernel.bzimage_version(data) or "")
+    if found:
+        return found
     raise XenkitError(f"{name} does not look like a Linux kernel image: give an Image")
+
+
+def version_text(text: str) -> Version | None:
+    """A version as a manifest or a bzImage's header writes it ("6.1.0-57-arm64")."""
+    m = re.match(r"((\d+)\.(\d+)\S*)", text)
+    return Version(int(m.group(2)), int(m.group(3)), m.group(1)) if m else None

@@ -65,8 +65,19 @@ def make_fat(path: Path, size: int, label: str, files: Mapping[str, Path]) -> No
     run(
         ["mkfs.fat", "-F", "32", "-S", "512", "-s", "1", "-n", label, "-C", path, str(size // 1024)]
     )
+    _mcopy(path, files)
+
+
+def _mcopy(spec: str | Path, files: Mapping[str, Path]) -> None:
+    """Copy `files` (name on the FAT -> source) onto the FAT image `spec`: those already
+    under their own name in one mcopy (each run costs ~10 ms: 20 of them were a fifth of a
+    rebuild), the rest one by one."""
+    same = [src for name, src in sorted(files.items()) if src.name == name]
+    if same:
+        run(["mcopy", "-i", spec, "-m", "-o", *same, "::/"], env=MTOOLS_ENV)
     for name, src in sorted(files.items()):
-        run(["mcopy", "-i", path, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
+        if src.name != name:
+            run(["mcopy", "-i", spec, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
 
 
 def make_ext4(path: Path, size: int, label: str, root: Path) -> None:
@@ -150,9 +161,7 @@ def fat_spec(image: Path, partition: Partition) -> str:
 
 def fat_put(image: Path, files: Mapping[str, Path]) -> None:
     """Replace files in the image's first (boot) partition."""
-    spec = fat_spec(image, read_partitions(image)[0])
-    for name, src in files.items():
-        run(["mcopy", "-i", spec, "-m", "-o", src, f"::/{name}"], env=MTOOLS_ENV)
+    _mcopy(fat_spec(image, read_partitions(image)[0]), files)
 
 
 def fat_get(image: Path, name: str, dest: Path) -> None:

@@ -1,0 +1,82 @@
+"""A build's steps remembered by what they were made from, so a rebuild redoes only what changed.
+
+Each step that is a pure function of its inputs (the address map's drawing, an initramfs, the
+facts read out of a kernel) stores its result in the cache under the hash of those inputs
+and of xenkit's own source, since a change to the code that makes a result changes the
+result. An entry is a directory written beside its name and renamed into place, so a
+killed build leaves a whole entry or none, and two builds sharing a cache race harmlessly.
+Measured on the Pi 4's default build (2 CPUs): drawing the map took 1.0-1.9 s of a 2.6 s
+rebuild, the initramfs 0.2 s and reading the kernel's version 0.3 s, all for inputs a command
+line change leaves alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from xenkit.debian.apt import cache_home
+
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def key(*parts: object) -> str:
+    """The hash of `parts`: bytes as they are, anything else by its repr (frozen dataclasses,
+    tuples and strings have a stable one)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else repr(part).encode()
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()[:32]
+
+
+@functools.cache
+def source() -> str:
+    """The hash of xenkit's code and data files (about 1 MiB, read in a few milliseconds)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix in (".py", ".toml", ".s", ".sh", ".txt") and path.is_file():
+            rel = path.relative_to(PACKAGE).as_posix().encode()
+            digest.update(rel + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _entry(kind: str, k: str) -> Path:
+    return cache_home() / "derived" / "memo" / f"{kind}-{k}"
+
+
+def load(kind: str, k: str) -> dict[str, bytes] | None:
+    entry = _entry(kind, k)
+    try:
+        return {p.name: p.read_bytes() for p in entry.iterdir()}
+    except FileNotFoundError:
+        return None
+
+
+def store(kind: str, k: str, result: Mapping[str, bytes]) -> None:
+    entry = _entry(kind, k)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    try:
+        for name, data in result.items():
+            (tmp / name).write_bytes(data)
+        os.rename(tmp, entry)
+    except OSError:
+        # Another build stored the same entry first (rename onto a non-empty directory),
+        # or the cache is full: the result is still returned, only not remembered.
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached(kind: str, k: str, make: Callable[[], Mapping[str, bytes]]) -> dict[str, bytes]:
+    """`make()`'s files, from the cache when inputs with this key made them before."""
+    found = load(kind, k)
+    if found is not None:
+        return found
+    result = dict(make())
+    store(kind, k, result)
+    return result
