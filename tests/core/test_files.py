@@ -124,3 +124,42 @@ def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(full_dir: 
         "write elsewhere"
     )
     assert list(full_dir.iterdir()) == []
+
+
+def test_a_sparse_copy_skips_holes_unread_and_keeps_zeros_as_holes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    with src.open("wb") as f:
+        f.truncate(64 << 20)  # a hole of 64 MiB, data at 8 MiB and at the very end
+        f.seek(8 << 20)
+        f.write(b"\1" * 5000 + bytes(3 << 20) + b"\2" * 10)
+        f.seek((64 << 20) - 3)
+        f.write(b"end")
+    done = list(files.copy_sparse(src, tmp_path / "dst"))
+    dst = tmp_path / "dst"
+    assert sum(done) == src.stat().st_size == dst.stat().st_size
+    assert dst.read_bytes() == src.read_bytes()
+    # The written zeros stay unallocated too: 2 MiB of data blocks at most, not 64 or 3.
+    assert dst.stat().st_blocks * 512 <= 3 << 20
+    # Into an open image at an offset, as a partition is.
+    fd = os.open(tmp_path / "disk", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.ftruncate(fd, 80 << 20)
+    list(files.copy_sparse(src, fd, 4 << 20))
+    os.close(fd)
+    disk = (tmp_path / "disk").read_bytes()
+    assert disk[4 << 20 : 68 << 20] == src.read_bytes() and disk.count(0) == len(disk) - 5013
+
+
+def test_what_a_killed_build_left_is_cleaned_but_a_running_ones_is_not(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = tmp_path / ".out.partial-999999999-abc"  # no such process
+    mine = files.new_dir_beside(out)  # this process: still running
+    other = tmp_path / ".other.partial-1-x"  # another output's
+    for d in (dead, other):
+        d.mkdir()
+    files.clean_beside(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", mine.name, other.name])
+    # replace_dir's fallback killed between its renames: the old output comes back.
+    out.rename(tmp_path / ".out.old")
+    files.clean_beside(out)
+    assert out.is_dir() and not (tmp_path / ".out.old").exists()

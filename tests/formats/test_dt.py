@@ -74,3 +74,22 @@ def test_invalid_dtbs_give_one_line_errors(blob: bytes) -> None:
 def test_truncated_real_dtb_is_refused(pi4_dtb: Path) -> None:
     with pytest.raises(XenkitError, match="not a valid device tree"):
         dt.DeviceTree(pi4_dtb.read_bytes()[:1000])
+
+
+def test_node_paths_follow_every_edit(pi4_dtb: Path) -> None:
+    """nodes() and offset() answer from an index of paths, which an edit must not leave stale:
+    a property that grows moves every node after it."""
+    tree = dt.DeviceTree.load(pi4_dtb)
+    fresh = dict(dt.DeviceTree.load(pi4_dtb).nodes())
+    paths = list(fresh)
+    assert paths[0] == "/" and len(paths) == len(set(paths)) > 20
+    first, last = paths[1], paths[-1]
+    tree.set_bytes(first, "xenkit,pad", b"x" * 4096)  # every later node moves by 4 KiB
+    tree.add_node("/", "xenkit-test")
+    assert "/xenkit-test" in dict(tree.nodes())
+    assert tree.prop(first, "xenkit,pad") == b"x" * 4096
+    assert tree.offset(last) == dict(tree.nodes())[last] != fresh[last]
+    assert tree.compatible(last) == dt.DeviceTree.load(pi4_dtb).compatible(last)
+    tree.delete_prop(first, "xenkit,pad")
+    assert tree.prop(first, "xenkit,pad") is None
+    assert tree.compatible(last) == dt.DeviceTree.load(pi4_dtb).compatible(last)

@@ -517,5 +517,5 @@ def test_a_rebuild_that_hits_a_bug_logs_it_and_the_watch_goes_on(
     with caplog.at_level(logging.INFO, logger="xenkit"):
         asyncio.run(edit_twice())
     assert calls == [0, 1]
-    assert "rebuild failed (still serving the last build): KeyError: 'boom'" in caplog.text
+    assert "rebuild failed (keeping the last build): KeyError: 'boom'" in caplog.text
     assert "serve: rebuilt" in caplog.text

@@ -90,6 +90,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build a bootable Xen system and its boot image")
     p.add_argument("-o", "--output", help="output directory (default: out/BOARD)")
     p.add_argument("-c", "--config", help="TOML file with settings (keys as the options below)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="then rebuild whenever the config or a file it names changes, timing each",
+    )
     settings.add_arguments(p)
     p.set_defaults(func=_command("build", "cmd_build"))
 

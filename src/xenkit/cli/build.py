@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from xenkit.cli.arguments import default_out
 from xenkit.config import settings, spec
 from xenkit.core import files
 from xenkit.core.sizes import human
-from xenkit.pipeline import build
+from xenkit.pipeline import build, stamp
+
+
+def _system(args: argparse.Namespace) -> spec.SystemSpec:
+    file_values = settings.load_file(Path(args.config)) if args.config else {}
+    return spec.resolve(settings.resolve(file_values, vars(args)))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    file_values = settings.load_file(Path(args.config)) if args.config else {}
-    values = settings.resolve(file_values, vars(args))
-    system = spec.resolve(values)
+    system = _system(args)
     out = Path(args.output) if args.output else default_out(system.board.name)
-    m = build.build(system, out)
-    print(f"built {system.board.description} into {out}/ in {m.build_seconds} s")
+    _build(system, out)
+    if args.watch:
+        _watch(args, out)
+    return 0
+
+
+def _watch(args: argparse.Namespace, out: Path) -> None:
+    """Rebuild as the inputs change, until Ctrl-C: the config file and every file the spec
+    names, polled (any filesystem, no inotify)."""
+    import asyncio
+    import contextlib
+
+    from xenkit.serve import netboot
+
+    paths = [*([Path(args.config)] if args.config else []), *stamp.named_files(_system(args))]
+    if not paths:
+        print("nothing to watch: give -c CONFIG or files (--xen-image, --kernel-image, guests)")
+        return
+    print(f"watching {', '.join(map(str, paths))} (Ctrl-C to stop)", flush=True)
+    watch = netboot.Watch(
+        paths, lambda: build.build_if_changed(_system(args), out)[1], 0.5, "build", f": {out}/"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch.run())
+
+
+def _build(system: spec.SystemSpec, out: Path) -> None:
+    started = time.monotonic()
+    m, made = build.build_if_changed(system, out)
+    took = f"{time.monotonic() - started:.2f} s"
+    if not made:
+        print(f"{out}/ is up to date ({took}: nothing it was built from has changed)")
+        return
+    print(f"built {system.board.description} into {out}/ in {took}")
     for image in m.media:
         print(f"  image: {out}/{image} ({human(files.size(out / image))})")
     print(f"  Xen: {system.xen_cmdline}")
@@ -26,4 +62,3 @@ def cmd_build(args: argparse.Namespace) -> int:
     drawn = f", map in {out}/map.svg" if (out / "map.svg").exists() else ""
     print(f"  check: {m.check['worst']} (report in {out}/check.txt{drawn})")
     print(f"  boot it: xenkit run {out}    write it: xenkit write {out} /dev/sdX")
-    return 0

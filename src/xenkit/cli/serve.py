@@ -7,8 +7,7 @@ import contextlib
 from pathlib import Path
 
 from xenkit.config import settings, spec
-from xenkit.pipeline import build, manifest
-from xenkit.system import baremetal
+from xenkit.pipeline import build, manifest, stamp
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -26,14 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             values = settings.resolve(settings.load_file(config), {"netboot": True})
             return spec.resolve(values)
 
-        system = inputs()
-        paths = [config, *(p for p in (system.xen_image, system.kernel_image) if p)]
-        paths += [
-            Path(f)
-            for d in system.domains
-            for f in (d.kernel, d.ramdisk)
-            if f and not baremetal.is_builtin(f)
-        ]
+        paths = [config, *stamp.named_files(inputs())]
         watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -138,9 +138,38 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def clean_beside(out: Path) -> None:
+    """Remove what a killed build left beside `out`: the directories it was writing (named
+    after its process, so another build's, still running, stays), and an old output it was
+    swapping out, put back if `out` itself is gone (replace_dir's fallback, killed between
+    its two renames)."""
+    old = out.with_name(f".{out.name}.old")
+    if old.is_dir() and not out.exists():
+        old.rename(out)
+    stale = [old] if old.is_dir() else []
+    for partial in out.parent.glob(f".{out.name}.partial-*"):
+        pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if partial.is_dir() and not partial.is_symlink() and not _alive(pid):
+            stale.append(partial)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def new_dir_beside(out: Path) -> Path:
     """An empty directory beside `out` to build into, then `replace_dir` it over `out`."""
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-"))
     tmp.chmod(0o755)
     return tmp
 

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,11 @@ class Watch:
     """Rebuild when any of `paths` changes (polled: no inotify needed, works on any FS)."""
 
     paths: list[Path]
-    rebuild: Callable[[], object]
+    rebuild: Callable[[], object]  # False: nothing needed building
     interval: float = 1.0
+    name: str = "serve"
+    # Said after each rebuild: what the rebuild means for the user.
+    after: str = "; the next boot gets the new files"
 
     def _stamp(self) -> list[float]:
         out = []
@@ -154,17 +158,23 @@ class Watch:
             now = self._stamp()
             if now != seen:
                 seen = now
-                log.info("serve: inputs changed, rebuilding")
+                log.info("%s: inputs changed, rebuilding", self.name)
+                started = time.monotonic()
                 try:
-                    await asyncio.to_thread(self.rebuild)
-                    log.info("serve: rebuilt; the next boot gets the new files")
+                    made = await asyncio.to_thread(self.rebuild)
+                    took = time.monotonic() - started
+                    if made is False:  # the build found nothing changed
+                        log.info("%s: up to date (%.2f s)", self.name, took)
+                    else:
+                        log.info("%s: rebuilt in %.2f s%s", self.name, took, self.after)
                 except XenkitError as exc:
-                    log.error("serve: rebuild failed (still serving the last build): %s", exc)
+                    log.error("%s: rebuild failed (keeping the last build): %s", self.name, exc)
                 except Exception as exc:  # a bug must not end the serving
                     # Uncaught, the task died unnoticed and later edits never rebuilt.
                     log.error(
-                        "serve: rebuild failed (still serving the last build): %s: %s "
+                        "%s: rebuild failed (keeping the last build): %s: %s "
                         "(a xenkit bug: please report it)",
+                        self.name,
                         type(exc).__name__,
                         exc,
                     )

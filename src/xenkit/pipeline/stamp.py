@@ -1,0 +1,86 @@
+"""What a build was made from, kept beside it, so building the same thing again does nothing.
+
+The stamp holds one key for every input (xenkit's code, the resolved spec, the Debian
+packages by digest, and the content of every file the spec names) and the size, mtime and
+inode of each file the build wrote. A build is current when the key is the same and every
+file is still the one written: a file edited, added or removed since (`xenkit guest add`
+rewrites the card) makes the next build run in full. Measured on the Pi 4's default build:
+a full rebuild of unchanged inputs took 0.5-0.6 s, this check about 0.1 s (apt's index check
+and the packages' identities included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from xenkit import __version__
+from xenkit.config.spec import SystemSpec
+from xenkit.core import files
+from xenkit.pipeline import memo
+from xenkit.system.artifacts import Artifacts
+
+NAME = ".xenkit-stamp"
+
+
+def _named_files(value: object) -> Iterator[Path]:
+    """Every existing file a spec names, as a Path or as a string (a guest's kernel)."""
+    if isinstance(value, Path):
+        if value.is_file():
+            yield value
+    elif isinstance(value, str):
+        if "\n" not in value and 0 < len(value) < 4096 and os.path.isfile(value):
+            yield Path(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _named_files(getattr(value, f.name))
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _named_files(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _named_files(item)
+
+
+def named_files(spec: SystemSpec) -> list[Path]:
+    """The files a spec names (Xen or kernel images, guests' files, an autorun script)."""
+    return sorted({p.resolve() for p in _named_files(spec)})
+
+
+def key(spec: SystemSpec, art: Artifacts, out: Path) -> str:
+    named = named_files(spec)
+    return memo.key(
+        __version__,
+        memo.source(),
+        str(out.absolute()),
+        dataclasses.replace(spec, refresh=False),
+        tuple((p.name, p.version, p.arch, p.sha256) for p in art.packages),
+        tuple((str(p), p.read_bytes()) for p in named),
+    )
+
+
+def _state(out: Path) -> dict[str, list[int]]:
+    found = {}
+    for path in out.rglob("*"):
+        if path.name != NAME and not path.is_dir():
+            st = path.lstat()
+            found[str(path.relative_to(out))] = [st.st_size, st.st_mtime_ns, st.st_ino]
+    return found
+
+
+def write(out: Path, k: str) -> None:
+    """Record `k` and the files now in `out` (the build directory before it is renamed into
+    place: a rename keeps every file's inode and times)."""
+    files.write_atomically({out / NAME: json.dumps({"key": k, "files": _state(out)})})
+
+
+def current(out: Path, k: str) -> bool:
+    """`out` holds a build of inputs with key `k`, untouched since."""
+    try:
+        recorded = json.loads((out / NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and recorded == {"key": k, "files": _state(out)}

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xenkit.pipeline import memo
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XENKIT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_a_result_is_made_once_per_key_and_read_back_whole() -> None:
+    made: list[int] = []
+
+    def make() -> dict[str, bytes]:
+        made.append(1)
+        return {"a": b"1", "b": b"\0" * 10}
+
+    k = memo.key(memo.source(), b"input", ("x", 1))
+    assert memo.cached("t", k, make) == {"a": b"1", "b": b"\0" * 10}
+    assert memo.cached("t", k, make) == {"a": b"1", "b": b"\0" * 10}
+    assert len(made) == 1
+    assert memo.cached("t", memo.key(memo.source(), b"input", ("x", 2)), make)
+    assert len(made) == 2
+
+
+def test_keys_tell_apart_what_a_plain_join_would_not() -> None:
+    assert memo.key(b"ab", b"c") != memo.key(b"a", b"bc")
+    assert memo.key("1") != memo.key(1)
+    assert memo.key(b"x") == memo.key(b"x")
+
+
+def test_two_builds_storing_one_entry_keep_one(cache: Path) -> None:
+    memo.store("t", "k", {"a": b"first"})
+    memo.store("t", "k", {"a": b"second"})  # the rename loses to the entry already there
+    assert memo.load("t", "k") == {"a": b"first"}
+    assert [p.name for p in (cache / "derived" / "memo").iterdir()] == ["t-k"]
