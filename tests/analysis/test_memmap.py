@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -40,11 +39,13 @@ def test_svg_and_png_are_written(pi4_dtb: Path, tmp_path: Path) -> None:
     svg, png = memmap.render_files(target, tmp_path / "map")
     root = ET.parse(svg).getroot()
     assert root.tag.endswith("svg")
-    # matplotlib draws text as paths and keeps each label in a comment beside it.
-    labels = re.findall(r"<!-- (.*?) -->", svg.read_text())
+    labels = [e.text for e in root.iter() if e.tag.endswith("text")]
     banks = [f"bank {i} {human(n)}" for i, (_, n) in enumerate(target.dom0.banks)]
     assert banks and set(banks) <= set(labels), labels
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each region is a box at its place on the scale: Dom0's banks below the DMA window's end.
+    boxes = {e.get("y"): e for e in root.iter() if e.tag.endswith("rect")}
+    assert len(boxes) > len(banks)
 
 
 def test_a_map_that_does_not_fit_leaves_no_empty_picture(pi4_dtb: Path, full_dir: Path) -> None:

@@ -397,8 +397,8 @@ def _check_and_map(out: Path, m: Manifest, name: Path) -> dict[str, Any]:
     (out / "check.txt").write_text(check.report(target, findings) + "\n")
     if not m.boot_files.dtb:
         return check.as_json(target, findings)  # the address map draws a device tree
-    # Drawn once per address map: matplotlib's import and drawing took 1.0-1.9 s of every
-    # build, for a map a command line change leaves as it was.
+    # Drawn once per address map (~0.1 s, mostly the PNG), which a command line change
+    # leaves as it was.
     regions = memmap.regions(target)
     drawn = memo.cached(
         "map", memo.key(memo.source(), target.description, regions), lambda: memmap.draw(target)
