@@ -8,7 +8,6 @@ directory (the `-d` of `xenkit uboot-script`); sizes are bytes.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -482,6 +481,8 @@ def from_toml(data: dict[str, Any], source: str) -> BootConfig:
 
 
 def load_toml(path: Path) -> BootConfig:
+    import tomllib  # here: an ImageBuilder config (most) never needs it, 5 ms of start-up
+
     text = files.read_text(path, "config", "give a TOML file")
     try:
         return from_toml(tomllib.loads(text), str(path))

@@ -8,7 +8,6 @@ of one; `xenkit serve` may be reading a build while it is replaced.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -180,6 +179,8 @@ _RENAME_EXCHANGE = 2  # <linux/fs.h>
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where the
     kernel, C library or filesystem cannot."""
+    import ctypes  # here: only a build's last step needs it, 2 ms of every command's start
+
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
