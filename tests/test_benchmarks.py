@@ -82,7 +82,7 @@ def test_build_and_boot_quick() -> None:
     for metric, peer, n in (
         ("CLI start-up: xenkit --help", "python -c pass", 5),
         ("qemu-virt: no-op build", "cold build", 1),
-        ("qemu-virt: rebuild, Xen cmdline changed", "cold build", 2),
+        ("qemu-virt: rebuild, Xen cmdline changed", "cold build", 4),
         ("qemu-virt: rebuild, Xen swapped", "cold build", 2),
         ("qemu-virt: boot prep (xenkit: card copy; direct: DTB edit)", "direct QEMU", 1),
         ("qemu-virt: QEMU start -> Xen's first line", "direct QEMU", 1),
