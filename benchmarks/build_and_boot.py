@@ -9,8 +9,9 @@ still win.
 
 1. cold build: package files and apt indexes cached, extracted files and derived images not.
 2. rebuilds, each against its target (issue 17) and the cold build: nothing changed (a no-op),
-   a Xen command line change (four, there and back twice), a swapped Xen binary of a new size (`--xen-image`: the build's
-   own Xen with zeros appended, as a developer's fresh build differs in size).
+   a Xen command line change (four, there and back twice), a swapped Xen binary of a new
+   size (`--xen-image`: the build's own Xen with zeros appended, as a developer's fresh
+   build differs in size).
 3. CLI start-up: `xenkit --help` against the bare interpreter (`python -c pass`).
 4. QEMU start -> "xenkit: Dom0 ready" through xenkit's own path (U-Boot boots the SD image)
    against a direct QEMU boot of the same Xen, kernel and initramfs (-kernel xen, the modules
