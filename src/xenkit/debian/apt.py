@@ -15,9 +15,7 @@ import logging
 import os
 import shutil
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,6 +299,11 @@ class Apt:
         target = self.debs / pkg.filename
         if target.exists() and target.stat().st_size == pkg.size and _verified(target, pkg.sha256):
             return target
+        # Here, not at the top: urllib.request (http.client, ssl, email) is 20 ms of every
+        # build's start, and a cached package never needs it.
+        import urllib.error
+        import urllib.request
+
         # Each process its own partial file: two builds may fetch the same package at once.
         part = target.with_name(f".{target.name}.part-{os.getpid()}")
         digest = hashlib.sha256()

@@ -132,7 +132,6 @@ def sd_image(
                 for part, where in zip(images, (p.start for p in parts), strict=True):
                     for done in files.copy_sparse(part, fd, where):
                         bar.advance(done)
-            os.fsync(fd)
         except OSError as exc:
             raise XenkitError(f"writing {out}: {exc.strerror}") from None
         finally:

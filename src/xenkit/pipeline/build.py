@@ -25,7 +25,7 @@ from xenkit.analysis import check, memmap
 from xenkit.config import arch
 from xenkit.config.bootconfig import Domain
 from xenkit.config.spec import BRIDGE_ADDR, SystemSpec
-from xenkit.core import files
+from xenkit.core import files, memo
 from xenkit.core.files import read_text
 from xenkit.core.sizes import MiB, format_size
 from xenkit.debian.apt import Apt, sha256
@@ -33,7 +33,7 @@ from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries
 from xenkit.formats import kernel as kernel_format
-from xenkit.pipeline import manifest, memo, stamp
+from xenkit.pipeline import manifest, stamp
 from xenkit.pipeline.manifest import DomainEntry, FileEntry, Manifest, PackageEntry
 from xenkit.system import artifacts, baremetal, initramfs, netroot, rootfs
 from xenkit.system.artifacts import Artifacts, gather, gzipped

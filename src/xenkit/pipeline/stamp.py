@@ -19,8 +19,7 @@ from pathlib import Path
 
 from xenkit import __version__
 from xenkit.config.spec import SystemSpec
-from xenkit.core import files
-from xenkit.pipeline import memo
+from xenkit.core import files, memo
 from xenkit.system.artifacts import Artifacts
 
 NAME = ".xenkit-stamp"

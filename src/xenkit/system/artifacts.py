@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenkit.config.spec import SystemSpec
+from xenkit.core import memo
 from xenkit.debian import deb
-from xenkit.debian.apt import Apt, Package, cache_home, sha256
+from xenkit.debian.apt import Apt, Package, cache_home
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import kernel
@@ -62,7 +63,7 @@ def gzipped(path: Path) -> Path:
     with path.open("rb") as f:
         if kernel.is_gzip(f.read(2)):
             return path
-    target = cache_home() / "derived" / f"{sha256(path)}.Image.gz"
+    target = cache_home() / "derived" / f"{memo.digest(path)}.Image.gz"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".part")
@@ -110,7 +111,7 @@ def modules(art: Artifacts) -> ModuleTree:
             "or build without toolstack"
         )
     debfile = art.debs["kernel"]
-    dest = cache_home() / "files" / sha256(debfile) / "modules"
+    dest = cache_home() / "files" / memo.digest(debfile) / "modules"
     if not (dest / ".complete").exists():
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from xenkit.pipeline import memo
+from xenkit.core import memo
 
 
 @pytest.fixture(autouse=True)
