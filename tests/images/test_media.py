@@ -95,3 +95,42 @@ def test_ext4_put_adds_and_replaces_files_in_the_root_partition(tmp_path: Path) 
     assert media.ext4_get(image, "/etc/old") == b"new\n"
     assert media.ext4_get(image, "/var/lib/x/deep/file") is not None
     assert media.ext4_get(image, "/etc/missing") is None
+
+
+def test_an_unchanged_root_is_not_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ext4 image of a tree is kept by what the tree holds: the same tree again is the
+    same image (linked, not made), any change to a file makes a new one."""
+    monkeypatch.setenv("XENKIT_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "motd").write_text("one\n")
+    shared = tmp_path / "from-cache"
+    shared.write_bytes(b"package file\n")
+    (root / "lib").mkdir()
+    (root / "lib" / "linked").hardlink_to(shared)  # as rootfs.link puts a package's file
+    media.make_ext4(tmp_path / "a.ext4", 8 * MiB, "root", root)
+    media.make_ext4(tmp_path / "b.ext4", 8 * MiB, "root", root)
+    a, b = (tmp_path / "a.ext4").stat(), (tmp_path / "b.ext4").stat()
+    assert a.st_ino == b.st_ino and a.st_nlink == 3  # a, b and the cache's entry
+    # Rewritten with the same content: the same image still.
+    (root / "etc" / "motd").write_text("one\n")
+    media.make_ext4(tmp_path / "c.ext4", 8 * MiB, "root", root)
+    assert (tmp_path / "c.ext4").stat().st_ino == a.st_ino
+    (root / "etc" / "motd").write_text("two\n")
+    media.make_ext4(tmp_path / "d.ext4", 8 * MiB, "root", root)
+    assert (tmp_path / "d.ext4").stat().st_ino != a.st_ino
+    dumped = subprocess.run(
+        ["debugfs", "-R", "cat /etc/motd", str(tmp_path / "d.ext4")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dumped == "two\n"
+    # Only the newest few images stay in the cache.
+    for i in range(media.EXT4_KEPT + 2):
+        (root / "etc" / "motd").write_text(f"{i}\n")
+        media.make_ext4(tmp_path / f"e{i}.ext4", 8 * MiB, "root", root)
+    kept = list((tmp_path / "cache" / "derived" / "memo").glob("ext4-*"))
+    assert len(kept) == media.EXT4_KEPT

@@ -20,7 +20,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from xenkit.core import files
 from xenkit.debian.apt import cache_home, sha256
+from xenkit.errors import XenkitError
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,48 @@ def source() -> str:
 
 def _entry(kind: str, k: str) -> Path:
     return cache_home() / "derived" / "memo" / f"{kind}-{k}"
+
+
+def store_file(kind: str, k: str, name: str, made: Path, keep: int) -> None:
+    """Keep `made` (a file nobody writes again) as the entry's file `name`: a hard link, so
+    a disk image costs neither a copy nor space twice. Only the `keep` newest entries of this
+    kind stay: each is a whole filesystem image."""
+    entry = _entry(kind, k)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    try:
+        _link(made, tmp / name)
+        os.rename(tmp, entry)
+    except (OSError, XenkitError):  # as store(): a race lost or a full cache
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in sorted(entry.parent.glob(f"{kind}-*"), key=_age)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _age(entry: Path) -> int:
+    """Newest first; one another build removed meanwhile counts as oldest."""
+    try:
+        return -entry.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def fetch_file(kind: str, k: str, name: str, dest: Path) -> bool:
+    """The entry's file `name` at `dest` (a link, or a sparse copy), if the entry exists."""
+    kept = _entry(kind, k) / name
+    if not kept.is_file():
+        return False
+    dest.unlink(missing_ok=True)
+    _link(kept, dest)
+    os.utime(kept.parent)  # recently used: the last to be pruned
+    return True
+
+
+def _link(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another filesystem
+        files.copy_sparse_file(source, dest)
 
 
 def load(kind: str, k: str) -> dict[str, bytes] | None:

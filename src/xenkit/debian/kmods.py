@@ -7,12 +7,14 @@ xenkit never runs maintainer scripts, so the dependencies come from each module'
 
 from __future__ import annotations
 
+import functools
 import lzma
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenkit.core import memo
 from xenkit.errors import XenkitError
 
 # Module files as Debian ships them: plain up to Linux 6.1 (bookworm), xz'd from 6.12
@@ -81,7 +83,7 @@ class ModuleTree:
         return {canonical(Path(line.strip()).name) for line in path.read_text().splitlines()}
 
     def index(self) -> dict[str, Path]:
-        return {canonical(p.name): p for p in sorted(self.root.rglob("*.ko*")) if is_module(p.name)}
+        return dict(_paths(self.root))
 
     def load_order(self, wanted: Iterable[str]) -> list[Path]:
         """The .ko files for `wanted` and everything they depend on, dependencies first.
@@ -118,3 +120,26 @@ class ModuleTree:
         for name in wanted:
             visit(name, ())
         return order
+
+
+@functools.cache
+def _paths(root: Path) -> dict[str, Path]:
+    return {name: root / rel for name, rel in _index(root)}
+
+
+@functools.cache
+def _index(root: Path) -> list[tuple[str, str]]:
+    """(module name, path under `root`) of every module file, in path order. Walking the
+    4000 files took 0.15 s, three times a toolstack build: the tree is unpacked once into
+    the cache and never changed, so the walk is kept by the tree's identity."""
+    st = root.stat()
+
+    def walk() -> dict[str, bytes]:
+        found = sorted(root.rglob("*.ko*"))
+        lines = (
+            f"{canonical(p.name)}\t{p.relative_to(root)}\n" for p in found if is_module(p.name)
+        )
+        return {"index": "".join(lines).encode()}
+
+    text = memo.cached("kmod-index", memo.key(str(root), st.st_ino, st.st_mtime_ns), walk)
+    return [tuple(line.split("\t", 1)) for line in text["index"].decode().splitlines()]  # type: ignore[misc]
