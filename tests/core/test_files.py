@@ -163,3 +163,16 @@ def test_what_a_killed_build_left_is_cleaned_but_a_running_ones_is_not(tmp_path:
     out.rename(tmp_path / ".out.old")
     files.clean_beside(out)
     assert out.is_dir() and not (tmp_path / ".out.old").exists()
+
+
+def test_a_sparse_copy_of_many_small_extents_keeps_each_in_place(tmp_path: Path) -> None:
+    """Extents read by position: after SEEK_HOLE, a buffered reader served the next extent
+    from its stale buffer where st_blksize exceeds the hole size (found in review)."""
+    src = tmp_path / "src"
+    with src.open("wb") as f:
+        f.truncate(1 << 20)
+        for at, n, byte in ((0, 12 << 10, 1), (16 << 10, 4 << 10, 2), (40 << 10, 4 << 10, 3)):
+            f.seek(at)
+            f.write(bytes([byte]) * n)
+    list(files.copy_sparse(src, tmp_path / "dst"))
+    assert (tmp_path / "dst").read_bytes() == src.read_bytes()

@@ -21,30 +21,30 @@ def _system(args: argparse.Namespace) -> spec.SystemSpec:
 def cmd_build(args: argparse.Namespace) -> int:
     system = _system(args)
     out = Path(args.output) if args.output else default_out(system.board.name)
-    _build(system, out)
-    if args.watch:
-        _watch(args, out)
-    return 0
-
-
-def _watch(args: argparse.Namespace, out: Path) -> None:
-    """Rebuild as the inputs change, until Ctrl-C: the config file and every file the spec
-    names, polled (any filesystem, no inotify)."""
+    if not args.watch:
+        _build(system, out)
+        return 0
     import asyncio
     import contextlib
 
     from xenkit.serve import netboot
 
-    paths = [*([Path(args.config)] if args.config else []), *stamp.named_files(_system(args))]
-    if not paths:
-        print("nothing to watch: give -c CONFIG or files (--xen-image, --kernel-image, guests)")
-        return
-    print(f"watching {', '.join(map(str, paths))} (Ctrl-C to stop)", flush=True)
+    # What to watch, and how it looked, before the first build reads it: an edit saved
+    # while that build runs is then a change. The list is the config and what it names
+    # now; a file it names later is watched from the next `--watch`.
+    paths = [*([Path(args.config)] if args.config else []), *stamp.named_files(system)]
     watch = netboot.Watch(
         paths, lambda: build.build_if_changed(_system(args), out)[1], 0.5, "build", f": {out}/"
     )
+    seen = watch.stamp()
+    _build(system, out)
+    if not paths:
+        print("nothing to watch: give -c CONFIG or files (--xen-image, --kernel-image, guests)")
+        return 0
+    print(f"watching {', '.join(map(str, paths))} (Ctrl-C to stop)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(watch.run())
+        asyncio.run(watch.run(seen))
+    return 0
 
 
 def _build(system: spec.SystemSpec, out: Path) -> None:

@@ -86,18 +86,25 @@ def copy_sparse(src: Path, dst: int | Path, offset: int = 0) -> Iterator[int]:
         size = src.stat().st_size
         if own:
             os.ftruncate(fd, size)
-        with src.open("rb") as f:
+        # Read by position on the descriptor itself: SEEK_DATA/SEEK_HOLE move it, which a
+        # buffered reader would not know (its buffer served the next extent from the old
+        # position where st_blksize exceeds the hole granularity).
+        src_fd = os.open(src, os.O_RDONLY)
+        try:
             pos = 0
-            for start, end in _data_extents(f.fileno(), size):
+            for start, end in _data_extents(src_fd, size):
                 yield start - pos  # a hole: nothing to read (a new FAT is 90% hole)
-                f.seek(start)
                 pos = start
-                while pos < end and (chunk := f.read(min(CHUNK, end - pos))):
+                while pos < min(end, size) and (
+                    chunk := os.pread(src_fd, min(CHUNK, min(end, size) - pos), pos)
+                ):
                     if chunk.count(0) != len(chunk):
                         os.pwrite(fd, chunk, offset + pos)
                     pos += len(chunk)
                     yield len(chunk)
             yield size - pos
+        finally:
+            os.close(src_fd)
     finally:
         if own:
             os.close(fd)

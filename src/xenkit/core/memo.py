@@ -12,6 +12,7 @@ for inputs a command line change leaves alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -39,10 +40,11 @@ def key(*parts: object) -> str:
 
 @functools.cache
 def source() -> str:
-    """The hash of xenkit's code and data files (about 1 MiB, read in a few milliseconds)."""
+    """The hash of xenkit's code and data files, every one but compiled bytecode (about
+    1 MiB, read in a few milliseconds)."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*")):
-        if path.suffix in (".py", ".toml", ".s", ".sh", ".txt") and path.is_file():
+        if "__pycache__" not in path.parts and path.is_file():
             rel = path.relative_to(PACKAGE).as_posix().encode()
             digest.update(rel + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:32]
@@ -57,13 +59,16 @@ def store_file(kind: str, k: str, name: str, made: Path, keep: int) -> None:
     a disk image costs neither a copy nor space twice. Only the `keep` newest entries of this
     kind stay: each is a whole filesystem image."""
     entry = _entry(kind, k)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    tmp = None
     try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
         _link(made, tmp / name)
+        _sync(tmp / name)
         os.rename(tmp, entry)
     except (OSError, XenkitError):  # as store(): a race lost or a full cache
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     for old in sorted(entry.parent.glob(f"{kind}-*"), key=_age)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -79,12 +84,27 @@ def _age(entry: Path) -> int:
 def fetch_file(kind: str, k: str, name: str, dest: Path) -> bool:
     """The entry's file `name` at `dest` (a link, or a sparse copy), if the entry exists."""
     kept = _entry(kind, k) / name
-    if not kept.is_file():
+    try:
+        if not kept.is_file():
+            return False
+        dest.unlink(missing_ok=True)
+        _link(kept, dest)
+    except (OSError, XenkitError):  # pruned by another build meanwhile: make it again
+        dest.unlink(missing_ok=True)
         return False
-    dest.unlink(missing_ok=True)
-    _link(kept, dest)
-    os.utime(kept.parent)  # recently used: the last to be pruned
+    with contextlib.suppress(OSError):
+        os.utime(kept.parent)  # recently used: the last to be pruned
     return True
+
+
+def _sync(path: Path) -> None:
+    """On disk before its entry is named: a crash must not leave an entry of empty files
+    that later builds would trust."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _link(source: Path, dest: Path) -> None:
@@ -98,22 +118,26 @@ def load(kind: str, k: str) -> dict[str, bytes] | None:
     entry = _entry(kind, k)
     try:
         return {p.name: p.read_bytes() for p in entry.iterdir()}
-    except FileNotFoundError:
+    except OSError:  # none, or unreadable: made again
         return None
 
 
 def store(kind: str, k: str, result: Mapping[str, bytes]) -> None:
     entry = _entry(kind, k)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    tmp = None
     try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
         for name, data in result.items():
             (tmp / name).write_bytes(data)
+            _sync(tmp / name)
         os.rename(tmp, entry)
     except OSError:
         # Another build stored the same entry first (rename onto a non-empty directory),
-        # or the cache is full: the result is still returned, only not remembered.
-        shutil.rmtree(tmp, ignore_errors=True)
+        # or the cache is full or read-only: the result is still returned, only not
+        # remembered.
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cached(kind: str, k: str, make: Callable[[], Mapping[str, bytes]]) -> dict[str, bytes]:

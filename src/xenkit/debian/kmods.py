@@ -141,5 +141,7 @@ def _index(root: Path) -> list[tuple[str, str]]:
         )
         return {"index": "".join(lines).encode()}
 
-    text = memo.cached("kmod-index", memo.key(str(root), st.st_ino, st.st_mtime_ns), walk)
+    text = memo.cached(
+        "kmod-index", memo.key(memo.source(), str(root), st.st_ino, st.st_mtime_ns), walk
+    )
     return [tuple(line.split("\t", 1)) for line in text["index"].decode().splitlines()]  # type: ignore[misc]

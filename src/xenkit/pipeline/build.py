@@ -87,7 +87,7 @@ def _manifest(
     # Read out of the kernel once per kernel: inflating it took 0.17 s of every build.
     facts = memo.cached(
         "linux-version",
-        memo.key(kernel.read_bytes()),
+        memo.key(memo.source(), kernel.read_bytes()),
         lambda: {"version": str(binaries.linux_version(kernel)).encode()},
     )
     guest_banners = tuple(
@@ -316,24 +316,37 @@ def build_if_changed(spec: SystemSpec, out: Path) -> tuple[Manifest, bool]:
     _check_output(out)
     targets.for_board(spec.board).refuse(spec)
     art = gather(spec)
-    if not spec.refresh and stamp.current(out, stamp.key(spec, art, out)):
+    # Before anything is read: an input replaced during the build makes the next one run.
+    k = stamp.key(spec, art, out)
+    if not spec.refresh and stamp.current(out, k):
         return manifest.read(out), False
-    return build(spec, out, art), True
+    return build(spec, out, art, k), True
 
 
-def build(spec: SystemSpec, out: Path, art: Artifacts | None = None) -> Manifest:
-    """Build `spec` into `out` (`art`: its packages, if the caller gathered them)."""
+def build(
+    spec: SystemSpec, out: Path, art: Artifacts | None = None, key: str | None = None
+) -> Manifest:
+    """Build `spec` into `out` (`art`: its packages, and `key` its stamp's key, if the
+    caller has them)."""
     out = out.absolute()
     _check_output(out)
     files.clean_beside(out)
-    return _build(spec, out, art)
-
-
-def _build(spec: SystemSpec, out: Path, art: Artifacts | None) -> Manifest:
     started = time.monotonic()
     target = targets.for_board(spec.board)
     target.refuse(spec)
     art = art or gather(spec)
+    key = key or stamp.key(spec, art, out)
+    return _build(spec, out, art, key, target, started)
+
+
+def _build(
+    spec: SystemSpec,
+    out: Path,
+    art: Artifacts,
+    key: str,
+    target: targets.Target,
+    started: float,
+) -> Manifest:
     tmp = files.new_dir_beside(out)
     try:
         boot = tmp / "boot"
@@ -368,7 +381,7 @@ def _build(spec: SystemSpec, out: Path, art: Artifacts | None) -> Manifest:
         m = replace(m, check=_check_and_map(tmp, m, out))
         m = replace(m, files=digests())
         manifest.write(tmp, m)
-        stamp.write(tmp, stamp.key(spec, art, out))
+        stamp.write(tmp, key)
         files.replace_dir(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

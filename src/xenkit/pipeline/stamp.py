@@ -57,6 +57,9 @@ def key(spec: SystemSpec, art: Artifacts, out: Path) -> str:
         str(out.absolute()),
         dataclasses.replace(spec, refresh=False),
         tuple((p.name, p.version, p.arch, p.sha256) for p in art.packages),
+        # What gather() made besides the packages' files (QEMU's dumped DTB, which a QEMU
+        # upgrade changes), by content.
+        tuple((role, memo.digest(path)) for role, path in sorted(art.files.items())),
         tuple((str(p), p.read_bytes()) for p in named),
     )
 

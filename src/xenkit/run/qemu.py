@@ -80,7 +80,9 @@ def _facts(qemu: str) -> dict[str, bytes]:
         machines = run([qemu, "-machine", "help"], capture=True).stdout
         return {"version": version.encode(), "machines": machines.encode()}
 
-    return memo.cached("qemu", memo.key(str(path), st.st_size, st.st_mtime_ns, st.st_ino), ask)
+    return memo.cached(
+        "qemu", memo.key(memo.source(), str(path), st.st_size, st.st_mtime_ns, st.st_ino), ask
+    )
 
 
 def _version(qemu: str) -> str:

@@ -142,20 +142,25 @@ class Watch:
     # Said after each rebuild: what the rebuild means for the user.
     after: str = "; the next boot gets the new files"
 
-    def _stamp(self) -> list[float]:
+    def stamp(self) -> list[tuple[int, int, int]]:
+        """Each path's mtime, size and inode: a save within one mtime tick, or a file
+        replaced by rename, still shows."""
         out = []
         for p in self.paths:
             try:
-                out.append(p.stat().st_mtime)
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
             except OSError:
-                out.append(0.0)
+                out.append((0, 0, 0))
         return out
 
-    async def run(self) -> None:
-        seen = self._stamp()
+    async def run(self, seen: list[tuple[int, int, int]] | None = None) -> None:
+        """Poll until cancelled; `seen`: the paths as the last build found them, if taken
+        before it (an edit saved during that build is then a change)."""
+        seen = seen or self.stamp()
         while True:
             await asyncio.sleep(self.interval)
-            now = self._stamp()
+            now = self.stamp()
             if now != seen:
                 seen = now
                 log.info("%s: inputs changed, rebuilding", self.name)
