@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,15 @@ def test_two_builds_storing_one_entry_keep_one(cache: Path) -> None:
     memo.store("t", "k", {"a": b"second"})  # the rename loses to the entry already there
     assert memo.load("t", "k") == {"a": b"first"}
     assert [p.name for p in (cache / "derived" / "memo").iterdir()] == ["t-k"]
+
+
+def test_only_the_newest_entries_of_a_kind_stay(cache: Path) -> None:
+    for i in range(memo.KEPT):
+        memo.store("t", f"k{i}", {"a": b"x"})
+        os.utime(cache / "derived" / "memo" / f"t-k{i}", ns=(i * 10**9, i * 10**9))
+    assert memo.cached("t", "k0", lambda: {"a": b"y"}) == {"a": b"x"}  # used: now the newest
+    memo.store("t", "new", {"a": b"x"})  # one too many: the least recently used goes
+    memo.store("other", "k", {"a": b"x"})
+    names = {p.name for p in (cache / "derived" / "memo").iterdir()}
+    assert len([n for n in names if n.startswith("t-")]) == memo.KEPT
+    assert {"t-k0", "t-new", "other-k"} <= names and "t-k1" not in names

@@ -26,6 +26,9 @@ from xenkit.debian.apt import cache_home, sha256
 from xenkit.errors import XenkitError
 
 PACKAGE = Path(__file__).resolve().parent.parent
+# Entries of one kind kept (the newest by use): enough for a developer's few configurations
+# on both releases, bounded whatever the number of code changes.
+KEPT = 64
 
 
 def key(*parts: object) -> str:
@@ -69,8 +72,15 @@ def store_file(kind: str, k: str, name: str, made: Path, keep: int) -> None:
     except (OSError, XenkitError):  # as store(): a race lost or a full cache
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    for old in sorted(entry.parent.glob(f"{kind}-*"), key=_age)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(entry, kind, keep)
+
+
+def _prune(entry: Path, kind: str, keep: int) -> None:
+    """Only the `keep` newest entries of `kind` stay: each change to xenkit's code makes
+    new ones, and a toolstack initramfs is tens of MiB."""
+    with contextlib.suppress(OSError):
+        for old in sorted(entry.parent.glob(f"{kind}-*"), key=_age)[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _age(entry: Path) -> int:
@@ -138,12 +148,15 @@ def store(kind: str, k: str, result: Mapping[str, bytes]) -> None:
         # remembered.
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    _prune(entry, kind, KEPT)
 
 
 def cached(kind: str, k: str, make: Callable[[], Mapping[str, bytes]]) -> dict[str, bytes]:
     """`make()`'s files, from the cache when inputs with this key made them before."""
     found = load(kind, k)
     if found is not None:
+        with contextlib.suppress(OSError):
+            os.utime(_entry(kind, k))  # recently used: the last to be pruned
         return found
     result = dict(make())
     store(kind, k, result)
