@@ -62,16 +62,7 @@ def store_file(kind: str, k: str, name: str, made: Path, keep: int) -> None:
     a disk image costs neither a copy nor space twice. Only the `keep` newest entries of this
     kind stay: each is a whole filesystem image."""
     entry = _entry(kind, k)
-    tmp = None
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
-        _link(made, tmp / name)
-        _sync(tmp / name)
-        os.rename(tmp, entry)
-    except (OSError, XenkitError):  # as store(): a race lost or a full cache
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    _publish(entry, lambda tmp: _link(made, tmp / name))
     _prune(entry, kind, keep)
 
 
@@ -107,6 +98,23 @@ def fetch_file(kind: str, k: str, name: str, dest: Path) -> bool:
     return True
 
 
+def _publish(entry: Path, fill: Callable[[Path], None]) -> None:
+    """Make `entry` whole or not at all: filled in a directory beside it, each file synced,
+    then renamed. Another build storing the same entry first (rename onto a non-empty
+    directory), or a full or read-only cache, leaves the result unremembered, not failed."""
+    tmp = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+        fill(tmp)
+        for path in tmp.iterdir():
+            _sync(path)
+        os.rename(tmp, entry)
+    except (OSError, XenkitError):
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _sync(path: Path) -> None:
     """On disk before its entry is named: a crash must not leave an entry of empty files
     that later builds would trust."""
@@ -134,20 +142,12 @@ def load(kind: str, k: str) -> dict[str, bytes] | None:
 
 def store(kind: str, k: str, result: Mapping[str, bytes]) -> None:
     entry = _entry(kind, k)
-    tmp = None
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+
+    def fill(tmp: Path) -> None:
         for name, data in result.items():
             (tmp / name).write_bytes(data)
-            _sync(tmp / name)
-        os.rename(tmp, entry)
-    except OSError:
-        # Another build stored the same entry first (rename onto a non-empty directory),
-        # or the cache is full or read-only: the result is still returned, only not
-        # remembered.
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    _publish(entry, fill)
     _prune(entry, kind, KEPT)
 
 
