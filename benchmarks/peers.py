@@ -27,6 +27,8 @@ def unpacked(name: str, packages: Sequence[str], wants: Sequence[str]) -> Path:
         # apt's sandbox user cannot write a root-owned temporary directory.
         os.chmod(tmp, 0o777)
         run(["apt-get", "download", *packages], cwd=Path(tmp))
+        # On a new machine the peers may be the first thing to use the cache.
+        cache_home().mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=cache_home(), prefix=f".bench-{name}-"))
         for deb in sorted(Path(tmp).glob("*.deb")):
             run(["dpkg-deb", "-x", str(deb), str(staging)])
@@ -40,3 +42,22 @@ def env(root: Path) -> dict[str, str]:
     libs = [str(root / d) for d in ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu")]
     libs += [str(p) for p in root.glob("usr/lib/*-linux-gnu*")]
     return {**os.environ, "LD_LIBRARY_PATH": ":".join(libs)}
+
+
+# The peers and the shared libraries Debian 12's builds of them load that a minimal host
+# may lack (dnsmasq-base links D-Bus, netfilter and nftables; in.tftpd tcp wrappers).
+PEER_PACKAGES = (
+    "tftpd-hpa",
+    "libwrap0",
+    "dnsmasq-base",
+    "libdbus-1-3",
+    "libnetfilter-conntrack3",
+    "libnfnetlink0",
+    "libnftables1",
+    "libnftnl11",
+)
+
+
+def tftp_peers() -> Path:
+    """Debian's tftpd-hpa and dnsmasq unpacked (not installed) under xenkit's cache."""
+    return unpacked("peers", PEER_PACKAGES, ("usr/sbin/in.tftpd", "usr/sbin/dnsmasq"))

@@ -65,28 +65,10 @@ WINDOWS = (1, 8, 16)
 # 4 MiB, so starting atftp is not most of what a transfer's time measures.
 QUICK = {"runs": 1, "size": 4, "blksize": (1468,), "windowsize": (1, 8), "clients": (4,)}
 FILE = "big.bin"
-# The peers and the shared libraries Debian 12's builds of them load that a minimal host
-# may lack (dnsmasq-base links D-Bus, netfilter and nftables; in.tftpd tcp wrappers).
-PEER_PACKAGES = (
-    "tftpd-hpa",
-    "libwrap0",
-    "dnsmasq-base",
-    "libdbus-1-3",
-    "libnetfilter-conntrack3",
-    "libnfnetlink0",
-    "libnftables1",
-    "libnftnl11",
-)
 
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-# -- the peers ----------------------------------------------------------------------------------
-def unpacked_peers() -> Path:
-    """Debian's tftpd-hpa and dnsmasq unpacked (not installed) under xenkit's cache."""
-    return peers.unpacked("peers", PEER_PACKAGES, ("usr/sbin/in.tftpd", "usr/sbin/dnsmasq"))
 
 
 # -- a private network namespace ----------------------------------------------------------------
@@ -269,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"the available RAM ({room >> 20} MiB) in /dev/shm: give a smaller --size"
         )
     try:
-        peer_root = unpacked_peers()
+        peer_root = peers.tftp_peers()
     except XenkitError as exc:
         raise SystemExit(f"bench: {exc}") from None
     work = Path(tempfile.mkdtemp(prefix="xenkit-tftp-bench-"))
