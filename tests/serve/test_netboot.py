@@ -73,13 +73,18 @@ def test_arp_table_gives_the_mac(tmp_path: Path) -> None:
 
 
 def _discover(
-    vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001", arch: bool = True, kind: int = 0
+    vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001",
+    arch: bool = True,
+    kind: int = 0,
+    user_class: bytes = b"",
 ) -> bytes:
     header = bytes([1, 1, 6, 0]) + b"\x12\x34\x56\x78" + b"\0\0\0\0" + b"\0" * 16
     header += bytes.fromhex("dca632010203") + b"\0" * 10 + b"\0" * 192
     opts = bytes([53, 1, 1]) + bytes([60, len(vendor)]) + vendor
     if arch:
         opts += bytes([93, 2, 0, kind])
+    if user_class:
+        opts += bytes([77, len(user_class)]) + user_class
     opts += bytes([97, 17]) + b"\0RPi4" + b"\x11" * 12 + b"\xff"
     return header + proxydhcp.MAGIC + opts
 
@@ -135,6 +140,36 @@ def test_a_pc_responder_ignores_a_client_it_has_no_core_image_for() -> None:
 
     replies = asyncio.run(main())
     assert len(replies) == 1 and netdir.BIOS.encode() in replies[0]
+
+
+def test_ipxe_is_offered_its_core_image_over_http_and_other_roms_over_tftp() -> None:
+    """iPXE (QEMU's ROMs) names itself in option 77 and fetches http:// boot files; a
+    firmware's own PXE client does neither, and gets the name on the TFTP server."""
+
+    async def main() -> list[bytes]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            responder = await proxydhcp.start(
+                "192.168.1.10", "127.0.0.1", 0, client.getsockname(), {0: netdir.BIOS}, 8080
+            )
+            assert responder.transport is not None
+            port = responder.transport.get_extra_info("sockname")[1]
+            loop = asyncio.get_running_loop()
+            replies = []
+            for user_class in (b"iPXE", b"", b"iPXE-but-not"):
+                client.sendto(_discover(user_class=user_class), ("127.0.0.1", port))
+                replies.append(await asyncio.wait_for(loop.sock_recv(client, 2000), 5))
+            responder.transport.close()
+            return replies
+
+    ipxe, rom, other = asyncio.run(main())
+    url = f"http://192.168.1.10:8080/{netdir.BIOS}".encode()
+    assert ipxe[108:236].rstrip(b"\0") == url
+    assert bytes([67, len(url)]) + url in ipxe[240:]
+    assert ipxe[20:24] == bytes([192, 168, 1, 10])  # next-server still: GRUB's TFTP
+    for reply in (rom, other):
+        assert reply[108:236].rstrip(b"\0") == netdir.BIOS.encode()
 
 
 @pytest.mark.parametrize(

@@ -263,10 +263,14 @@ def test_the_pc_netboots_its_lazy_root_through_a_bad_mirror_and_an_outage(
     served = good.text()
     assert results and results[0].ok, results[0].reason + scenarios.tail(text) + served[-3000:]
     assert outage, "the boot ended before the outage could be staged"
-    # PXE: the proxy's offer, then GRUB's image, modules and menu over TFTP, and Xen, Dom0's
-    # kernel and initramfs over HTTP from the same server (the menu's http.cfg said so).
-    assert f"TFTP server is {SERVER}, boot file {netdir.BIOS}" in served
-    for name in (netdir.BIOS, "/boot/grub/grub.cfg", "/boot/grub/i386-pc/http.mod"):
+    # PXE: the proxy's offer, GRUB's image over HTTP (QEMU's ROM is iPXE), its modules and
+    # menu over TFTP, and Xen, Dom0's kernel and initramfs over HTTP from the same server
+    # (the menu's http.cfg said so).
+    core = f"http://{SERVER}:{GOOD}/{netdir.BIOS}"
+    assert f"TFTP server is {SERVER}, boot file {core}" in served
+    size = (netbuild / "tftp" / "default" / netdir.BIOS).stat().st_size
+    assert re.search(rf"http 10\.77\.0\.\d+ /{netdir.BIOS} 200 {size} bytes", served)
+    for name in ("/boot/grub/grub.cfg", "/boot/grub/i386-pc/http.mod"):
         assert re.search(rf"tftp: 10\.77\.0\.\d+ {re.escape(name)} \d+ bytes", served), name
     over_tftp = re.findall(r"tftp: 10\.77\.0\.\d+ (\S+) (\d+) bytes", served)
     assert all(n.lstrip("/").startswith(netdir.SUBDIR) for n, _ in over_tftp), over_tftp

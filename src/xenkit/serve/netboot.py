@@ -287,7 +287,10 @@ async def serve(
     pc_files = netdir.boot_files(root / "default")
     if proxy_dhcp:
         try:
-            responder = await proxydhcp.start(proxy_dhcp, boot_files=pc_files or None)
+            # iPXE fetches the core image over HTTP when this server's HTTP side is up.
+            responder = await proxydhcp.start(
+                proxy_dhcp, boot_files=pc_files or None, http_port=web.port if web else 0
+            )
         except OSError as exc:
             if server:
                 server.close()

@@ -4,7 +4,10 @@ TFTP server is, and never hands out addresses (the LAN's own DHCP server does th
 A PC's PXE firmware is given the boot file for its architecture (DHCP option 93) in the
 offer itself, with next-server set and PXE discovery control 8 ("boot the file in the
 offer"): iPXE, QEMU's PXE firmware, then skips the ProxyDHCPREQUEST to port 4011 (its
-dhcp_has_pxeopts: next-server and a boot file name are enough).
+dhcp_has_pxeopts: next-server and a boot file name are enough). A client that says it is
+iPXE (user class, option 77) can fetch its boot file over HTTP: given the port of the HTTP
+server beside the TFTP one, it gets a URL there instead of a name, and only what the boot
+file itself asks for then comes over TFTP.
 
 For the Raspberry Pi 4's EEPROM bootloader (which calls itself an x86 BIOS client, arch 0,
 so a build's tree decides which kind of offer it gets), the reply is the one dnsmasq sends
@@ -58,6 +61,12 @@ class Discover:
     vendor_class: str
     client_arch: bytes | None
     uuid: bytes | None
+    user_class: bytes = b""
+
+    @property
+    def ipxe(self) -> bool:
+        """iPXE names itself in option 77 (QEMU's network boot ROMs are iPXE)."""
+        return self.user_class == b"iPXE"
 
     @property
     def mac(self) -> str:
@@ -103,6 +112,7 @@ def parse(packet: bytes) -> Discover:
         vendor,
         options.get(93),
         options.get(97),
+        options.get(77, b""),
     )
 
 
@@ -137,9 +147,11 @@ class Responder(asyncio.DatagramProtocol):
         server_ip: str,
         reply_to: tuple[str, int] = ("255.255.255.255", 68),
         boot_files: Mapping[int, str] | None = None,
+        http_port: int = 0,
     ):
         self.server_ip = server_ip
         self.boot_files = boot_files
+        self.http_port = http_port
         self.reply_to = reply_to
         self.answered = 0
         self.transport: asyncio.DatagramTransport | None = None
@@ -163,6 +175,8 @@ class Responder(asyncio.DatagramProtocol):
                     d.arch,
                 )
                 return
+            if d.ipxe and self.http_port:
+                boot_file = f"http://{self.server_ip}:{self.http_port}/{boot_file}"
         log.info(
             "proxydhcp: %s (%s): TFTP server is %s%s",
             d.mac,
@@ -182,12 +196,13 @@ async def start(
     port: int = 67,
     reply_to: tuple[str, int] = ("255.255.255.255", 68),
     boot_files: Mapping[int, str] | None = None,
+    http_port: int = 0,
 ) -> Responder:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.bind((bind, port))
-    responder = Responder(server_ip, reply_to, boot_files)
+    responder = Responder(server_ip, reply_to, boot_files, http_port)
     await loop.create_datagram_endpoint(lambda: responder, sock=sock)
     return responder
