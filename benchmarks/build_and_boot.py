@@ -47,6 +47,7 @@ try:
 
     from xenkit.config import boards
     from xenkit.config.boards import Board
+    from xenkit.core import cachedir
     from xenkit.core.sizes import MiB, parse_size
     from xenkit.debian import apt
     from xenkit.errors import XenkitError
@@ -665,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="xenkit-bench-"))
     log(f"work directory {work}")
-    real = apt.cache_home()
+    real = cachedir.cache_home()
     cache = work / "cache"
     rows: list[Row] = [
         Row(

@@ -30,8 +30,8 @@ import quick
 
 try:
     from xenkit.config import boards
+    from xenkit.core import cachedir
     from xenkit.core.sizes import MiB
-    from xenkit.debian import apt
     from xenkit.images import chunkstore
     from xenkit.run import emulate, qemu
     from xenkit.serve.http import HttpServer
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     board = boards.load(BOARD)
     with tempfile.TemporaryDirectory(prefix="xenkit-bench-netroot-") as tmp:
         work = Path(tmp)
-        bb.prime(board, apt.cache_home(), work)
+        bb.prime(board, cachedir.cache_home(), work)
         store = work / "store"
         net = ["--net-root", "--net-store", str(store)]
         outs = {"a": work / "live", "b": work / "net", "d": work / "whole"}

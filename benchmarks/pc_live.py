@@ -31,8 +31,8 @@ import quick
 
 try:
     from xenkit.config import boards
+    from xenkit.core import cachedir
     from xenkit.core.sizes import MiB
-    from xenkit.debian import apt
     from xenkit.pipeline import manifest
     from xenkit.run import emulate, qemu
     from xenkit.system.initramfs import READY
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = quick.parse_args(ap, argv, QUICK, "one run, SeaBIOS only")
     firmwares = [f for f in args.firmware.split(",") if f]
     board = boards.load(BOARD)
-    real = apt.cache_home()
+    real = cachedir.cache_home()
     with tempfile.TemporaryDirectory(prefix="xenkit-bench-pc-") as tmp:
         work = Path(tmp)
         bb.prime(board, real, work)

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from xenkit.core.cachedir import cache_home
 from xenkit.core.proc import run
-from xenkit.debian.apt import cache_home
 
 
 def unpacked(name: str, packages: Sequence[str], wants: Sequence[str]) -> Path:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from xenkit.core.files import sha256
 from xenkit.debian import deb
-from xenkit.debian.apt import Apt, sha256
+from xenkit.debian.apt import Apt
 from xenkit.errors import XenkitError
 
 pytestmark = pytest.mark.debian  # talks to the mirror the host's apt sources name

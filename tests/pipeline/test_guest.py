@@ -12,8 +12,8 @@ from tests.bootfiles import CPIO_HEAD
 from tests.conftest import make_spec
 from tests.manifests import sample
 from xenkit import cli
+from xenkit.core.files import sha256
 from xenkit.core.sizes import MiB
-from xenkit.debian.apt import sha256
 from xenkit.errors import XenkitError
 from xenkit.images import media
 from xenkit.pipeline import build, guest, manifest

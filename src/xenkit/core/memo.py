@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from xenkit.core import files
-from xenkit.debian.apt import cache_home, sha256
+from xenkit.core.cachedir import cache_home
 from xenkit.errors import XenkitError
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -168,4 +168,4 @@ def digest(path: Path) -> str:
     make and ccache tell a changed file). The 31 MiB kernel Image took 25 ms of every build."""
     st = path.stat()
     k = key(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-    return cached("digest", k, lambda: {"sha256": sha256(path).encode()})["sha256"].decode()
+    return cached("digest", k, lambda: {"sha256": files.sha256(path).encode()})["sha256"].decode()

@@ -26,9 +26,9 @@ from xenkit.config import arch
 from xenkit.config.bootconfig import Domain
 from xenkit.config.spec import BRIDGE_ADDR, SystemSpec
 from xenkit.core import files, memo
-from xenkit.core.files import read_text
+from xenkit.core.files import read_text, sha256
 from xenkit.core.sizes import MiB, format_size
-from xenkit.debian.apt import Apt, sha256
+from xenkit.debian.apt import Apt
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries

@@ -14,8 +14,8 @@ from typing import Any
 from xenkit import targets
 from xenkit.config.spec import emulator_shortfall as emulator_misfit
 from xenkit.config.spec import guest_from_table, guest_room
+from xenkit.core.files import sha256
 from xenkit.core.sizes import MiB, format_size, parse_size
-from xenkit.debian.apt import sha256
 from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import FileEntry, Manifest

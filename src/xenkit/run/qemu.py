@@ -13,8 +13,8 @@ from pathlib import Path
 from xenkit.config import arch
 from xenkit.config.boards import Board
 from xenkit.core import memo
+from xenkit.core.cachedir import cache_home
 from xenkit.core.proc import need, run
-from xenkit.debian.apt import cache_home
 from xenkit.errors import XenkitError
 from xenkit.formats.dt import DeviceTree
 

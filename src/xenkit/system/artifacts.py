@@ -13,8 +13,9 @@ from pathlib import Path
 
 from xenkit.config.spec import SystemSpec
 from xenkit.core import memo
+from xenkit.core.cachedir import cache_home
 from xenkit.debian import deb
-from xenkit.debian.apt import Apt, Package, cache_home
+from xenkit.debian.apt import Apt, Package
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import kernel

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenkit.config import builtin
+from xenkit.core.cachedir import cache_home
 from xenkit.core.proc import run
-from xenkit.debian.apt import cache_home
 from xenkit.errors import XenkitError
 from xenkit.formats import kernel
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from xenkit.core import files
+from xenkit.core.cachedir import cache_home
 from xenkit.core.files import link_or_copy
 from xenkit.core.proc import need, run
 from xenkit.debian import deb, kmods
-from xenkit.debian.apt import Apt, Package, cache_home
+from xenkit.debian.apt import Apt, Package
 from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.system import netroot
