@@ -299,3 +299,38 @@ def test_the_pc_netboots_its_lazy_root_through_a_bad_mirror_and_an_outage(
     published = chunkstore.Published.read(netbuild / "netroot")
     assert at_done < published.stored * 0.7, (at_done, published)
     print(published.fetched(at_done, 0))
+
+
+@pytest.mark.qemu
+def test_a_uefi_pc_netboots_core_efi_over_http_to_xen(
+    netbuild: Path, lan: list[str], tmp_path: Path
+) -> None:
+    """UEFI PXE (OVMF; the boot is the NIC ROM's iPXE): the proxy offers core.efi as an
+    http:// URL, GRUB's EFI image reads its menu and modules over TFTP from the same server,
+    then Xen, Dom0's kernel and initramfs over HTTP, and Xen starts. Stopped at Xen's first
+    line: the whole lazy-root boot is the BIOS test's."""
+    good = Server(lan, netbuild, tmp_path / "serve", "--http-port", str(GOOD),
+                  "--proxy-dhcp", SERVER)  # fmt: skip
+    board = boards.load("pc")
+    choices = qemu.Choices(firmware="uefi", media="net")
+    plan = wire.plan(lan, board, board.default_ram, netbuild, tmp_path / "run", choices)
+    try:
+        result = emulate.check(plan, 600, want=["(XEN) Xen version"])
+    finally:
+        good.stop()
+    text = plan.console_log.read_text(errors="replace")
+    served = good.text()
+    assert result.ok, result.reason + scenarios.tail(text) + served[-3000:]
+    tree = netbuild / "tftp" / "default"
+    core = f"http://{SERVER}:{GOOD}/{netdir.UEFI}"
+    assert re.search(rf"\(PXEClient:Arch:00007\S*\): TFTP server is {SERVER}, boot file {core}",
+                     served), served[-3000:]  # fmt: skip
+    size = (tree / netdir.UEFI).stat().st_size
+    assert re.search(rf"http 10\.77\.0\.\d+ /{netdir.UEFI} 200 {size} bytes", served)
+    assert re.search(r"tftp: 10\.77\.0\.\d+ /?boot/grub/grub\.cfg \d+ bytes", served), served
+    over_tftp = re.findall(r"tftp: 10\.77\.0\.\d+ (\S+) (\d+) bytes", served)
+    assert all(n.lstrip("/").startswith(netdir.SUBDIR) for n, _ in over_tftp), over_tftp
+    for name in ("/boot/xen.gz", "/boot/vmlinuz", "/boot/initrd.cpio.gz"):
+        size = (tree / name.lstrip("/")).stat().st_size
+        assert re.search(rf"http 10\.77\.0\.\d+ {name} 20[06] {size} bytes", served), name
+    print(f"UEFI PXE: Xen's first line at {result.ready_at:.1f} s")
