@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -106,9 +108,17 @@ def test_build_watch_rebuilds_on_a_change_and_times_it(tmp_path: Path) -> None:
     seen: list[str] = []
     try:
         assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
 
         def until(text: str) -> str:
-            for line in proc.stdout:  # type: ignore[union-attr]
+            """The next line holding `text`; a missed rebuild fails in a minute, not hangs."""
+            deadline = time.monotonic() + 60
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    line = lines.get(timeout=left)
+                except queue.Empty:
+                    break
                 seen.append(line)
                 if text in line:
                     return line
@@ -122,6 +132,18 @@ def test_build_watch_rebuilds_on_a_change_and_times_it(tmp_path: Path) -> None:
         assert "console=dtuart two" in (out / "boot/boot.source").read_text()
         os.utime(config)  # touched, not changed: nothing to build
         until("build: up to date")
+        # A file the config names only now is watched from then on.
+        mine = tmp_path / "my-xen"
+        shutil.copy(out / "boot" / "xen", mine)
+        config.write_text(
+            f'board = "rpi4"\nxen_cmdline = "console=dtuart two"\nxen_image = "{mine}"\n'
+        )
+        until("build: rebuilt in")
+        time.sleep(1.1)
+        with mine.open("ab") as f:
+            f.write(b"\0" * 4096)  # a developer's next Xen, of a new size
+        until("build: rebuilt in")
+        assert (out / "boot" / "xen").read_bytes() == mine.read_bytes()
         config.write_text('board = "rpi4"\nxen_cmdline = "oops\n')
         until("rebuild failed (keeping the last build): config")
         assert "console=dtuart two" in (out / "boot/boot.source").read_text()

@@ -30,11 +30,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     from xenkit.serve import netboot
 
     # What to watch, and how it looked, before the first build reads it: an edit saved
-    # while that build runs is then a change. The list is the config and what it names
-    # now; a file it names later is watched from the next `--watch`.
-    paths = [*([Path(args.config)] if args.config else []), *stamp.named_files(system)]
+    # while that build runs is then a change. The list is the config and what it names,
+    # asked for again after each rebuild.
+    def inputs() -> list[Path]:
+        return [*([Path(args.config)] if args.config else []), *stamp.named_files(_system(args))]
+
+    paths = inputs()
     watch = netboot.Watch(
-        paths, lambda: build.build_if_changed(_system(args), out)[1], 0.5, "build", f": {out}/"
+        paths,
+        lambda: build.build_if_changed(_system(args), out)[1],
+        0.5,
+        "build",
+        f": {out}/",
+        relist=inputs,
     )
     seen = watch.stamp()
     _build(system, out)

@@ -25,8 +25,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             values = settings.resolve(settings.load_file(config), {"netboot": True})
             return spec.resolve(values)
 
-        paths = [config, *stamp.named_files(inputs())]
-        watch = netboot.Watch(paths, lambda: build.build(inputs(), build_dir))
+        def watched() -> list[Path]:
+            return [config, *stamp.named_files(inputs())]
+
+        watch = netboot.Watch(watched(), lambda: build.build(inputs(), build_dir), relist=watched)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             netboot.serve(

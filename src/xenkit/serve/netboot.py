@@ -133,7 +133,9 @@ def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str
 
 @dataclass
 class Watch:
-    """Rebuild when any of `paths` changes (polled: no inotify needed, works on any FS)."""
+    """Rebuild when any of `paths` changes (polled: no inotify needed, works on any FS).
+    With `relist`, the paths are asked for again after each rebuild: a config that now
+    names another file (a new guest's kernel, a swapped Xen) has that file watched too."""
 
     paths: list[Path]
     rebuild: Callable[[], object]  # False: nothing needed building
@@ -141,20 +143,14 @@ class Watch:
     name: str = "serve"
     # Said after each rebuild: what the rebuild means for the user.
     after: str = "; the next boot gets the new files"
+    relist: Callable[[], list[Path]] | None = None
 
-    def stamp(self) -> list[tuple[int, int, int]]:
+    def stamp(self) -> dict[Path, tuple[int, int, int]]:
         """Each path's mtime, size and inode: a save within one mtime tick, or a file
         replaced by rename, still shows."""
-        out = []
-        for p in self.paths:
-            try:
-                st = p.stat()
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                out.append((0, 0, 0))
-        return out
+        return {p: _identity(p) for p in self.paths}
 
-    async def run(self, seen: list[tuple[int, int, int]] | None = None) -> None:
+    async def run(self, seen: dict[Path, tuple[int, int, int]] | None = None) -> None:
         """Poll until cancelled; `seen`: the paths as the last build found them, if taken
         before it (an edit saved during that build is then a change)."""
         seen = seen or self.stamp()
@@ -163,26 +159,44 @@ class Watch:
             now = self.stamp()
             if now != seen:
                 seen = now
-                log.info("%s: inputs changed, rebuilding", self.name)
-                started = time.monotonic()
-                try:
-                    made = await asyncio.to_thread(self.rebuild)
-                    took = time.monotonic() - started
-                    if made is False:  # the build found nothing changed
-                        log.info("%s: up to date (%.2f s)", self.name, took)
-                    else:
-                        log.info("%s: rebuilt in %.2f s%s", self.name, took, self.after)
-                except XenkitError as exc:
-                    log.error("%s: rebuild failed (keeping the last build): %s", self.name, exc)
-                except Exception as exc:  # a bug must not end the serving
-                    # Uncaught, the task died unnoticed and later edits never rebuilt.
-                    log.error(
-                        "%s: rebuild failed (keeping the last build): %s: %s "
-                        "(a xenkit bug: please report it)",
-                        self.name,
-                        type(exc).__name__,
-                        exc,
-                    )
+                await self._rebuild()
+                if self.relist is not None:
+                    # A config mid-edit (or anything else) keeps the last list: the watch
+                    # must go on.
+                    with contextlib.suppress(Exception):
+                        self.paths = self.relist()
+                    # New paths as the rebuild just found them; the others as before it.
+                    seen = {p: seen.get(p) or _identity(p) for p in self.paths}
+
+    async def _rebuild(self) -> None:
+        log.info("%s: inputs changed, rebuilding", self.name)
+        started = time.monotonic()
+        try:
+            made = await asyncio.to_thread(self.rebuild)
+            took = time.monotonic() - started
+            if made is False:  # the build found nothing changed
+                log.info("%s: up to date (%.2f s)", self.name, took)
+            else:
+                log.info("%s: rebuilt in %.2f s%s", self.name, took, self.after)
+        except XenkitError as exc:
+            log.error("%s: rebuild failed (keeping the last build): %s", self.name, exc)
+        except Exception as exc:  # a bug must not end the serving
+            # Uncaught, the task died unnoticed and later edits never rebuilt.
+            log.error(
+                "%s: rebuild failed (keeping the last build): %s: %s "
+                "(a xenkit bug: please report it)",
+                self.name,
+                type(exc).__name__,
+                exc,
+            )
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _check_next_server(value: str) -> None:
