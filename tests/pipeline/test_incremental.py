@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -108,8 +109,14 @@ def test_build_watch_rebuilds_on_a_change_and_times_it(tmp_path: Path) -> None:
     seen: list[str] = []
     try:
         assert proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump(stream: IO[str]) -> None:
+            for ln in stream:
+                lines.put(ln)
+            lines.put(None)  # the watch ended: fail now, not after the deadline
+
+        threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
 
         def until(text: str) -> str:
             """The next line holding `text`; a missed rebuild fails in a minute, not hangs."""
@@ -118,6 +125,8 @@ def test_build_watch_rebuilds_on_a_change_and_times_it(tmp_path: Path) -> None:
                 try:
                     line = lines.get(timeout=left)
                 except queue.Empty:
+                    break
+                if line is None:
                     break
                 seen.append(line)
                 if text in line:
@@ -139,7 +148,7 @@ def test_build_watch_rebuilds_on_a_change_and_times_it(tmp_path: Path) -> None:
             f'board = "rpi4"\nxen_cmdline = "console=dtuart two"\nxen_image = "{mine}"\n'
         )
         until("build: rebuilt in")
-        time.sleep(1.1)
+        # Watched as the rebuild found it (stamped before it was read): no pause needed.
         with mine.open("ab") as f:
             f.write(b"\0" * 4096)  # a developer's next Xen, of a new size
         until("build: rebuilt in")

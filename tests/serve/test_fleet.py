@@ -29,6 +29,7 @@ from tests.conftest import make_spec
 from xenkit.bootscripts import uimage
 from xenkit.core import netns
 from xenkit.core.proc import need, run
+from xenkit.errors import XenkitError
 from xenkit.pipeline import build
 
 pytestmark = [pytest.mark.slow, pytest.mark.debian]
@@ -40,6 +41,9 @@ SERVERS = {"rack-a": "10.19.0.2", "rack-b": "10.19.0.3"}
 PER_RACK = 12
 # Raspberry Pi MACs (dc:a6:32), one prefix per rack as the README's dhcp-mac lines match.
 RACK_PREFIX = {"rack-a": "dc:a6:32:01:00", "rack-b": "dc:a6:32:02:00"}
+# What the card's first stage fetches (bootscripts/card.py first_stage), whatever the
+# lease's boot file; the README's dhcp-boot lines name it too.
+FIRST_STAGE_FETCH = "boot2.scr"
 # The card's first stage and U-Boot's second stage load with `tftpb ADDRESS FILE`.
 TFTPB = re.compile(r"^tftpb \S+ (\S+)", re.M)
 
@@ -118,6 +122,8 @@ def boot_one(prefix: list[str], n: int, leases: Path, script: Path, out: Path) -
          "-i", f"c{n}", "-s", str(script)], env=env)  # fmt: skip
     leased = time.monotonic() - started
     server, bootfile = (leases / f"c{n}").read_text().split()
+    # The card's first stage takes serverip from the lease and asks for boot2.scr by name.
+    assert bootfile == FIRST_STAGE_FETCH, bootfile
     mine = out / f"c{n}"
     mine.mkdir()
     got: dict[str, str] = {"server": server, "leased": f"{leased:.3f}"}
@@ -134,10 +140,12 @@ def boot_one(prefix: list[str], n: int, leases: Path, script: Path, out: Path) -
         got[name] = hashlib.sha256(data).hexdigest()
         return data
 
-    script_text = uimage.script_text(fetch(bootfile))
+    script_text = uimage.script_text(fetch(FIRST_STAGE_FETCH))
     for var, option in (("tftpblocksize", "blksize"), ("tftpwindowsize", "windowsize")):
         if m := re.search(rf"^setenv {var} (\d+)$", script_text, re.M):
             options[option] = m[1]
+    # The build's --tftp-windowsize 8, as U-Boot would ask for the files after boot2.scr.
+    assert options == {"blksize": "1468", "windowsize": "8"}, options
     for name in TFTPB.findall(script_text):
         fetch(name)
     got["seconds"] = f"{time.monotonic() - started:.3f}"
@@ -152,6 +160,7 @@ def test_two_servers_share_one_fleet_by_dhcp(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("network namespaces and veth devices need root")
     need("busybox")
+    need("atftp")
     peer = peers.tftp_peers()
     made = tmp_path / "rpi4-net"
     # No --netboot-server: the card's first stage takes its server from DHCP.
@@ -161,6 +170,8 @@ def test_two_servers_share_one_fleet_by_dhcp(tmp_path: Path) -> None:
     # server holds the whole tree, so the override works wherever DHCP sends the board.
     special = {rack: macs[0] for rack, macs in _by_rack().items()}
     dtb = next(p.name for p in default.glob("*.dtb"))
+    # A board directory that held the same bytes would prove nothing.
+    assert sha(default / "emulate" / dtb) != sha(default / dtb)
     for mac in special.values():
         board = made / "tftp" / mac.replace(":", "-")
         board.mkdir()
@@ -183,20 +194,21 @@ def test_two_servers_share_one_fleet_by_dhcp(tmp_path: Path) -> None:
     with fleet(len(results)) as (switch, servers, hosts), contextlib.ExitStack() as stack:
         dnsmasq = [
             str(peer / "usr/sbin/dnsmasq"), "--no-daemon", f"--conf-file={conf}",
-            "--port=0", "--interface=br0", "--bind-interfaces", "--no-ping",
+            "--port=0", "--interface=br0", "--bind-interfaces",
             f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}", "--pid-file", "--user=root",
         ]  # fmt: skip
         dhcp_log = tmp_path / "dnsmasq.log"
-        proc = subprocess.Popen(
-            [*switch, *dnsmasq], env=peers.env(peer), stdout=dhcp_log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with dhcp_log.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [*switch, *dnsmasq], env=peers.env(peer), stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
         stack.callback(proc.wait, 10)
         stack.callback(proc.terminate)
         procs = {}
         for rack, prefix in servers.items():
             argv = [*prefix, sys.executable, "-m", "xenkit", "serve", str(trees[rack])]
-            argv += ["--bind", SERVERS[rack], "--port", "69", "--http-port", "0"]
+            argv += ["--bind", SERVERS[rack], "--port", "69"]
             with logs[rack].open("wb") as log_file:
                 procs[rack] = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
             stack.callback(procs[rack].wait, 10)
@@ -210,19 +222,24 @@ def test_two_servers_share_one_fleet_by_dhcp(tmp_path: Path) -> None:
         started = time.monotonic()
 
         def client(n: int) -> None:
-            results[n] = boot_one(hosts[n], n, leases, script, out)
+            try:
+                results[n] = boot_one(hosts[n], n, leases, script, out)
+            except (AssertionError, OSError, ValueError, XenkitError) as exc:
+                results[n] = {"error": f"{type(exc).__name__}: {exc}"[-600:]}
 
         threads = [threading.Thread(target=client, args=(n,)) for n in range(len(results))]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 180
         for t in threads:
-            t.join(timeout=180)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         took = time.monotonic() - started
+        assert not any(t.is_alive() for t in threads), "boards still fetching after 180 s"
         assert proc.poll() is None, dhcp_log.read_text()
 
     wanted_files = None
     for (rack, mac), got in zip(clients(), results, strict=True):
-        assert got, f"{mac} did not finish: {dhcp_log.read_text()[-1500:]}"
+        assert got and "error" not in got, f"{mac}: {got} {dhcp_log.read_text()[-1500:]}"
         assert got["server"] == SERVERS[rack], (mac, got["server"])
         files = {k: v for k, v in got.items() if k not in ("server", "leased", "seconds")}
         wanted_files = wanted_files or set(files)

@@ -519,6 +519,57 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
     assert summary and summary[1] == summary[2], log_path.read_text()[-500:]
 
 
+def test_the_watch_follows_the_files_each_rebuild_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """relist() runs first in each rebuild: a file it names from then on is watched, a
+    bad config (XenkitError) or a bug in it is logged and keeps the last list."""
+    config, kernel = tmp_path / "c.toml", tmp_path / "Image"
+    config.write_text("a")
+    kernel.write_text("k1")
+    listed: list[list[Path]] = [[config], [config, kernel]]
+    built: list[int] = []
+    failures: list[BaseException] = [XenkitError("config: bad line"), KeyError("boom")]
+
+    def relist() -> list[Path]:
+        if config.read_text() == "bad" and failures:
+            raise failures.pop(0)
+        return listed[1] if config.read_text() != "a" else listed[0]
+
+    def touch(path: Path, text: str) -> None:
+        mtime = path.stat().st_mtime + 1
+        path.write_text(text)
+        os.utime(path, (mtime, mtime))
+
+    async def scenario() -> None:
+        watch = netboot.Watch([config], lambda: built.append(len(built)), 0.02, relist=relist)
+        task = asyncio.create_task(watch.run())
+
+        async def settle(n: int) -> None:
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                if len(built) == n:
+                    return
+
+        await asyncio.sleep(0.05)
+        touch(config, "b")  # now names the kernel
+        await settle(1)
+        assert watch.paths == [config, kernel]
+        touch(kernel, "k2")  # watched now: rebuilt
+        await settle(2)
+        for _ in failures[:]:  # a bad config, then a bug: each logged, nothing built
+            touch(config, "bad")
+            await asyncio.sleep(0.2)
+        assert watch.paths == [config, kernel] and len(built) == 2
+        task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="xenkit"):
+        asyncio.run(scenario())
+    assert built == [0, 1]
+    assert "rebuild failed (keeping the last build): config: bad line" in caplog.text
+    assert "KeyError: 'boom' (a xenkit bug: please report it)" in caplog.text
+
+
 def test_a_rebuild_that_hits_a_bug_logs_it_and_the_watch_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -65,6 +65,8 @@ class Server:
             time.sleep(0.1)
         if "--proxy-dhcp" in self.options:
             while "proxyDHCP answering" not in log.read_text():
+                assert self.proc.poll() is None, log.read_text()  # port 67 refused, say
+                assert time.monotonic() < deadline, "xenkit serve's proxyDHCP did not start"
                 time.sleep(0.1)
 
     def stop(self) -> None:

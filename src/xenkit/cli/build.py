@@ -30,15 +30,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     from xenkit.serve import netboot
 
     # What to watch, and how it looked, before the first build reads it: an edit saved
-    # while that build runs is then a change. The list is the config and what it names,
-    # asked for again after each rebuild.
-    def inputs() -> list[Path]:
-        return [*([Path(args.config)] if args.config else []), *stamp.named_files(_system(args))]
+    # while that build runs is then a change. Each rebuild reads the config once, in
+    # inputs(), and builds what it read; the files it names are watched from then on.
+    config = [Path(args.config)] if args.config else []
+    latest = [system]
 
-    paths = inputs()
+    def inputs() -> list[Path]:
+        latest[0] = _system(args)
+        return [*config, *stamp.named_files(latest[0])]
+
+    paths = [*config, *stamp.named_files(system)]
     watch = netboot.Watch(
         paths,
-        lambda: build.build_if_changed(_system(args), out)[1],
+        lambda: build.build_if_changed(latest[0], out)[1],
         0.5,
         "build",
         f": {out}/",

@@ -25,10 +25,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             values = settings.resolve(settings.load_file(config), {"netboot": True})
             return spec.resolve(values)
 
-        def watched() -> list[Path]:
-            return [config, *stamp.named_files(inputs())]
+        # Each rebuild reads the config once, in watched(), and builds what it read.
+        latest = [inputs()]
 
-        watch = netboot.Watch(watched(), lambda: build.build(inputs(), build_dir), relist=watched)
+        def watched() -> list[Path]:
+            latest[0] = inputs()
+            return [config, *stamp.named_files(latest[0])]
+
+        watch = netboot.Watch(
+            [config, *stamp.named_files(latest[0])],
+            lambda: build.build(latest[0], build_dir),
+            relist=watched,
+        )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             netboot.serve(

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from xenkit.errors import XenkitError
 from xenkit.images import chunkstore, netdir
 from xenkit.serve import http, proxydhcp, tftp
 
 log = logging.getLogger("xenkit")
+T = TypeVar("T")
 
 SERIAL = re.compile(r"[0-9a-f]{8}")
 MAC = re.compile(r"[0-9a-f]{2}(-[0-9a-f]{2}){5}")
@@ -134,8 +136,11 @@ def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str
 @dataclass
 class Watch:
     """Rebuild when any of `paths` changes (polled: no inotify needed, works on any FS).
-    With `relist`, the paths are asked for again after each rebuild: a config that now
-    names another file (a new guest's kernel, a swapped Xen) has that file watched too."""
+    With `relist`, each rebuild starts by asking for the inputs again (the caller reads
+    its config there, once, for the rebuild to use): a config that now names another file
+    (a new guest's kernel, a swapped Xen) has that file watched from then on, as it was
+    before the rebuild read it. A file named before it exists fails that rebuild, and is
+    watched once a rebuild has read it."""
 
     paths: list[Path]
     rebuild: Callable[[], object]  # False: nothing needed building
@@ -157,27 +162,30 @@ class Watch:
         while True:
             await asyncio.sleep(self.interval)
             now = self.stamp()
-            if now != seen:
-                seen = now
-                await self._rebuild()
-                if self.relist is not None:
-                    # A config mid-edit (or anything else) keeps the last list: the watch
-                    # must go on.
-                    with contextlib.suppress(Exception):
-                        self.paths = self.relist()
-                    # New paths as the rebuild just found them; the others as before it.
-                    seen = {p: seen.get(p) or _identity(p) for p in self.paths}
+            if now == seen:
+                continue
+            seen = now
+            log.info("%s: inputs changed, rebuilding", self.name)
+            started = time.monotonic()
+            if self.relist is not None:
+                ok, paths = await self._attempt(self.relist)
+                if not ok or paths is None:
+                    continue
+                self.paths = paths
+                seen = {p: seen[p] if p in seen else _identity(p) for p in self.paths}
+            ok, made = await self._attempt(self.rebuild)
+            if ok:
+                took = time.monotonic() - started
+                if made is False:  # the build found nothing changed
+                    log.info("%s: up to date (%.2f s)", self.name, took)
+                else:
+                    log.info("%s: rebuilt in %.2f s%s", self.name, took, self.after)
 
-    async def _rebuild(self) -> None:
-        log.info("%s: inputs changed, rebuilding", self.name)
-        started = time.monotonic()
+    async def _attempt(self, step: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run one step of a rebuild off the event loop (serving goes on meanwhile); a
+        failure is logged and keeps the last build."""
         try:
-            made = await asyncio.to_thread(self.rebuild)
-            took = time.monotonic() - started
-            if made is False:  # the build found nothing changed
-                log.info("%s: up to date (%.2f s)", self.name, took)
-            else:
-                log.info("%s: rebuilt in %.2f s%s", self.name, took, self.after)
+            return True, await asyncio.to_thread(step)
         except XenkitError as exc:
             log.error("%s: rebuild failed (keeping the last build): %s", self.name, exc)
         except Exception as exc:  # a bug must not end the serving
@@ -189,6 +197,7 @@ class Watch:
                 type(exc).__name__,
                 exc,
             )
+        return False, None
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
