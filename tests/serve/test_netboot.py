@@ -519,6 +519,13 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
     assert summary and summary[1] == summary[2], log_path.read_text()[-500:]
 
 
+def _edit(path: Path, text: str) -> None:
+    """An edit the watch cannot miss: a new mtime even within the filesystem's tick."""
+    mtime = path.stat().st_mtime + 1
+    path.write_text(text)
+    os.utime(path, (mtime, mtime))
+
+
 def test_the_watch_follows_the_files_each_rebuild_names(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -536,11 +543,6 @@ def test_the_watch_follows_the_files_each_rebuild_names(
             raise failures.pop(0)
         return listed[1] if config.read_text() != "a" else listed[0]
 
-    def touch(path: Path, text: str) -> None:
-        mtime = path.stat().st_mtime + 1
-        path.write_text(text)
-        os.utime(path, (mtime, mtime))
-
     async def scenario() -> None:
         watch = netboot.Watch([config], lambda: built.append(len(built)), 0.02, relist=relist)
         task = asyncio.create_task(watch.run())
@@ -552,13 +554,13 @@ def test_the_watch_follows_the_files_each_rebuild_names(
                     return
 
         await asyncio.sleep(0.05)
-        touch(config, "b")  # now names the kernel
+        _edit(config, "b")  # now names the kernel
         await settle(1)
         assert watch.paths == [config, kernel]
-        touch(kernel, "k2")  # watched now: rebuilt
+        _edit(kernel, "k2")  # watched now: rebuilt
         await settle(2)
         for _ in failures[:]:  # a bad config, then a bug: each logged, nothing built
-            touch(config, "bad")
+            _edit(config, "bad")
             await asyncio.sleep(0.2)
         assert watch.paths == [config, kernel] and len(built) == 2
         task.cancel()
@@ -588,9 +590,7 @@ def test_a_rebuild_that_hits_a_bug_logs_it_and_the_watch_goes_on(
         task = asyncio.create_task(netboot.Watch([watched], rebuild, interval=0.05).run())
         await asyncio.sleep(0.1)  # the watch takes its first stamp
         for text in ("b", "c"):
-            mtime = watched.stat().st_mtime + 1
-            watched.write_text(text)
-            os.utime(watched, (mtime, mtime))
+            _edit(watched, text)
             for _ in range(100):
                 await asyncio.sleep(0.02)
                 if len(calls) == ord(text) - ord("a"):
