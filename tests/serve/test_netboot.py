@@ -77,6 +77,7 @@ def _discover(
     arch: bool = True,
     kind: int = 0,
     user_class: bytes = b"",
+    ipxe_features: bytes = b"",
 ) -> bytes:
     header = bytes([1, 1, 6, 0]) + b"\x12\x34\x56\x78" + b"\0\0\0\0" + b"\0" * 16
     header += bytes.fromhex("dca632010203") + b"\0" * 10 + b"\0" * 192
@@ -85,6 +86,8 @@ def _discover(
         opts += bytes([93, 2, 0, kind])
     if user_class:
         opts += bytes([77, len(user_class)]) + user_class
+    if ipxe_features:
+        opts += bytes([175, len(ipxe_features)]) + ipxe_features
     opts += bytes([97, 17]) + b"\0RPi4" + b"\x11" * 12 + b"\xff"
     return header + proxydhcp.MAGIC + opts
 
@@ -143,8 +146,9 @@ def test_a_pc_responder_ignores_a_client_it_has_no_core_image_for() -> None:
 
 
 def test_ipxe_is_offered_its_core_image_over_http_and_other_roms_over_tftp() -> None:
-    """iPXE (QEMU's ROMs) names itself in option 77 and fetches http:// boot files; a
-    firmware's own PXE client does neither, and gets the name on the TFTP server."""
+    """iPXE (QEMU's ROMs) names itself in option 77 and lists HTTP (19) among its features
+    in option 175: it fetches http:// boot files. An iPXE without HTTP, or a firmware's own
+    PXE client, gets the name on the TFTP server."""
 
     async def main() -> list[bytes]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
@@ -157,18 +161,27 @@ def test_ipxe_is_offered_its_core_image_over_http_and_other_roms_over_tftp() -> 
             port = responder.transport.get_extra_info("sockname")[1]
             loop = asyncio.get_running_loop()
             replies = []
-            for user_class in (b"iPXE", b"", b"iPXE-but-not"):
-                client.sendto(_discover(user_class=user_class), ("127.0.0.1", port))
+            # iPXE's option 175 as QEMU's ROMs send it in part: PXEEXT (16), HTTP (19),
+            # bzImage (24); then one with no HTTP; a plain ROM; a user class not iPXE's.
+            with_http = bytes([16, 1, 2, 19, 1, 1, 24, 1, 1])
+            for user_class, features in (
+                (b"iPXE", with_http),
+                (b"iPXE", bytes([16, 1, 2, 24, 1, 1])),
+                (b"", b""),
+                (b"iPXE-but-not", with_http),
+            ):
+                packet = _discover(user_class=user_class, ipxe_features=features)
+                client.sendto(packet, ("127.0.0.1", port))
                 replies.append(await asyncio.wait_for(loop.sock_recv(client, 2000), 5))
             responder.transport.close()
             return replies
 
-    ipxe, rom, other = asyncio.run(main())
+    ipxe, no_http, rom, other = asyncio.run(main())
     url = f"http://192.168.1.10:8080/{netdir.BIOS}".encode()
     assert ipxe[108:236].rstrip(b"\0") == url
     assert bytes([67, len(url)]) + url in ipxe[240:]
     assert ipxe[20:24] == bytes([192, 168, 1, 10])  # next-server still: GRUB's TFTP
-    for reply in (rom, other):
+    for reply in (no_http, rom, other):
         assert reply[108:236].rstrip(b"\0") == netdir.BIOS.encode()
 
 

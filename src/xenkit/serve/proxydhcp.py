@@ -5,9 +5,9 @@ A PC's PXE firmware is given the boot file for its architecture (DHCP option 93)
 offer itself, with next-server set and PXE discovery control 8 ("boot the file in the
 offer"): iPXE, QEMU's PXE firmware, then skips the ProxyDHCPREQUEST to port 4011 (its
 dhcp_has_pxeopts: next-server and a boot file name are enough). A client that says it is
-iPXE (user class, option 77) can fetch its boot file over HTTP: given the port of the HTTP
-server beside the TFTP one, it gets a URL there instead of a name, and only what the boot
-file itself asks for then comes over TFTP.
+iPXE built with HTTP (user class 77, feature 19 in option 175) can fetch its boot file
+over HTTP: given the port of the HTTP server beside the TFTP one, it gets a URL there
+instead of a name, and only what the boot file itself asks for then comes over TFTP.
 
 For the Raspberry Pi 4's EEPROM bootloader (which calls itself an x86 BIOS client, arch 0,
 so a build's tree decides which kind of offer it gets), the reply is the one dnsmasq sends
@@ -62,11 +62,14 @@ class Discover:
     client_arch: bytes | None
     uuid: bytes | None
     user_class: bytes = b""
+    ipxe_features: bytes = b""  # option 175, iPXE's own encapsulated options
 
     @property
-    def ipxe(self) -> bool:
-        """iPXE names itself in option 77 (QEMU's network boot ROMs are iPXE)."""
-        return self.user_class == b"iPXE"
+    def ipxe_http(self) -> bool:
+        """iPXE built with HTTP: it names itself in option 77 (QEMU's network boot ROMs
+        are iPXE) and lists its features in option 175, HTTP as sub-option 19. An iPXE
+        built without HTTP would be handed a URL it cannot fetch."""
+        return self.user_class == b"iPXE" and 19 in _codes(self.ipxe_features)
 
     @property
     def mac(self) -> str:
@@ -113,7 +116,17 @@ def parse(packet: bytes) -> Discover:
         options.get(93),
         options.get(97),
         options.get(77, b""),
+        options.get(175, b""),
     )
+
+
+def _codes(encapsulated: bytes) -> set[int]:
+    """The option codes in an encapsulated option's body (code, length, value ...)."""
+    codes, i = set(), 0
+    while i + 1 < len(encapsulated):
+        codes.add(encapsulated[i])
+        i += 2 + encapsulated[i + 1]
+    return codes
 
 
 def offer(d: Discover, server: str, boot_file: str = "") -> bytes:
@@ -175,7 +188,7 @@ class Responder(asyncio.DatagramProtocol):
                     d.arch,
                 )
                 return
-            if d.ipxe and self.http_port:
+            if d.ipxe_http and self.http_port:
                 boot_file = f"http://{self.server_ip}:{self.http_port}/{boot_file}"
         log.info(
             "proxydhcp: %s (%s): TFTP server is %s%s",
