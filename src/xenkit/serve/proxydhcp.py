@@ -69,7 +69,12 @@ class Discover:
         """iPXE built with HTTP: it names itself in option 77 (QEMU's network boot ROMs
         are iPXE) and lists its features in option 175, HTTP as sub-option 19. An iPXE
         built without HTTP would be handed a URL it cannot fetch."""
-        return self.user_class == b"iPXE" and 19 in _codes(self.ipxe_features)
+        if self.user_class != b"iPXE":
+            return False
+        try:
+            return 19 in _options(self.ipxe_features)
+        except NotPxe:  # a malformed feature list promises nothing
+            return False
 
     @property
     def mac(self) -> str:
@@ -85,23 +90,7 @@ def parse(packet: bytes) -> Discover:
     """A PXE DHCPDISCOVER, or NotPxe for anything this responder must stay out of."""
     if len(packet) < 240 or packet[0] != 1 or packet[236:240] != MAGIC:
         raise NotPxe("not a DHCP request")
-    options: dict[int, bytes] = {}
-    i = 240
-    while i < len(packet):
-        code = packet[i]
-        if code == 255:
-            break
-        if code == 0:
-            i += 1
-            continue
-        if i + 1 >= len(packet):
-            raise NotPxe("truncated option")
-        length = packet[i + 1]
-        value = packet[i + 2 : i + 2 + length]
-        if len(value) != length:
-            raise NotPxe("truncated option")
-        options.setdefault(code, value)
-        i += 2 + length
+    options = _options(packet[240:])
     if options.get(53) != bytes([DISCOVER]):
         raise NotPxe("not a DISCOVER")
     vendor = options.get(60, b"").decode("ascii", "replace")
@@ -120,13 +109,27 @@ def parse(packet: bytes) -> Discover:
     )
 
 
-def _codes(encapsulated: bytes) -> set[int]:
-    """The option codes in an encapsulated option's body (code, length, value ...)."""
-    codes, i = set(), 0
-    while i + 1 < len(encapsulated):
-        codes.add(encapsulated[i])
-        i += 2 + encapsulated[i + 1]
-    return codes
+def _options(data: bytes) -> dict[int, bytes]:
+    """DHCP options (code, length, value; pad and end as RFC 2132 has them) by code, the
+    first of each: a packet's, or those encapsulated in one option (iPXE's 175)."""
+    options: dict[int, bytes] = {}
+    i = 0
+    while i < len(data):
+        code = data[i]
+        if code == 255:
+            break
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            raise NotPxe("truncated option")
+        length = data[i + 1]
+        value = data[i + 2 : i + 2 + length]
+        if len(value) != length:
+            raise NotPxe("truncated option")
+        options.setdefault(code, value)
+        i += 2 + length
+    return options
 
 
 def offer(d: Discover, server: str, boot_file: str = "") -> bytes:
