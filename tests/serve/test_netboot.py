@@ -585,6 +585,40 @@ def test_the_watch_follows_the_files_each_rebuild_names(
     assert "KeyError: 'boom' (a xenkit bug: please report it)" in caplog.text
 
 
+def test_a_config_watch_builds_what_its_rebuild_read(tmp_path: Path) -> None:
+    """watch_config reads the config once a rebuild and hands that reading to the build, so
+    the build never reads the file a second time (nor warns twice) and builds what was
+    listed."""
+    config, kernel = tmp_path / "c.toml", tmp_path / "Image"
+    config.write_text("one")
+    kernel.write_text("k")
+    reads: list[str] = []
+    built: list[str] = []
+
+    def load() -> str:
+        reads.append(config.read_text())
+        return reads[-1]
+
+    def named(text: str) -> list[Path]:
+        return [config, kernel] if text == "two" else [config]
+
+    async def scenario() -> None:
+        watch = netboot.watch_config(load(), load, named, built.append, 0.02)
+        assert watch.paths == [config]
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.05)
+        _edit(config, "two")
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if built:
+                break
+        task.cancel()
+        assert watch.paths == [config, kernel]
+
+    asyncio.run(scenario())
+    assert reads == ["one", "two"] and built == ["two"]
+
+
 def test_a_rebuild_that_hits_a_bug_logs_it_and_the_watch_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

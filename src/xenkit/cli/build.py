@@ -30,24 +30,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     from xenkit.serve import netboot
 
     # What to watch, and how it looked, before the first build reads it: an edit saved
-    # while that build runs is then a change. Each rebuild reads the config once, in
-    # inputs(), and builds what it read; the files it names are watched from then on.
+    # while that build runs is then a change.
     config = [Path(args.config)] if args.config else []
-    latest = [system]
 
-    def inputs() -> list[Path]:
-        latest[0] = _system(args)
-        return [*config, *stamp.named_files(latest[0])]
+    def named(system: spec.SystemSpec) -> list[Path]:
+        return [*config, *stamp.named_files(system)]
 
-    paths = [*config, *stamp.named_files(system)]
-    watch = netboot.Watch(
-        paths,
-        lambda: build.build_if_changed(latest[0], out)[1],
+    watch = netboot.watch_config(
+        system,
+        lambda: _system(args),
+        named,
+        lambda s: build.build_if_changed(s, out)[1],
         0.5,
         "build",
         f": {out}/",
-        relist=inputs,
     )
+    paths = watch.paths
     seen = watch.stamp()
     _build(system, out)
     if not paths:

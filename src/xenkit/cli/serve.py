@@ -21,21 +21,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.config:
         config = Path(args.config)
 
-        def inputs() -> spec.SystemSpec:
+        def load() -> spec.SystemSpec:
             values = settings.resolve(settings.load_file(config), {"netboot": True})
             return spec.resolve(values)
 
-        # Each rebuild reads the config once, in watched(), and builds what it read.
-        latest = [inputs()]
-
-        def watched() -> list[Path]:
-            latest[0] = inputs()
-            return [config, *stamp.named_files(latest[0])]
-
-        watch = netboot.Watch(
-            [config, *stamp.named_files(latest[0])],
-            lambda: build.build(latest[0], build_dir),
-            relist=watched,
+        watch = netboot.watch_config(
+            load(),
+            load,
+            lambda system: [config, *stamp.named_files(system)],
+            lambda system: build.build(system, build_dir),
         )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -23,6 +23,7 @@ from xenkit.serve import http, proxydhcp, tftp
 
 log = logging.getLogger("xenkit")
 T = TypeVar("T")
+S = TypeVar("S")
 
 SERIAL = re.compile(r"[0-9a-f]{8}")
 MAC = re.compile(r"[0-9a-f]{2}(-[0-9a-f]{2}){5}")
@@ -198,6 +199,27 @@ class Watch:
                 exc,
             )
         return False, None
+
+
+def watch_config(
+    first: S,
+    load: Callable[[], S],
+    named: Callable[[S], list[Path]],
+    rebuild: Callable[[S], object],
+    interval: float = 1.0,
+    name: str = "serve",
+    after: str = "; the next boot gets the new files",
+) -> Watch:
+    """A Watch over a config: each rebuild reads it once (`load`) and builds what it read,
+    so a warning is printed once and the files the new config names (`named`) are the ones
+    watched from then on. `first`: the config as read for the first build."""
+    latest = [first]
+
+    def relist() -> list[Path]:
+        latest[0] = load()
+        return named(latest[0])
+
+    return Watch(named(first), lambda: rebuild(latest[0]), interval, name, after, relist)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
