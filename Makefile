@@ -31,10 +31,14 @@ demo: deps
 	$(BIN)/xenkit build --board $(BOARD) -o out/$(BOARD)
 	$(BIN)/xenkit run --check out/$(BOARD)
 
+# Tests are type-checked too; benchmarks and scripts run as scripts, each with its own
+# folder on sys.path, so they are checked that way.
 lint: deps
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/mypy tests
+	MYPYPATH=src:benchmarks $(BIN)/mypy --explicit-package-bases benchmarks/*.py scripts/*.py
 
 unit: deps
 	$(BIN)/pytest -q -m "not slow"

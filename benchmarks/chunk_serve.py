@@ -184,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.runs} run(s), loopback, MiB/s"
         )
         results: dict[str, dict[str, float]] = {}
-        for name, start in (
-            ("xenkit", lambda: serve_xenkit(store)),
-            ("lighttpd", lambda: serve_lighttpd(store, work)),
-            ("http.server", lambda: serve_python(store)),
-        ):
+        servers: dict[str, Callable[[], tuple[subprocess.Popen[bytes], int]]] = {
+            "xenkit": lambda: serve_xenkit(store),
+            "lighttpd": lambda: serve_lighttpd(store, work),
+            "http.server": lambda: serve_python(store),
+        }
+        for name, start in servers.items():
             proc, port = start()
             try:
                 results[name] = {w: rate(port, paths, f, args.runs, whole) for w, f in WAYS.items()}

@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def boot_direct(build_dir: Path, work: Path, timeout: float) -> Run:
     return Run(result.ready_at)
 
 
-def med(values: list[float | None]) -> float | None:
+def med(values: Sequence[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     return statistics.median(found) if found else None
 

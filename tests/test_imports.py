@@ -44,8 +44,8 @@ def _imports(tree: ast.AST) -> list[str]:
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
                 found.append(sub if sub in MODULES else node.module)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for sub_node in ast.iter_child_nodes(node):
+            visit(sub_node)
 
     visit(tree)
     return found

@@ -103,7 +103,8 @@ class Relay:
         self.front.settimeout(0.05)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        return self.front.getsockname()
+        addr: tuple[str, int] = self.front.getsockname()
+        return addr
 
     def close(self) -> None:
         self.stop.set()

@@ -72,8 +72,10 @@ def test_dom0_plus_two_domus_lands_where_imagebuilder_puts_it(tmp_path: Path) ->
     ]
     # reg: the Image header's size (larger than the file), as ImageBuilder writes it
     assert t.prop("/chosen/dom0@40400000", "reg") == struct.pack(">4I", 0, 0x40400000, 0, 0x2010000)
-    assert t.prop("/chosen/dom0-ramdisk@42600000", "reg")[-4:] == (4000902).to_bytes(4, "big")
-    assert t.string("/chosen", "xen,dom0-bootargs").endswith("root=/dev/ram0")
+    ramdisk = t.prop("/chosen/dom0-ramdisk@42600000", "reg")
+    assert ramdisk is not None and ramdisk[-4:] == (4000902).to_bytes(4, "big")
+    dom0_args = t.string("/chosen", "xen,dom0-bootargs")
+    assert dom0_args is not None and dom0_args.endswith("root=/dev/ram0")
     assert t.string("/chosen/domU0", "compatible") == "xen,domain"
     assert t.prop("/chosen/domU0", "memory") == struct.pack(">2I", 0, 256 * 1024)
     assert t.prop("/chosen/domU0", "cpus") == struct.pack(">I", 2)
@@ -136,7 +138,8 @@ def test_dom0less_only(tmp_path: Path) -> None:
     plan, dry = run(tmp_path, HEAD + TWO_DOMUS)
     assert addresses(plan)[0] == ("domU0", 0x40400000)
     assert not dry.tree.prop("/chosen", "xen,dom0-bootargs")
-    assert "dom0" not in dry.tree.string("/chosen", "xen,xen-bootargs")
+    xen_args = dry.tree.string("/chosen", "xen,xen-bootargs")
+    assert xen_args is not None and "dom0" not in xen_args
     assert dry.tree.prop("/chosen/domU0", "xen,enhanced") is None
 
 

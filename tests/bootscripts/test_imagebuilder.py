@@ -146,10 +146,10 @@ def test_load_command_aliases(load: str, expected: str) -> None:
 
 
 def test_root_device_follows_the_load_command() -> None:
-    assert cfg(BASE + "DOM0_ROOTFS=rootfs.ext4\n", "load mmc 1:1").dom0.cmdline.endswith(  # type: ignore[union-attr]
+    assert cfg(BASE + "DOM0_ROOTFS=rootfs.ext4\n", "load mmc 1:1").dom0.cmdline.endswith(
         "root=/dev/mmcblk1p2"
     )
-    assert cfg(BASE + "DOM0_ROOTFS=rootfs.ext4\n", "load scsi 2:3").dom0.cmdline.endswith(  # type: ignore[union-attr]
+    assert cfg(BASE + "DOM0_ROOTFS=rootfs.ext4\n", "load scsi 2:3").dom0.cmdline.endswith(
         "root=/dev/sdc4"
     )
     with pytest.raises(XenkitError, match="DOM0_ROOTFS: cannot tell the root device"):

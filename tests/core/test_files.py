@@ -116,7 +116,10 @@ def test_a_fifo_config_is_read_from_its_writer_or_given_up_on(
 
 def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(full_dir: Path) -> None:
     """A temporary file whose write failed was left behind (`.b.source.XXXX`)."""
-    outputs = {full_dir / "b.source": "echo hi\n", full_dir / "b.scr": bytes(1 << 16)}
+    outputs: dict[Path, bytes | str] = {
+        full_dir / "b.source": "echo hi\n",
+        full_dir / "b.scr": bytes(1 << 16),
+    }
     with pytest.raises(XenkitError) as exc:
         files.write_atomically(outputs)
     assert str(exc.value) == (

@@ -240,7 +240,7 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
         ({"workers": 100000}, f"--workers 100000: give 0 to {tftp.MAX_WORKERS} "),
     ):
         with pytest.raises(XenkitError, match=message):
-            asyncio.run(netboot.serve(tmp_path, "127.0.0.1", **kwargs))  # type: ignore[arg-type]
+            asyncio.run(netboot.serve(tmp_path, "127.0.0.1", **kwargs))
 
 
 @pytest.mark.parametrize(
