@@ -224,6 +224,28 @@ def _layout(bs: BootSet) -> tuple[LoadEntry, ...]:
     )
 
 
+def card_copy(board: Board, image: Path, dest: Path) -> Path:
+    """A copy of the card image the emulator may write to, sized as its card model takes."""
+    files.copy_sparse_file(image, dest)
+    size = dest.stat().st_size
+    # QEMU's SD card model only takes power-of-two sizes.
+    if board.emulate.disk == "sd" and size & (size - 1):
+        os.truncate(dest, 1 << size.bit_length())
+    return dest
+
+
+def card_drive(board: Board, copy: Path) -> list[str]:
+    """QEMU's arguments that insert the card: the Pi's SD slot, or virt's virtio disk."""
+    if board.emulate.disk == "sd":
+        return ["-drive", f"if=sd,format=raw,file={copy}"]
+    return [
+        "-drive",
+        f"if=none,id=card,format=raw,file={copy}",
+        "-device",
+        "virtio-blk-device,drive=card",
+    ]
+
+
 class UBootCard(Target):
     """U-Boot from the card's FAT partition runs boot.scr; subclasses say how the board's
     firmware starts U-Boot."""
@@ -374,12 +396,7 @@ class UBootCard(Target):
         if not image.exists():
             raise XenkitError(f"{build_dir} has no {CARD}: run xenkit build -o {build_dir} first")
         workdir.mkdir(parents=True, exist_ok=True)
-        copy = workdir / "sd-emulated.img"
-        files.copy_sparse_file(image, copy)
-        size = copy.stat().st_size
-        # QEMU's SD card model only takes power-of-two sizes.
-        if board.emulate.disk == "sd" and size & (size - 1):
-            os.truncate(copy, 1 << size.bit_length())
+        copy = card_copy(board, image, workdir / "sd-emulated.img")
         emu = build_dir / "emulate"
         media.fat_put(copy, {p.name: p for p in sorted(emu.iterdir()) if p.is_file()})
         uboot = workdir / FIRMWARE
@@ -389,15 +406,7 @@ class UBootCard(Target):
         # virt takes it as -bios): the card copy's own u-boot.bin stays Debian's.
         uboot.write_bytes(emulator_uboot(board, uboot.read_bytes()))
         argv += self.qemu_firmware(uboot, emu / board.dtb_name)
-        if board.emulate.disk == "sd":
-            argv += ["-drive", f"if=sd,format=raw,file={copy}"]
-        else:
-            argv += [
-                "-drive",
-                f"if=none,id=card,format=raw,file={copy}",
-                "-device",
-                "virtio-blk-device,drive=card",
-            ]
+        argv += card_drive(board, copy)
         c = choices or qemu.Choices()
         if (build_dir / layers.NETROOT).is_dir():
             # The root over the NIC. U-Boot boots from the card and leaves QEMU's DHCP
