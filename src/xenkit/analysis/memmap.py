@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
+from html import escape
 
 from xenkit.analysis.check import GICV2, Target
 from xenkit.core import files
@@ -196,7 +196,7 @@ def svg(pic: Picture) -> bytes:
     def text(x: int, y: int, body: str, anchor: str = "middle", size: int = FONT) -> str:
         return (
             f'<text x="{x}" y="{y}" font-size="{size}" text-anchor="{anchor}" '
-            f'dominant-baseline="middle">{escape(body)}</text>'
+            f'dominant-baseline="middle">{escape(body, quote=False)}</text>'
         )
 
     out = [
