@@ -4,6 +4,8 @@ them, no module too long to read at once."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,20 @@ def test_the_pipeline_names_no_board_or_target() -> None:
 def test_no_module_is_too_long_to_read() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# Loaded only by the steps that use them (a download, the map's PNG), never by a build's
+# start: each costs tens of milliseconds that a no-op build or a small rebuild would pay.
+# xml.sax.saxutils, for one escape(), once brought in urllib.request, email and ssl (80 ms).
+NOT_AT_START = ("urllib.request", "http.client", "ssl", "email", "xml.sax", "PIL")
+
+
+def test_a_builds_start_imports_nothing_only_some_steps_need() -> None:
+    modules = ("xenkit.cli", "xenkit.cli.build", "xenkit.pipeline.build", "xenkit.targets.rpi")
+    probe = f"import sys, {', '.join(modules)}; print(' '.join(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert modules[-1] in loaded
+    heavy = [m for m in loaded if m.split(".")[0] in NOT_AT_START or m in NOT_AT_START]
+    assert not heavy, heavy
