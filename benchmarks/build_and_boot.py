@@ -416,8 +416,8 @@ def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
     ]
     for span in placed:
         machine += ["-device", f"loader,file={files[span.name]},addr={span.start:#x},force-raw=on"]
-    # Without it Dom0 has no card to probe, which the U-Boot path's Dom0 does (measured on
-    # the Pi 4: 0.4 s of its kernel phase).
+    # The machine as the U-Boot path has it: without the card, only that path's Dom0 had
+    # one to find and probe.
     machine += card.card_drive(board, card.card_copy(board, build_dir / card.CARD, work / "sd.img"))
     expect = {
         qemu_kernel_load(board, xen)[0]: xen.read_bytes()[:8],
