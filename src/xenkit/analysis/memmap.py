@@ -15,8 +15,8 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from html import escape
+from pathlib import Path
 
 from xenkit.analysis.check import GICV2, Target
 from xenkit.core import files
