@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if "d" not in cases:
         return 0
     d = figures["d"]
-    for case in ("b", "c"):
-        if case not in cases:
-            continue
+    for case in (c for c in "bc" if c in cases):
         f = figures[case]
         print(
             f"{CASES[case][:3]} against (d): time {med(f.ready) / med(d.ready):.2f}x, "
