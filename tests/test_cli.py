@@ -91,6 +91,8 @@ def test_an_internal_error_is_one_line_unless_debugging(
     ("argv", "error"),
     [
         (["bogus"], "argument command: invalid choice: 'bogus'"),
+        (["-v", "info", "--bogus"], "unrecognized arguments: --bogus"),
+        (["guest"], "required: guest_command"),
         (["build", "--ram"], "argument --ram: expected one argument .a value starting with -"),
         (["build", "--ram", "-1G"], "--ram: expected one argument .a value starting with -: wr"),
         (["run", "--timeout", "nan"], "--timeout: 'nan' is not a number of seconds"),
@@ -104,6 +106,29 @@ def test_command_line_mistakes_are_one_line(argv: list[str], error: str) -> None
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("xenkit: error: ") and re.search(error, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "--board", "qemu-virt", "--netboot", "--xen-extra=loglvl=all"],
+        ["-v", "run", "out/x", "--check", "--wait-for", "a", "--wait-for", "b"],
+        ["--debug", "check", "--board", "rpi4", "--dom0-cmd", "console=hvc0"],
+        ["guest", "add", "g1", "--vcpus", "2", "--no-pv-drivers"],
+        ["uboot-script", "-c", "x.cfg", "--first-stage"],
+        ["serve", "--port", "6969"],
+        ["info", "--json"],
+    ],
+)
+def test_the_parser_for_one_command_parses_as_the_parser_of_all(argv: list[str]) -> None:
+    """parser(argv) gives only the command argv names its options; it must read argv
+    exactly as the parser with every command's options does."""
+    from xenkit.cli import arguments
+
+    every = vars(arguments.parser().parse_args(argv))
+    one = vars(arguments.parser(argv).parse_args(argv))
+    assert callable(every.pop("func")) and callable(one.pop("func"))
+    assert one == every
 
 
 def test_check_refuses_piece_by_piece_options_for_a_build(tmp_path: Path) -> None:

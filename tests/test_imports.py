@@ -160,3 +160,18 @@ def test_a_builds_start_imports_nothing_only_some_steps_need() -> None:
     assert modules[-1] in loaded
     heavy = [m for m in loaded if m.split(".")[0] in NOT_AT_START or m in NOT_AT_START]
     assert not heavy, heavy
+
+
+def test_help_imports_argparse_and_little_else() -> None:
+    """`xenkit --help` is the CLI's start-up (issue 17: under 60 ms with the interpreter's
+    own 25): the settings table, dataclasses, typing, pathlib and shutil cost 60 ms."""
+    probe = (
+        "import sys; from xenkit.cli import main\n"
+        "try: main(['--help'])\n"
+        "except SystemExit: print(' '.join(sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = proc.stderr.split()
+    assert "argparse" in loaded and "usage: xenkit" in proc.stdout
+    slow = ("xenkit.config.settings", "dataclasses", "typing", "pathlib", "shutil")
+    assert not [m for m in slow if m in loaded]

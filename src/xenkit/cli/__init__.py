@@ -13,7 +13,7 @@ __all__ = ["main", "parser"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     import logging  # after parsing: --help and a mistyped option never log
 
     logging.basicConfig(

@@ -20,7 +20,7 @@ def _system(args: argparse.Namespace) -> spec.SystemSpec:
 
 def cmd_build(args: argparse.Namespace) -> int:
     system = _system(args)
-    out = Path(args.output) if args.output else default_out(system.board.name)
+    out = Path(args.output) if args.output else Path(default_out(system.board.name))
     if not args.watch:
         _build(system, out)
         return 0

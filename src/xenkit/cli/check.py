@@ -10,7 +10,7 @@ from pathlib import Path
 
 from xenkit import targets
 from xenkit.analysis import check, memmap
-from xenkit.config import boards, settings, spec
+from xenkit.config import DEFAULT_BOARD, boards, settings, spec
 from xenkit.errors import XenkitError
 from xenkit.system import dtbs
 from xenkit.system.artifacts import gather
@@ -33,7 +33,7 @@ def _target(args: argparse.Namespace) -> check.Target:
                 f"checked with its own files: drop {given[0]}, or drop {args.dir}"
             )
         return check.from_build(Path(args.dir), args.emulated)
-    args.board = args.board or settings.DEFAULT_BOARD
+    args.board = args.board or DEFAULT_BOARD
     board = boards.load(args.board)
     target_checks = targets.for_board(board).checks  # its board file's faults before downloads
     if not board.dtb_name:

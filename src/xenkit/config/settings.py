@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from xenkit.config import builtin, releases
+from xenkit.config import DEFAULT_BOARD, builtin, releases
 from xenkit.core.sizes import parse_size
 from xenkit.errors import XenkitError
-
-# The board a command works on when none is named.
-DEFAULT_BOARD = "rpi4"
 
 Dom0Root = Literal["sd", "initramfs"]
 NetFetch = Literal["lazy", "whole"]
