@@ -17,6 +17,7 @@ from typing import IO
 
 import pytest
 
+from tests import manifests as entries
 from tests.conftest import make_spec
 from xenkit.pipeline import build, manifest, stamp
 
@@ -36,8 +37,7 @@ def _whole(out: Path) -> bool:
     of the files written with it."""
     m = manifest.read(out)
     for rel, entry in m.files.items():
-        data = (out / rel).read_bytes()
-        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+        if entries.entry_of((out / rel).read_bytes()) != entry:
             return False
     return (out / stamp.NAME).is_file()
 

@@ -318,3 +318,48 @@ def sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+ZERO_MIB = bytes(CHUNK)
+
+
+def sha256_sparse(path: Path) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The sha256 of `path` with its all-zero MiB blocks (the file cut at every MiB) left
+    out, and those blocks as [first, end) ranges of their numbers; holes are never read. A
+    card image is 90% zeros: hashing them took 0.3 s of a 0.8 s rebuild (sha256 runs at
+    0.86 GB/s here). A file with no all-zero MiB gives sha256sum's digest, and a sparse
+    file the same as a copy of it with every zero written out."""
+    digest = hashlib.sha256()
+    zero: list[tuple[int, int]] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        extents = iter(_data_extents(fd, size))
+        extent = next(extents, None)
+        for block in range(-(-size // CHUNK)):
+            low, high = block * CHUNK, min(size, (block + 1) * CHUNK)
+            while extent is not None and extent[1] <= low:
+                extent = next(extents, None)
+            chunk = b""
+            if extent is not None and extent[0] < high:
+                chunk = _pread_all(fd, high - low, low)
+                if chunk == ZERO_MIB[: len(chunk)]:
+                    chunk = b""
+            if chunk:
+                digest.update(chunk)
+            elif zero and zero[-1][1] == block:
+                zero[-1] = (zero[-1][0], block + 1)
+            else:
+                zero.append((block, block + 1))
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), tuple(zero)
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    parts = []
+    while length > 0 and (part := os.pread(fd, length, offset)):
+        parts.append(part)
+        length -= len(part)
+        offset += len(part)
+    return b"".join(parts)

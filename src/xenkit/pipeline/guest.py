@@ -14,11 +14,10 @@ from typing import Any
 from xenkit import targets
 from xenkit.config.spec import emulator_shortfall as emulator_misfit
 from xenkit.config.spec import guest_from_table, guest_room
-from xenkit.core.files import sha256
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
-from xenkit.pipeline.manifest import FileEntry, Manifest
+from xenkit.pipeline.manifest import Manifest
 from xenkit.xen import xl
 
 log = logging.getLogger("xenkit")
@@ -81,8 +80,7 @@ def add(build_dir: Path, table: dict[str, Any]) -> xl.Guest:
 
     target = targets.for_board(board)
     changed = target.add_to_root(build_dir, staged)
-    entries = {name: FileEntry((build_dir / name).stat().st_size, sha256(build_dir / name))
-               for name in changed}  # fmt: skip
+    entries = {name: manifest.file_entry(build_dir / name) for name in changed}
     manifest.write(
         build_dir,
         replace(

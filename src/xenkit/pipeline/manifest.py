@@ -30,13 +30,22 @@ NAME = "manifest.json"
 # read it there, so a build made from a board file elsewhere stays usable on its own.
 BOARD_FILE = "board.toml"
 # Raised whenever a field is added, renamed or changes meaning.
-SCHEMA = 2
+SCHEMA = 3
 
 
 @dataclass(frozen=True)
 class FileEntry:
+    """A file the build wrote. `sha256` leaves out the file's all-zero MiB blocks (the file
+    cut at every MiB), listed in `zero_mib` as [first, end) ranges of block numbers: where
+    there are none, as for every file but the disk images, it is sha256sum's digest."""
+
     size: int
     sha256: str
+    zero_mib: tuple[tuple[int, int], ...] = ()
+
+
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(path.stat().st_size, *files.sha256_sparse(path))
 
 
 @dataclass(frozen=True)
