@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,50 @@ def test_dom0s_init_serves_xen_only_where_xen_runs() -> None:
     assert '[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ] && xen=true' in init
     assert init.index("if $xen; then") < init.index("xenstored --pid-file")
     assert "command -v init-dom0less" in init  # Arm's Xen only
+
+
+def _autoconfig(pass_one: str, after: str) -> str:
+    """What Dom0's autoconfig asks modprobe for on each pass, run where the sysfs listing
+    gives `pass_one`'s lines, then `after`'s (a driver revealed more), by a stand-in
+    modprobe that prints its arguments."""
+    loop = re.search(
+        r"\n    seen=\"\"\n    for pass in 1 2; do\n.*?\n    done\n", dom0scripts.DOM0_INIT, re.S
+    )
+    assert loop
+    listing = re.search(r"all=\$\((cat .*?) 2>/dev/null \| sort -u\)", loop.group(0), re.S)
+    assert listing
+    body = loop.group(0).replace(listing.group(1), 'sh -c "echo \\"\\$LIST$pass\\""')
+    script = f'modprobe() {{ shift 3; echo "pass $pass: $*"; }}\n{body}'
+    env = {"PATH": "/usr/bin:/bin", "LIST1": pass_one, "LIST2": after}
+    return subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, check=True, env=env
+    ).stdout
+
+
+def test_autoconfig_probes_again_only_what_a_driver_revealed() -> None:
+    first = "pci:v00008086d0000100E\nacpi:PNP0303:"
+    assert _autoconfig(first, first) == "pass 1: acpi:PNP0303: pci:v00008086d0000100E\n"
+    more = first + "\nusb:v0781p5567"
+    assert _autoconfig(first, more) == (
+        "pass 1: acpi:PNP0303: pci:v00008086d0000100E\npass 2: usb:v0781p5567\n"
+    )
+
+
+def test_autoconfig_lists_every_modalias_a_walk_of_sysfs_finds() -> None:
+    """Dom0 reads the modaliases from the buses', classes' and CPU's device lists, not by
+    walking /sys/devices (10 s of an emulated PC's boot): on this machine's sysfs the lists
+    must hold every alias the walk finds."""
+    listing = re.search(r"all=\$\((cat .*?) 2>/dev/null \| sort -u\)", dom0scripts.DOM0_INIT, re.S)
+    assert listing
+    command = listing.group(1).replace("\\\n", " ")
+    ours = subprocess.run(["sh", "-c", f"{command} 2>/dev/null"], capture_output=True, text=True)
+    walk = subprocess.run(
+        ["sh", "-c", "find /sys/devices -name modalias -exec cat {} + 2>/dev/null"],
+        capture_output=True,
+        text=True,
+    )
+    found = set(walk.stdout.split())
+    assert found and found <= set(ours.stdout.split()), found - set(ours.stdout.split())
 
 
 def test_xenkit_start_and_the_guest_library_are_plain_sh() -> None:

@@ -56,11 +56,18 @@ fi
 uplink=""
 if [ "$AUTOCONFIG" = 1 ]; then
     # Xenoppix's autoconfig, the way udev's coldplug does it: each device the kernel found
-    # names the drivers that fit it (its modalias). Twice, since a driver can reveal devices
-    # behind it (a USB controller, its disks and NICs).
+    # names the drivers that fit it (its modalias), read from the buses' and classes' device
+    # lists (and the CPU's, for its features' modules). Walking all of /sys/devices for them
+    # took 10 s of an emulated PC's boot, the lists 1.3 s, for the same aliases. Twice, since
+    # a driver can reveal devices behind it (a USB controller, its disks and NICs); the second
+    # time for those alone (all of them again was another 1.6 s).
+    seen=""
     for pass in 1 2; do
-        modprobe -q -a -b $(find /sys/devices -name modalias -exec cat {} + 2>/dev/null |
-            sort -u) 2>/dev/null
+        all=$(cat /sys/bus/*/devices/*/modalias /sys/class/*/*/modalias \
+            /sys/devices/system/cpu/modalias 2>/dev/null | sort -u)
+        new=$(printf '%s\n' "$all" | grep -vxF -e "$seen")
+        [ -z "$new" ] || modprobe -q -a -b $new 2>/dev/null
+        seen=$all
     done
     nics=""
     for n in /sys/class/net/*; do
