@@ -216,6 +216,12 @@ def test_info_reports_the_build(tmp_path: Path) -> None:
     assert {f for f in info["files"]} >= {"sd.img", "boot/boot.scr", "boot/xen"}
     text = xenkit("info", str(out)).stdout
     assert "xen-hypervisor-4.17-arm64" in text and "load layout" in text
+    # The card's digest is not sha256sum's: info says so, with how much it left out.
+    card = info["files"]["sd.img"]
+    zero = sum(end - start for start, end in card["zero_mib"])
+    assert zero > 0 and f"{card['sha256'][:16]}  ({zero} zero MiB left out)" in text
+    xen = info["files"]["boot/xen"]
+    assert re.search(rf"boot/xen +\S+ \S+  {xen['sha256'][:16]}$", text, re.M)
 
 
 def test_missing_qemu_is_reported_with_the_package_to_install(tmp_path: Path) -> None:

@@ -29,8 +29,11 @@ def _info(m: Manifest, build_dir: Path) -> str:
             for p in m.layout
         ]
     lines += targets.get(m.target).describe(build_dir)
-    lines.append("files")
-    lines += [f"  {name:<40} {human(f.size):>10}  {f.sha256[:16]}" for name, f in m.files.items()]
+    lines.append("files (sha256; of a disk image, without its all-zero MiB blocks)")
+    for name, f in m.files.items():
+        zero = sum(end - start for start, end in f.zero_mib)
+        skipped = f"  ({zero} zero MiB left out)" if zero else ""
+        lines.append(f"  {name:<40} {human(f.size):>10}  {f.sha256[:16]}{skipped}")
     return "\n".join(lines)
 
 
