@@ -44,7 +44,7 @@ unit: deps
 	$(BIN)/pytest -q -m "not slow"
 
 test: lint
-	$(BIN)/pytest -q -n $(JOBS) --maxschedchunk 1 --durations=15
+	$(BIN)/pytest -q -n $(JOBS) --maxschedchunk 1 --durations=30
 
 bench: deps
 	$(BIN)/python benchmarks/uboot_script.py

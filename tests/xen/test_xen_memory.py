@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import re
 from pathlib import Path
@@ -94,7 +93,6 @@ CASES = [
         ("qemu-virt", "2G", "384M", False),
     )
 ]
-Key = tuple[str, str, str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,28 +102,17 @@ class Booted:
     console: str
 
 
-@pytest.fixture(scope="module")
-def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[Key, Booted]:
-    """Every case built, then booted two at a time: until Xen places Dom0 the emulated
-    machine is mostly U-Boot and Xen on one CPU, so two boots share the host's two CPUs at
-    little cost to each (one at a time, the six took about 110 s of a CI run)."""
-    plans = {}
-    for board, ram, dom0_mem, _, debian in CASES:
-        work = tmp_path_factory.mktemp(f"{board}-{ram}-{dom0_mem}-{debian}")
-        build.build(make_spec(board=board, ram=ram, dom0_mem=dom0_mem, debian=debian), work / "out")
-        plans[board, ram, dom0_mem, debian] = (
-            work / "out",
-            emulate.prepare(boards.load(board), ram, work / "out", work / "run"),
-        )
-
-    def boot(key: Key) -> Booted:
-        out, plan = plans[key]
-        # The banks are settled once Xen loads Dom0's DTB; Dom0's own boot is tested elsewhere.
-        result = emulate.check(plan, 300, None, [DOM0_PLACED])
-        return Booted(out, result, plan.console_log.read_text(errors="replace"))
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        return dict(zip(plans, pool.map(boot, plans), strict=True))
+def boot(work: Path, board: str, ram: str, dom0_mem: str, debian: str) -> Booted:
+    """One case built and booted until Xen has placed Dom0: the banks are settled once Xen
+    loads Dom0's DTB (Dom0's own boot is tested elsewhere). One case a test: a module
+    fixture that booted them all, two at a time, ran on both of CI's workers, since xdist
+    hands a module's tests to either, so every case was built and booted twice (170 s of
+    each worker)."""
+    out = work / "out"
+    build.build(make_spec(board=board, ram=ram, dom0_mem=dom0_mem, debian=debian), out)
+    plan = emulate.prepare(boards.load(board), ram, out, work / "run")
+    result = emulate.check(plan, 300, None, [DOM0_PLACED])
+    return Booted(out, result, plan.console_log.read_text(errors="replace"))
 
 
 @pytest.mark.qemu
@@ -136,9 +123,9 @@ def test_prediction_equals_xens_banks(
     dom0_mem: str,
     exact: bool,
     debian: str,
-    booted: dict[Key, Booted],
+    tmp_path: Path,
 ) -> None:
-    b = booted[board, ram, dom0_mem, debian]
+    b = boot(tmp_path, board, ram, dom0_mem, debian)
     out, result, console = b.out, b.result, b.console
     # The Xen that booted is the release's (its banner names the version).
     assert f"Xen version {releases.get(debian).xen}." in console
