@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bootfiles import XEN_MARKS, image, x86_xen
+from tests.bootfiles import LINUX_BANNER, XEN_MARKS, image, x86_xen
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries
 
@@ -43,3 +43,33 @@ def test_an_image_without_a_linux_banner_is_not_a_kernel(tmp_path: Path) -> None
     xen = image(tmp_path / "xen", 4096, 4096, XEN_MARKS)
     with pytest.raises(XenkitError, match=rf"^kernel_image \(--kernel-image\) {xen} does not"):
         binaries.linux_version(xen, "kernel_image (--kernel-image)")
+
+
+def test_linux_version_from_a_raw_gzipd_or_bzimage_kernel(tmp_path: Path) -> None:
+    # The banner deep in the file, as in a real Image (the raw file is mapped, not read).
+    raw = tmp_path / "Image"
+    with raw.open("wb") as f:
+        f.truncate(9 << 20)
+        f.seek(8 << 20)
+        f.write(LINUX_BANNER)
+    packed = tmp_path / "Image.gz"
+    packed.write_bytes(gzip.compress(raw.read_bytes()))
+    # An x86 bzImage: its banner is compressed; the setup header points at the version.
+    bz = bytearray(0x4000)
+    bz[0x202:0x206] = b"HdrS"
+    bz[0x20E:0x210] = (0x3000 - 0x200).to_bytes(2, "little")
+    bz[0x3000:0x3020] = b"6.12.38+deb13-amd64 (x@y) #1\0"
+    (tmp_path / "bzImage").write_bytes(bz)
+    assert str(binaries.linux_version(raw)) == "6.1.0-13-arm64"
+    assert binaries.linux_version(packed).at_least(6, 1)
+    assert str(binaries.linux_version(tmp_path / "bzImage")) == "6.12.38+deb13-amd64"
+
+
+@pytest.mark.parametrize("size", [0, 100])
+def test_an_empty_or_missing_kernel_is_one_clear_error(tmp_path: Path, size: int) -> None:
+    empty = tmp_path / "Image"
+    empty.write_bytes(b"\0" * size)
+    with pytest.raises(XenkitError, match=rf"^DOM0_KERNEL {empty} does not look like a Linux"):
+        binaries.linux_version(empty, "DOM0_KERNEL")
+    with pytest.raises(XenkitError, match=r"^cannot read DOM0_KERNEL \S+/gone: No such file"):
+        binaries.linux_version(tmp_path / "gone", "DOM0_KERNEL")

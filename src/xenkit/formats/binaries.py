@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -98,18 +100,39 @@ def xen_version(path: Path, arch: str | None = None, what: str = "") -> Version:
 def linux_version(path: Path, what: str = "") -> Version:
     """From the "Linux version" banner of an arm64 Image (raw or gzip'd), or the version
     string an x86 bzImage's setup header points at (its banner is compressed)."""
-    data = _contents(path, what)
-    name = f"{what} {path}" if what else str(path)
-    # find() first: the banner sits deep in a 31 MiB Image, where memchr-speed find takes
-    # a millisecond and the regex's own scan fifteen.
-    at = data.find(b"Linux version ")
-    m = re.compile(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)").search(data, max(at, 0))
-    if m:
-        return Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
-    found = version_text(kernel.bzimage_version(data) or "")
+    data = _mapped(path, what)
+    try:
+        # find() first: the banner sits deep in a 31 MiB Image, where memchr-speed find takes
+        # a millisecond and the regex's own scan fifteen.
+        at = data.find(b"Linux version ")
+        m = re.compile(rb"Linux version ((\d+)\.(\d+)[^\s\0]*)").search(data, max(at, 0))
+        found = (
+            Version(int(m.group(2)), int(m.group(3)), m.group(1).decode())
+            if m
+            # The header's 16-bit offset reaches no further than this.
+            else version_text(kernel.bzimage_version(data[: 0x10200 + 256]) or "")
+        )
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
     if found:
         return found
+    name = f"{what} {path}" if what else str(path)
     raise XenkitError(f"{name} does not look like a Linux kernel image: give an Image")
+
+
+def _mapped(path: Path, what: str) -> bytes | mmap.mmap:
+    """A raw file mapped rather than read: finding Dom0's banner read all of a 31 MiB Image,
+    26 of the 33 ms `xenkit uboot-script` spent past its imports; mapped, the search touches
+    the page cache in place. A gzip'd (or empty: nothing to map) file is read whole."""
+    try:
+        with path.open("rb") as f:
+            if not kernel.is_gzip(f.read(2)) and os.fstat(f.fileno()).st_size:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        name = f"{what} {path}" if what else str(path)
+        raise XenkitError(f"cannot read {name}: {exc.strerror}") from None
+    return _contents(path, what)
 
 
 def version_text(text: str) -> Version | None:
