@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TextIO
 
 import quick
+from usercmd import XENKIT, user_env
 
 try:
     import libfdt
@@ -60,7 +61,6 @@ try:
 except ImportError as exc:  # pragma: no cover - only a wrong interpreter gets here
     sys.exit(f"{exc}: run this with the project's venv, e.g. .venv/bin/python {sys.argv[0]}")
 
-XENKIT = [sys.executable, "-m", "xenkit"]
 # The first line Xen prints, in either boot path: the start of the Xen phase.
 XEN_START = re.compile(r"^\(XEN\) ")
 MONITOR_WORDS = re.compile(r"^([0-9a-f]{16}): 0x([0-9a-f]{8}) 0x([0-9a-f]{8})", re.M)
@@ -133,16 +133,6 @@ def clear_derived(cache: Path) -> None:
 
 
 # -- builds -------------------------------------------------------------------------------------
-def user_env() -> dict[str, str]:
-    """The environment xenkit runs in here, as a user's shell has it: Python keeps compiled
-    modules (__pycache__). A sandbox or CI that sets PYTHONDONTWRITEBYTECODE has every run
-    compile again each module edited since the cache was last written (measured here, with no
-    valid cache: 0.05 s of compiling in a 0.6 s no-op build), which no user pays twice."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def xenkit_build(
     board: str, out: Path, cache: Path | None, extra: Sequence[str] = (), expect: str = "built "
 ) -> float:
