@@ -50,6 +50,20 @@ def test_an_unchanged_build_is_kept_and_every_change_rebuilds_it(tmp_path: Path)
     again, made = build.build_if_changed(make_spec(board="rpi4"), out)
     assert not made and again == m
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # The same no-op from the command line reads the stamp and the packages' identities,
+    # and imports none of the build's stages (issue 17: a no-op build under 0.3 s).
+    probe = (
+        "import sys; from xenkit.cli import main\n"
+        "main(['build', '--board', 'rpi4', '-o', sys.argv[1]])\n"
+        "print(*sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True
+    )
+    assert f"{out}/ is up to date" in proc.stdout
+    stages = ("xenkit.pipeline.build", "xenkit.targets", "xenkit.system.rootfs", "xenkit.analysis")
+    assert not [name for name in proc.stderr.split() if name.startswith(stages)]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     # A command line: the boot script says the new one.
     _, made = build.build_if_changed(make_spec(board="rpi4", xen_extra="loglvl=all"), out)
     assert made and "loglvl=all" in (out / "boot/boot.source").read_text()

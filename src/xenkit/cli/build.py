@@ -10,7 +10,7 @@ from xenkit.cli.arguments import default_out
 from xenkit.config import settings, spec
 from xenkit.core import files
 from xenkit.core.sizes import human
-from xenkit.pipeline import build, stamp
+from xenkit.pipeline import stamp
 
 
 def _system(args: argparse.Namespace) -> spec.SystemSpec:
@@ -27,6 +27,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
+    from xenkit.pipeline import build
     from xenkit.serve import netboot
 
     # What to watch, and how it looked, before the first build reads it: an edit saved
@@ -59,11 +60,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _build(system: spec.SystemSpec, out: Path) -> None:
     started = time.monotonic()
-    m, made = build.build_if_changed(system, out)
-    took = f"{time.monotonic() - started:.2f} s"
-    if not made:
+    found = stamp.up_to_date(system, out)
+    if found.manifest is not None:
+        took = f"{time.monotonic() - started:.2f} s"
         print(f"{out}/ is up to date ({took}: nothing it was built from has changed)")
         return
+    # Here: a build found up to date imports none of the pipeline's stages (the targets,
+    # the root filesystem, the media), 30-40 ms of its 0.3 s.
+    from xenkit.pipeline import build
+
+    m = build.build(system, out, found.art, found.key)
+    took = f"{time.monotonic() - started:.2f} s"
     print(f"built {system.board.description} into {out}/ in {took}")
     for image in m.media:
         print(f"  image: {out}/{image} ({human(files.size(out / image))})")

@@ -311,15 +311,10 @@ def _check_output(out: Path) -> None:
 def build_if_changed(spec: SystemSpec, out: Path) -> tuple[Manifest, bool]:
     """The build of `spec` in `out`, and whether it had to be made: a build of the same
     inputs, untouched since (pipeline/stamp.py), is kept as it is. --refresh always builds."""
-    out = out.absolute()
-    _check_output(out)
-    targets.for_board(spec.board).refuse(spec)
-    art = gather(spec)
-    # Before anything is read: an input replaced during the build makes the next one run.
-    k = stamp.key(spec, art, out)
-    if not spec.refresh and stamp.current(out, k):
-        return manifest.read(out), False
-    return build(spec, out, art, k), True
+    found = stamp.up_to_date(spec, out)
+    if found.manifest is not None:
+        return found.manifest, False
+    return build(spec, out, found.art, found.key), True
 
 
 def build(
@@ -334,6 +329,7 @@ def build(
     target = targets.for_board(spec.board)
     target.refuse(spec)
     art = art or gather(spec)
+    # Before anything is read: an input replaced during the build makes the next one run.
     key = key or stamp.key(spec, art, out)
     return _build(spec, out, art, key, target, started)
 
@@ -380,7 +376,7 @@ def _build(
         m = replace(m, check=_check_and_map(tmp, m, out))
         m = replace(m, files=digests())
         manifest.write(tmp, m)
-        stamp.write(tmp, key)
+        stamp.write(tmp, spec, key, out)
         files.replace_dir(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
