@@ -9,7 +9,6 @@ checks its loads, which is what `--explain` shows and what the tests compare.
 from __future__ import annotations
 
 import shlex
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 from xenkit.bootscripts import layout
 from xenkit.config.bootconfig import BootConfig
 from xenkit.core import spans
-from xenkit.core.proc import run
 from xenkit.core.sizes import MiB, human
 from xenkit.core.spans import Reserved
 from xenkit.errors import XenkitError
@@ -382,6 +380,12 @@ def dry_run(
 
 
 def _apply_overlay(tree: dt.DeviceTree, overlay: Path) -> dt.DeviceTree:
+    # Here: only a script with overlays needs them, and tempfile and subprocess were 12 ms
+    # of `xenkit uboot-script`'s start.
+    import tempfile
+
+    from xenkit.core.proc import run
+
     with tempfile.TemporaryDirectory() as tmp:
         base, out = Path(tmp) / "base.dtb", Path(tmp) / "out.dtb"
         base.write_bytes(tree.to_bytes())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,12 +10,9 @@ from xenkit import xen
 from xenkit.bootscripts import bootscript, imagebuilder, uimage
 from xenkit.config import bootconfig
 from xenkit.config.bootconfig import BootConfig
-from xenkit.core import files
-from xenkit.core.proc import run
+from xenkit.core import files, log
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, dt, kernel
-
-log = logging.getLogger("xenkit")
 
 
 def read_config(path: Path, load_cmd: str | None) -> BootConfig:
@@ -197,6 +193,8 @@ def first_stage(
 
 def chosen_dts(tree: dt.DeviceTree) -> str:
     """/chosen of a tree, as dtc prints it."""
+    from xenkit.core.proc import run  # here: only --explain runs dtc; subprocess is 4 ms
+
     text = run(
         ["dtc", "-q", "-I", "dtb", "-O", "dts", "-"], stdin=tree.to_bytes(), capture=True
     ).stdout

@@ -7,6 +7,7 @@ import os
 import sys
 
 from xenkit.cli.arguments import parser
+from xenkit.core import log
 from xenkit.errors import XenkitError
 
 __all__ = ["main", "parser"]
@@ -14,13 +15,7 @@ __all__ = ["main", "parser"]
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
-    import logging  # after parsing: --help and a mistyped option never log
-
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="xenkit: %(message)s",
-        stream=sys.stderr,
-    )
+    log.setup(args.verbose)
     try:
         return int(args.func(args))
     except XenkitError as exc:

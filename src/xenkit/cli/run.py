@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from xenkit.config import boards, settings
+from xenkit.core import log
 from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import Manifest
 from xenkit.run import emulate, qemu
 from xenkit.system import rootfs
-
-log = logging.getLogger("xenkit")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

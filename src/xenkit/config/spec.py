@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,13 +12,11 @@ from xenkit.config import arch, boards, builtin, settings
 from xenkit.config.boards import Bank, Board
 from xenkit.config.bootconfig import Domain, domain_from_table
 from xenkit.config.settings import Dom0Root, NetFetch
-from xenkit.core import files
+from xenkit.core import files, log
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.formats import binaries, identify
 from xenkit.xen import xl
-
-log = logging.getLogger("xenkit")
 
 
 @dataclass(frozen=True)

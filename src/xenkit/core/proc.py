@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shlex
 import shutil
 import subprocess
@@ -10,10 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xenkit.core import hostdeps
+from xenkit.core import hostdeps, log
 from xenkit.errors import XenkitError
-
-log = logging.getLogger("xenkit")
 
 
 def need(tool: str) -> str:

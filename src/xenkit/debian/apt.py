@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -20,14 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xenkit.core import files
+from xenkit.core import files, log
 from xenkit.core.cachedir import cache_home
 from xenkit.core.proc import run
 from xenkit.core.progress import Progress
 from xenkit.debian import aptsources
 from xenkit.errors import XenkitError
-
-log = logging.getLogger("xenkit")
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 COMPONENTS = "main non-free-firmware"

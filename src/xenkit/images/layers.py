@@ -4,18 +4,15 @@ into a chunk store and the indexes that pin it onto the end of Dom0's initramfs.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
-from xenkit.core import files
+from xenkit.core import files, log
 from xenkit.core.proc import need, run
 from xenkit.core.sizes import human
 from xenkit.formats.cpio import Archive
 from xenkit.images import chunkstore
 from xenkit.system import netroot
-
-log = logging.getLogger("xenkit")
 
 # Where a network root goes beside a build's media, and its two layers (this build's, the
 # cached base), the live image's names for them.

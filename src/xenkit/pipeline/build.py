@@ -9,7 +9,6 @@ boot target's business (xenkit.targets): the pipeline is the same for every boar
 from __future__ import annotations
 
 import errno
-import logging
 import re
 import shutil
 import tempfile
@@ -38,8 +37,6 @@ from xenkit.system import artifacts, baremetal, initramfs, netroot, rootfs
 from xenkit.system.artifacts import Artifacts, gather, gzipped
 from xenkit.system.initramfs import RootSource
 from xenkit.xen import xl
-
-log = logging.getLogger("xenkit")
 
 # File names on the Arm boards' boot partition (other architectures: config/arch.py).
 _ARM = arch.get("arm64")

@@ -6,7 +6,6 @@ copy that replaces the original only when whole, so a failed add leaves the buil
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,12 @@ from typing import Any
 from xenkit import targets
 from xenkit.config.spec import emulator_shortfall as emulator_misfit
 from xenkit.config.spec import guest_from_table, guest_room
+from xenkit.core import log
 from xenkit.core.sizes import MiB, format_size, parse_size
 from xenkit.errors import XenkitError
 from xenkit.pipeline import manifest
 from xenkit.pipeline.manifest import Manifest
 from xenkit.xen import xl
-
-log = logging.getLogger("xenkit")
 
 
 def _free_for_guests(m: Manifest) -> int:

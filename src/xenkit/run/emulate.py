@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import select
@@ -23,8 +22,6 @@ from xenkit.pipeline.manifest import Manifest
 from xenkit.run import qemu
 from xenkit.run.qemu import Choices, RunPlan
 from xenkit.system.initramfs import READY
-
-log = logging.getLogger("xenkit")
 
 
 def prepare(

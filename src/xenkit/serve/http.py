@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import re
 import socket
@@ -25,10 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from xenkit.core import log
 from xenkit.core.sizes import human
 from xenkit.errors import XenkitError
-
-log = logging.getLogger("xenkit")
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # A netboot tree served at / behind the routes: (URL path, client address) -> the file,
@@ -228,7 +226,7 @@ class HttpServer:
         routes: Mapping[str, Path],
         bind: str = "0.0.0.0",
         port: int = 0,
-        level: int = logging.INFO,  # of the line each transfer logs
+        level: int = log.INFO,  # of the line each transfer logs
         tree: Lookup | None = None,  # a netboot tree, for what no route has
     ) -> None:
         try:

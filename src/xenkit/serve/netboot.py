@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import logging
 import re
 import signal
 import time
@@ -17,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from xenkit.core import log
 from xenkit.errors import XenkitError
 from xenkit.images import chunkstore, netdir
 from xenkit.serve import http, proxydhcp, tftp
 
-log = logging.getLogger("xenkit")
 T = TypeVar("T")
 S = TypeVar("S")
 
@@ -120,9 +119,7 @@ def store_for_run(build_dir: Path, given: tuple[str, ...]) -> Iterator[tuple[str
     if not netdir.is_dir() or given:
         yield given
         return
-    server = http.HttpServer(
-        {"/netroot/store/": netdir / "store"}, "127.0.0.1", level=logging.DEBUG
-    )
+    server = http.HttpServer({"/netroot/store/": netdir / "store"}, "127.0.0.1", level=log.DEBUG)
     # Debug only: said first, it stood above the one-line error of a run that never booted
     # (run --media usb on a network-root build); what the boot fetched is said at the end.
     log.debug("run: serving %s over HTTP on port %d", netdir, server.port)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import socket
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-log = logging.getLogger("xenkit")
+from xenkit.core import log
 
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER = 1, 2

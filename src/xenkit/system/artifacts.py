@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenkit.config.spec import SystemSpec
-from xenkit.core import memo
+from xenkit.core import log, memo
 from xenkit.core.cachedir import cache_home
 from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package
@@ -20,8 +19,6 @@ from xenkit.debian.kmods import ModuleTree
 from xenkit.errors import XenkitError
 from xenkit.formats import kernel
 from xenkit.run import qemu
-
-log = logging.getLogger("xenkit")
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,10 @@ emulator's copy without the blocks QEMU does not model."""
 
 from __future__ import annotations
 
-import logging
-
 from xenkit.config.boards import Board
+from xenkit.core import log
 from xenkit.formats import dt
 from xenkit.system.artifacts import Artifacts
-
-log = logging.getLogger("xenkit")
 
 
 def hardware(board: Board, art: Artifacts) -> bytes:

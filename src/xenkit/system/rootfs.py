@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -18,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from xenkit.core import files
+from xenkit.core import files, log
 from xenkit.core.cachedir import cache_home
 from xenkit.core.files import link_or_copy
 from xenkit.core.proc import need, run
@@ -29,8 +28,6 @@ from xenkit.errors import XenkitError
 from xenkit.system import netroot
 from xenkit.system.dom0scripts import DOM0_INIT, GUEST_TOOL_SCRIPT, GUESTS_LIB
 from xenkit.system.initramfs import UDHCPC_SCRIPT
-
-log = logging.getLogger("xenkit")
 
 # Bumped whenever the tree's layout or setup steps change, so cached trees are rebuilt.
 FORMAT = 2

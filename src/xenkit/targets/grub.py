@@ -15,7 +15,6 @@ guests), so a rebuild compresses megabytes, not the whole root.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -41,8 +40,6 @@ from xenkit.run.qemu import RunPlan
 from xenkit.system import netroot
 from xenkit.system.initramfs import Live, RootSource
 from xenkit.targets import Job, Staged, Target
-
-log = logging.getLogger("xenkit")
 
 ISO = "live.iso"
 # With net_root: the boot medium alone; Dom0's root is in netroot/ beside it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import time
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xenkit.core import log
 from xenkit.serve.tftp.channel import Slots, answer_stranger, polling_slots, transfer_sockets
 from xenkit.serve.tftp.packet import (
     ACCESS,
@@ -26,8 +26,6 @@ from xenkit.serve.tftp.packet import (
 from xenkit.serve.tftp.source import Refused, resolve
 from xenkit.serve.tftp.transfer import Accepted, Transfer
 from xenkit.serve.tftp.workers import Failed, Job, Workers, in_thread
-
-log = logging.getLogger("xenkit")
 
 
 @dataclass

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -33,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xenkit
+from xenkit.core import log
 from xenkit.serve.tftp.channel import Slots
 from xenkit.serve.tftp.transfer import Accepted, Transfer
-
-log = logging.getLogger("xenkit")
 
 # How long the server waits for its workers to start (an interpreter and xenkit's TFTP
 # modules each: about 60 ms measured, on two CPUs).
