@@ -83,6 +83,29 @@ def test_xen_413_lowmem_puts_dom0_out_of_dma_reach(pi4_dtb: Path) -> None:
     assert t.dom0.banks[0][0] >= 1 << 30
 
 
+def test_dom0s_memory_is_replayed_once_per_set_of_inputs(
+    pi4_dtb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild after a command line change leaves the prediction's inputs as they were:
+    it is read back, not replayed; any other input gives its own prediction."""
+    replays = []
+    real = memory.predict
+
+    def counted(*args: object) -> memory.Dom0Memory:
+        replays.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(memory, "predict", counted)
+    first = _target(pi4_dtb).dom0
+    before = len(replays)
+    assert _target(pi4_dtb, xen_cmd=GOOD_XEN + " loglvl=all").dom0 == first
+    assert len(replays) == before
+    for ram, mem in (("1G", "256M"), ("4G", "768M")):
+        t = _target(pi4_dtb, ram=ram, xen_cmd=GOOD_XEN.replace("512M", mem))
+        direct = real(t.ram, t.modules, t.reserved, t.dom0_mem or 0, t.lowmem_bits, t.kernel_isize)
+        assert t.dom0 == direct != first
+
+
 def test_dom0_mem_over_ram_fails(pi4_dtb: Path) -> None:
     t = _target(pi4_dtb, ram="1G", xen_cmd=GOOD_XEN.replace("512M", "2G"))
     findings = {f.check: f for f in check.run_checks(t)}
