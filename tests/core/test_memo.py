@@ -52,3 +52,22 @@ def test_only_the_newest_entries_of_a_kind_stay(cache: Path) -> None:
     names = {p.name for p in (cache / "derived" / "memo").iterdir()}
     assert len([n for n in names if n.startswith("t-")]) == memo.KEPT
     assert {"t-k0", "t-new", "other-k"} <= names and "t-k1" not in names
+
+
+def test_the_source_hash_follows_code_and_data_but_not_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "pkg"  # beside the test's cache
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.toml").write_text("y = 2\n")
+    monkeypatch.setattr(memo, "PACKAGE", pkg)
+    source = memo.source.__wrapped__
+    first = source()
+    (pkg / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"\0compiled")
+    assert source() == first
+    (pkg / "sub" / "b.toml").write_text("y = 3\n")
+    changed = source()
+    assert changed != first
+    (pkg / "sub" / "c.py").write_text("")
+    assert source() not in (first, changed)

@@ -44,12 +44,17 @@ def key(*parts: object) -> str:
 @functools.cache
 def source() -> str:
     """The hash of xenkit's code and data files, every one but compiled bytecode (about
-    1 MiB, read in a few milliseconds)."""
+    1 MiB, read in a few milliseconds). Walked with os.walk, __pycache__ left unentered:
+    pathlib's rglob and a stat a path made it 25 ms of every build's 0.3 s no-op."""
+    root = str(PACKAGE)
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [n for n in subfolders if n != "__pycache__"]
+        found += [os.path.relpath(os.path.join(folder, n), root) for n in names]
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*")):
-        if "__pycache__" not in path.parts and path.is_file():
-            rel = path.relative_to(PACKAGE).as_posix().encode()
-            digest.update(rel + b"\0" + path.read_bytes() + b"\0")
+    for rel in sorted(found):
+        with open(os.path.join(root, rel), "rb") as f:
+            digest.update(rel.encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()[:32]
 
 
