@@ -16,6 +16,7 @@ import pytest
 from xenkit.analysis import check, facts
 from xenkit.config import boards
 from xenkit.errors import XenkitError
+from xenkit.formats import dt
 from xenkit.formats.binaries import Version
 from xenkit.system.artifacts import Artifacts
 from xenkit.targets import grub
@@ -104,6 +105,25 @@ def test_dom0s_memory_is_replayed_once_per_set_of_inputs(
         t = _target(pi4_dtb, ram=ram, xen_cmd=GOOD_XEN.replace("512M", mem))
         direct = real(t.ram, t.modules, t.reserved, t.dom0_mem or 0, t.lowmem_bits, t.kernel_isize)
         assert t.dom0 == direct != first
+
+
+def test_the_trees_devices_are_translated_once_per_tree(
+    pi4_dtb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    translated = []
+    real = dt.AddressMap.devices
+
+    def counted(self: dt.AddressMap) -> list[dt.Device]:
+        translated.append(1)
+        return real(self)
+
+    monkeypatch.setattr(dt.AddressMap, "devices", counted)
+    first = _target(pi4_dtb).devices
+    before = len(translated)
+    t = _target(pi4_dtb, xen_cmd=GOOD_XEN + " loglvl=all")
+    assert t.devices == first == tuple(real(t.addresses))
+    assert len(translated) == before
+    assert any(d.dma for d in first)  # the Pi 4's DMA-limited devices are among them
 
 
 def test_dom0_mem_over_ram_fails(pi4_dtb: Path) -> None:

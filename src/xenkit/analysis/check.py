@@ -102,7 +102,7 @@ def check_dma_reach(t: Target) -> Finding:
     swiotlb-xen's bounce buffer and CMA) should sit inside the window entirely."""
     d = t.dom0
     groups: dict[tuple[dt.Mapping, ...], list[str]] = {}
-    for dev in t.addresses.devices():
+    for dev in t.devices:
         if dev.enabled and dev.dma is not None and dev.regs:
             groups.setdefault(dev.dma, []).append(dev.path)
     if not groups:
