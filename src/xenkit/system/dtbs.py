@@ -18,7 +18,8 @@ def hardware(board: Board, art: Artifacts) -> bytes:
 
 
 def emulation(board: Board, dtb: bytes) -> bytes:
-    tree = dt.DeviceTree(dtb, board.dtb_name)
+    """The emulator's copy of `dtb` (hardware()'s)."""
+    tree = dt.DeviceTree(dtb, board.dtb_name, check=False)
     disabled = tree.disable_compatible(board.emulate.disable)
     log.info("emulation DTB: disabled %d nodes QEMU does not model", len(disabled))
     for compatible, prop in board.emulate.drop_properties:
