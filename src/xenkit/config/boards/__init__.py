@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +119,14 @@ class Board:
         return bool(self.dtb_name) and not any("dtb" in p.files for p in self.packages)
 
 
+# The built-in board files, beside this module as xenkit's other data files are (read where
+# they lie, as memo.source() reads them): importlib.resources was 14 ms of every build's
+# start.
+BUILTIN = Path(__file__).parent
+
+
 def available() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".toml")
-        for p in resources.files(__name__).iterdir()
-        if p.name.endswith(".toml")
-    )
+    return sorted(p.name.removesuffix(".toml") for p in BUILTIN.glob("*.toml"))
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -223,8 +224,8 @@ def load(name: str) -> Board:
         text = files.read_text(path, "board file", "give a TOML board file like rpi4.toml")
         source = str(path)
     else:
-        res = resources.files(__name__) / f"{name}.toml"
-        if not res.is_file():
+        res = BUILTIN / f"{name}.toml"
+        if "/" in name or not res.is_file():
             raise XenkitError(f"unknown board {name!r}: choose one of {', '.join(available())}")
         text, source = res.read_text(), f"{name}.toml"
     try:
