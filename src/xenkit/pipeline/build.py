@@ -43,31 +43,54 @@ _ARM = arch.get("arm64")
 XEN, KERNEL, RAMDISK = _ARM.xen_file, _ARM.kernel_file, arch.RAMDISK_FILE
 
 
-def _digests(out: Path) -> Callable[[], dict[str, FileEntry]]:
-    """Start hashing every file now in `out`, on a thread of its own (hashlib lets go of
-    the interpreter's lock), beside the checks. The returned function waits for the
-    result."""
-    paths = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != manifest.NAME]
-    done: dict[str, FileEntry] = {}
+Hashed = dict[str, tuple[FileEntry, tuple[int, int, int]]]
+
+
+def _files(top: Path) -> list[Path]:
+    return [p for p in sorted(top.rglob("*")) if p.is_file() and p.name != manifest.NAME]
+
+
+def _stat(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _digests(out: Path, paths: list[Path]) -> Callable[[], Hashed]:
+    """Start hashing `paths` (files in `out`) on a thread of its own (hashlib lets go of
+    the interpreter's lock), beside the build's other work. The returned function waits
+    for the result: each file's entry by its name in `out`, with the size, mtime and inode
+    it had when hashed."""
+    done: Hashed = {}
     failed: list[BaseException] = []
 
     def work() -> None:
         try:
             for path in paths:
-                done[str(path.relative_to(out))] = file_entry(path)
+                st = _stat(path)
+                done[str(path.relative_to(out))] = (file_entry(path), st)
         except BaseException as exc:  # raised again in the build's own thread
             failed.append(exc)
 
     thread = threading.Thread(target=work, name="xenkit-digests", daemon=True)
     thread.start()
 
-    def result() -> dict[str, FileEntry]:
+    def result() -> Hashed:
         thread.join()
         if failed:
             raise failed[0]
         return done
 
     return result
+
+
+def _entries(out: Path, *hashed: Hashed) -> dict[str, FileEntry]:
+    """The files now in `out`, each entry as hashed unless the file changed (or went) since."""
+    entries = {}
+    for rel, (entry, st) in sorted(dict(item for h in hashed for item in h.items()).items()):
+        path = out / rel
+        if path.is_file():
+            entries[rel] = entry if _stat(path) == st else file_entry(path)
+    return entries
 
 
 def _manifest(
@@ -368,13 +391,18 @@ def _build(
             arch.RAMDISK_FILE,
             tree,
         )
+        # The pipeline's boot files are final: hashed while the target stages, not waited
+        # for after the checks (20-30 ms of a rebuild).
+        early = _files(boot)
+        first = _digests(tmp, early)
+        hashed = set(early)
         staged = target.stage(job)
         shutil.rmtree(root)
         (tmp / manifest.BOARD_FILE).write_text(spec.board.source)
-        digests = _digests(tmp)
+        rest = _digests(tmp, [p for p in _files(tmp) if p not in hashed])
         m = _manifest(spec, art, tmp, staged, target.checks, time.monotonic() - started)
         m = replace(m, check=_check_and_map(tmp, m, out))
-        m = replace(m, files=digests())
+        m = replace(m, files=_entries(tmp, first(), rest()))
         manifest.write(tmp, m)
         stamp.write(tmp, spec, key, out)
         files.replace_dir(tmp, out)
