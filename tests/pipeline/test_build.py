@@ -171,3 +171,20 @@ def test_a_package_the_release_lacks_is_one_line_naming_both(tmp_path: Path) -> 
     assert "\n" not in message
     assert "xen-hypervisor-4.17-arm64 not found for arm64 in Debian trixie" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_changed_or_removed_after_it_was_hashed_is_hashed_again_or_left_out(
+    tmp_path: Path,
+) -> None:
+    """Boot files are hashed while the target stages: one the target then rewrites must not
+    keep its first digest in the manifest."""
+    kept, changed, gone = (tmp_path / n for n in ("kept", "changed", "gone"))
+    for path in (kept, changed, gone):
+        path.write_bytes(path.name.encode())
+    hashed = build._digests(tmp_path, [kept, changed, gone])()
+    changed.write_bytes(b"rewritten by the target")
+    gone.unlink()
+    assert build._entries(tmp_path, hashed) == {
+        "kept": manifest.file_entry(kept),
+        "changed": manifest.file_entry(changed),
+    }
