@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ import pytest
 
 from xenkit.analysis import check, facts
 from xenkit.config import boards
+from xenkit.core import memo
 from xenkit.errors import XenkitError
 from xenkit.formats import dt
 from xenkit.formats.binaries import Version
@@ -124,6 +126,32 @@ def test_the_trees_devices_are_translated_once_per_tree(
     assert t.devices == first == tuple(real(t.addresses))
     assert len(translated) == before
     assert any(d.dma for d in first)  # the Pi 4's DMA-limited devices are among them
+
+
+class _Planted:
+    """A kept value's entry written by someone else: unpickled, it would create a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (self.path,))
+
+
+def test_a_cache_entry_that_is_not_a_kept_value_is_made_again_not_run(
+    pi4_dtb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XENKIT_CACHE", str(tmp_path / "cache"))
+    t = _target(pi4_dtb)
+    planted = tmp_path / "ran"
+    k = memo.key(memo.source(), t.devicetree.blob())
+    for entry in (pickle.dumps(_Planted(planted)), b"not a pickle"):
+        memo.forget("devices", k)
+        memo.store("devices", k, {"value.pickle": entry})
+        assert _target(pi4_dtb).devices == tuple(t.addresses.devices())
+        assert not planted.exists()
+    # Made again and kept: the next read is the value.
+    assert memo.load("devices", k) == {"value.pickle": pickle.dumps(t.devices)}
 
 
 def test_dom0_mem_over_ram_fails(pi4_dtb: Path) -> None:

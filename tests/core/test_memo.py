@@ -65,6 +65,7 @@ def test_the_source_hash_follows_code_and_data_but_not_bytecode(
     source = memo.source.__wrapped__
     first = source()
     (pkg / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"\0compiled")
+    (pkg / ".#a.py").symlink_to("nowhere")  # an editor's lock file
     assert source() == first
     (pkg / "sub" / "b.toml").write_text("y = 3\n")
     changed = source()

@@ -4,13 +4,14 @@ from a build directory (through its manifest) or from parts given one by one."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from xenkit.config import boards
 from xenkit.config.boards import Board
@@ -103,7 +104,12 @@ class Target:
     def devices(self) -> tuple[dt.Device, ...]:
         """Every device of the tree, in CPU addresses: translated once per device tree
         (20 ms of every rebuild, whose tree a command line change leaves as it was)."""
-        return _kept("devices", lambda: tuple(self.addresses.devices()), self.devicetree.to_bytes())
+        return _kept(
+            "devices",
+            lambda: tuple(self.addresses.devices()),
+            (dt.Device, dt.Mapping),
+            self.devicetree.blob(),
+        )
 
     @cached_property
     def dom0(self) -> memory.Dom0Memory:
@@ -118,19 +124,39 @@ class Target:
         )
         # Replaying Xen's heap is 40 ms of every rebuild, and a command line change leaves
         # the inputs as they were.
-        return _kept("dom0-memory", lambda: memory.predict(*inputs), *inputs)
+        return _kept("dom0-memory", lambda: memory.predict(*inputs), (memory.Dom0Memory,), *inputs)
 
 
 T = TypeVar("T")
 
 
-def _kept(kind: str, make: Callable[[], T], *inputs: object) -> T:
-    """make()'s value, made once per set of inputs (xenkit's code among them) and kept in
-    xenkit's cache."""
-    made = memo.cached(
-        kind, memo.key(memo.source(), *inputs), lambda: {"value.pickle": pickle.dumps(make())}
-    )
-    value: T = pickle.loads(made["value.pickle"])
+class _Loader(pickle.Unpickler):
+    """Reads back only the classes a kept value is made of: the cache may be shared
+    (XENKIT_CACHE), and a pickle naming any other class could run code here."""
+
+    def __init__(self, data: bytes, allowed: tuple[type, ...]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.allowed = {(c.__module__, c.__qualname__): c for c in allowed}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"{module}.{name} is not a kept value's") from None
+
+
+def _kept(kind: str, make: Callable[[], T], allowed: tuple[type, ...], *inputs: object) -> T:
+    """make()'s value (made of tuples, numbers, strings and the `allowed` classes), made
+    once per set of inputs (xenkit's code among them) and kept in xenkit's cache; an entry
+    that does not read back is made again."""
+    k = memo.key(memo.source(), *inputs)
+    made = memo.cached(kind, k, lambda: {"value.pickle": pickle.dumps(make())})
+    try:
+        value: T = _Loader(made["value.pickle"], allowed).load()
+    except Exception:  # a damaged or foreign entry, whatever pickle makes of it
+        value = make()
+        memo.forget(kind, k)
+        memo.store(kind, k, {"value.pickle": pickle.dumps(value)})
     return value
 
 

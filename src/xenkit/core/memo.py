@@ -50,7 +50,9 @@ def source() -> str:
     found = []
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = [n for n in subfolders if n != "__pycache__"]
-        found += [os.path.relpath(os.path.join(folder, n), root) for n in names]
+        # Files only (a symlink to one counts): an editor's lock file is a dangling link.
+        paths = [os.path.join(folder, n) for n in names]
+        found += [os.path.relpath(p, root) for p in paths if os.path.isfile(p)]
     digest = hashlib.sha256()
     for rel in sorted(found):
         with open(os.path.join(root, rel), "rb") as f:
@@ -154,6 +156,12 @@ def store(kind: str, k: str, result: Mapping[str, bytes]) -> None:
 
     _publish(entry, fill)
     _prune(entry, kind, KEPT)
+
+
+def forget(kind: str, k: str) -> None:
+    """Drop an entry its reader found damaged, for the result made again to take its place
+    (store never replaces an entry)."""
+    shutil.rmtree(_entry(kind, k), ignore_errors=True)
 
 
 def cached(kind: str, k: str, make: Callable[[], Mapping[str, bytes]]) -> dict[str, bytes]:

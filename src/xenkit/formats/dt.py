@@ -77,6 +77,10 @@ class DeviceTree:
         except OSError as exc:
             raise XenkitError(f"cannot read {path}: {exc.strerror}") from None
 
+    def blob(self) -> bytes:
+        """The tree's bytes as they are (not packed: the node index stays)."""
+        return bytes(self.fdt.as_bytearray())
+
     def to_bytes(self) -> bytes:
         self._index = None
         self.fdt.pack()
