@@ -177,14 +177,22 @@ def test_a_file_changed_or_removed_after_it_was_hashed_is_hashed_again_or_left_o
     tmp_path: Path,
 ) -> None:
     """Boot files are hashed while the target stages: one the target then rewrites must not
-    keep its first digest in the manifest."""
-    kept, changed, gone = (tmp_path / n for n in ("kept", "changed", "gone"))
-    for path in (kept, changed, gone):
+    keep its first digest in the manifest, even rewritten at once with the same size (the
+    same mtime, from the kernel's coarse clock), and one it removes is left out."""
+    names = ("kept", "changed", "same-tick", "gone", "gone-before")
+    kept, changed, same_tick, gone, gone_before = (tmp_path / n for n in names)
+    for path in (kept, changed, same_tick, gone, gone_before):
         path.write_bytes(path.name.encode())
-    hashed = build._digests(tmp_path, [kept, changed, gone])()
+    os.utime(kept, ns=(1, 1))  # written long before
+    gone_before.unlink()
+    hashed = build._digests(tmp_path, [kept, changed, same_tick, gone, gone_before])()
     changed.write_bytes(b"rewritten by the target")
+    st = same_tick.stat()
+    same_tick.write_bytes(b"SAME-TICK")
+    os.utime(same_tick, ns=(st.st_atime_ns, st.st_mtime_ns))
     gone.unlink()
     assert build._entries(tmp_path, hashed) == {
         "kept": manifest.file_entry(kept),
         "changed": manifest.file_entry(changed),
+        "same-tick": manifest.file_entry(same_tick),
     }

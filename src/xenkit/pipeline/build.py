@@ -8,6 +8,7 @@ boot target's business (xenkit.targets): the pipeline is the same for every boar
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import shutil
@@ -43,7 +44,11 @@ _ARM = arch.get("arm64")
 XEN, KERNEL, RAMDISK = _ARM.xen_file, _ARM.kernel_file, arch.RAMDISK_FILE
 
 
-Hashed = dict[str, tuple[FileEntry, tuple[int, int, int]]]
+# Each file's entry, the size, mtime and inode it had, and when its hashing began.
+Hashed = dict[str, tuple[FileEntry, tuple[int, int, int], int]]
+# A file's mtime comes from the kernel's coarse clock (a tick of 4-10 ms): one written up to
+# this long before its hashing began could be written again with the same size and mtime.
+RACY_NS = 20_000_000
 
 
 def _files(top: Path) -> list[Path]:
@@ -58,16 +63,16 @@ def _stat(path: Path) -> tuple[int, int, int]:
 def _digests(out: Path, paths: list[Path]) -> Callable[[], Hashed]:
     """Start hashing `paths` (files in `out`) on a thread of its own (hashlib lets go of
     the interpreter's lock), beside the build's other work. The returned function waits
-    for the result: each file's entry by its name in `out`, with the size, mtime and inode
-    it had when hashed."""
+    for the result; a file removed meanwhile is left out."""
     done: Hashed = {}
     failed: list[BaseException] = []
 
     def work() -> None:
         try:
             for path in paths:
-                st = _stat(path)
-                done[str(path.relative_to(out))] = (file_entry(path), st)
+                with contextlib.suppress(FileNotFoundError):
+                    st, began = _stat(path), time.time_ns()
+                    done[str(path.relative_to(out))] = (file_entry(path), st, began)
         except BaseException as exc:  # raised again in the build's own thread
             failed.append(exc)
 
@@ -84,12 +89,15 @@ def _digests(out: Path, paths: list[Path]) -> Callable[[], Hashed]:
 
 
 def _entries(out: Path, *hashed: Hashed) -> dict[str, FileEntry]:
-    """The files now in `out`, each entry as hashed unless the file changed (or went) since."""
+    """The files hashed that are still in `out`, each as hashed unless it may have changed
+    since (its size, mtime or inode differ, or it was written too shortly before): such a
+    file is hashed again."""
     entries = {}
-    for rel, (entry, st) in sorted(dict(item for h in hashed for item in h.items()).items()):
+    for rel, (entry, st, began) in sorted(dict(i for h in hashed for i in h.items()).items()):
         path = out / rel
         if path.is_file():
-            entries[rel] = entry if _stat(path) == st else file_entry(path)
+            same = _stat(path) == st and st[1] < began - RACY_NS
+            entries[rel] = entry if same else file_entry(path)
     return entries
 
 
