@@ -20,10 +20,14 @@ _logger: logging.Logger | None = None
 
 
 def setup(verbose: bool) -> None:
-    """The command line's messages: `xenkit: ...` on stderr, debug ones with --verbose."""
+    """The command line's messages: `xenkit: ...` on stderr, debug ones with --verbose.
+    With --verbose logging is set up at once, so other libraries' debug messages (asyncio's)
+    before xenkit's first are shown too."""
     global _level, _logger
     _level = DEBUG if verbose else INFO
     _logger = None
+    if verbose:
+        _get()
 
 
 def _get() -> logging.Logger:
