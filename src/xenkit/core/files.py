@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import os
 import select
 import shutil
@@ -50,13 +49,13 @@ def _create_beside(target: Path) -> tuple[int, str]:
     """A new file beside `target`, named after it and this process, as tempfile.mkstemp
     makes one without tempfile's imports (random, shutil's compressors: 8 ms of
     `xenkit uboot-script`'s start)."""
-    for n in itertools.count():
+    n = 0
+    while True:
         name = str(target.parent / f".{target.name}.{os.getpid()}-{n}")
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
         except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
+            n += 1
 
 
 def write_error(target: Path, exc: OSError) -> str:

@@ -28,10 +28,15 @@ class Version:
         return self.text
 
 
+def _named(path: Path, what: str) -> str:
+    """`path` as an error names it: after `what`, the setting naming it, if given."""
+    return f"{what} {path}" if what else str(path)
+
+
 def _contents(path: Path, what: str = "") -> bytes:
     """The file, inflated if gzip'd; `what` (the setting or variable naming it) leads any
     error, so the user knows which of their files it is."""
-    name = f"{what} {path}" if what else str(path)
+    name = _named(path, what)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -50,7 +55,7 @@ def whole(path: Path, what: str = "") -> None:
     """`path` reads, and if gzip'd inflates to its end (a truncated download does not).
     A raw file is not read past its head: it has no end to check (a 31 MiB Image for each
     of 32 guests made `uboot-script` 40 times slower)."""
-    name = f"{what} {path}" if what else str(path)
+    name = _named(path, what)
     try:
         with path.open("rb") as f:
             head = f.read(2)
@@ -78,7 +83,7 @@ def xen_version(path: Path, arch: str | None = None, what: str = "") -> Version:
     an image built for another architecture is refused, naming it (`what`: the setting)."""
     data = _contents(path, what)
     built_for = xen_arch(data)
-    name = f"{what} {path}" if what else str(path)
+    name = _named(path, what)
     if built_for is None:
         raise XenkitError(f"{name} does not look like a Xen hypervisor image: give xen's binary")
     if arch and built_for != arch:
@@ -119,7 +124,7 @@ def linux_version(path: Path, what: str = "") -> Version:
             data.close()
     if found:
         return found
-    name = f"{what} {path}" if what else str(path)
+    name = _named(path, what)
     raise XenkitError(f"{name} does not look like a Linux kernel image: give an Image")
 
 
@@ -136,7 +141,7 @@ def _mapped(path: Path, what: str) -> bytes | mmap.mmap:
                 with contextlib.suppress(OSError, ValueError):
                     return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
-        name = f"{what} {path}" if what else str(path)
+        name = _named(path, what)
         raise XenkitError(f"cannot read {name}: {exc.strerror}") from None
     return _contents(path, what)
 
