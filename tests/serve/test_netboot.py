@@ -476,7 +476,8 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
         def hammer() -> None:
             while not stop.is_set():
                 try:
-                    seen.append(fetch(addr, "boot2.source", timeout=1, tries=5))
+                    # The server rebuilds in its own process: it may be slow to answer.
+                    seen.append(fetch(addr, "boot2.source", timeout=1, tries=60))
                 except Exception as exc:
                     seen.append(exc)
                 time.sleep(0.02)
@@ -490,11 +491,15 @@ def test_serve_rebuilds_on_a_config_change_and_swaps_files_whole(tmp_path: Path)
             assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
             assert "rebuild failed" not in log_path.read_text(), log_path.read_text()
             time.sleep(0.2)
-        time.sleep(0.5)
-        stop.set()
-        thread.join(30)
-
         new = served_file.read_bytes()
+        # The hammer runs on until it has fetched the new file (a fetch begun before the
+        # swap may still be under way on a loaded host).
+        deadline = time.monotonic() + 60
+        while new not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join(90)
+
         assert _xen_bootargs(new).endswith("loglvl=all")
         assert fetch(addr, "boot2.source") == new  # the next boot gets the new script
         errors = [s for s in seen if isinstance(s, Exception)]

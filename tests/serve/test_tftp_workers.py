@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_tftp import Running, _no_transfer_polls, _slow_lockstep
+from tests.serve.test_tftp import LATE, Running, _no_transfer_polls, _slow_lockstep
 from tests.tftpclient import fetch, rrq
 from xenkit.serve import netboot, tftp
 
@@ -171,8 +171,7 @@ def test_one_polling_budget_for_every_worker(root: Path) -> None:
         # A worker's transfer whose client answers late gives the slot back to the server.
         seen: list[int] = []
         assert (
-            _slow_lockstep(r.addr, polling, "f60000", 5 * tftp.SPIN, seen)
-            == (root / "f60000").read_bytes()
+            _slow_lockstep(r.addr, polling, "f60000", LATE, seen) == (root / "f60000").read_bytes()
         )
         assert seen[0] == 1 and seen[-1] == 0, seen
         assert seen.index(0) <= tftp.SPIN_MISSES + 2, seen
