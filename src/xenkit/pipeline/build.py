@@ -252,7 +252,7 @@ def _dom0(
     first = rootfs.module_files(mods, wanted)
     extra: dict[str, bytes] = {}
     if net:
-        extra = {rel: p.read_bytes() for rel, p in netroot.program_files(tree.path).items()}
+        extra = netroot.casync_files(tree.path)
         extra.update(netroot.front_files(initramfs.UDHCPC_SCRIPT))
     data = _initramfs(busybox, modules=first, root=source, root_init=rootfs.INIT, files=extra)
     return data, tree if layered else None

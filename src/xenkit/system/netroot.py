@@ -9,6 +9,11 @@ name, keeps it in a cache (RAM, or a local partition labelled XENKIT-CACHE that 
 reboots), fetches the next chunks ahead, and retries a mirror that is away for up to ten
 minutes, saying so on the console. The front and its DHCP client run chrooted in /run, out
 of static busybox: they must never read the root they serve.
+
+The cache is laid out as a casync store and given to casync as an extra store, which it
+reads before asking the front: a chunk fetched ahead, or kept from an earlier boot, costs no
+request. Measured in the emulated PC's Dom0, one request through the front took 0.7 s even
+for a chunk already cached (an exec of busybox alone 76 ms, a fork 36 ms).
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ PINS = "netroot"
 FRONT = "/run/xenkit/front"
 # casync and its HTTP helper come out of Dom0's own tree (Debian's casync package).
 CASYNC = ("usr/bin/casync", "usr/lib/casync/protocols/casync-http")
+# Where the initramfs lists casync's files (CASYNC, their interpreter and libraries), which
+# the first stage copies into the front's chroot, where casync runs.
+PROGRAMS = "etc/xenkit/casync.files"
 # Debian's multiarch library directories (amd64, arm64), where casync's libraries are.
 TRIPLETS = ("x86_64-linux-gnu", "aarch64-linux-gnu")
 LIB_DIRS = (
@@ -79,6 +87,14 @@ def program_files(tree: Path, programs: tuple[str, ...] = CASYNC) -> dict[str, P
                 raise XenkitError(f"{rel} needs {lib}, which Dom0's root does not have")
             todo.append(hit)
     return found
+
+
+def casync_files(tree: Path) -> dict[str, bytes]:
+    """casync's files (program_files) at their paths in the initramfs, and their list."""
+    found = program_files(tree)
+    files = {rel: path.read_bytes() for rel, path in found.items()}
+    files[PROGRAMS] = "".join(f"{rel}\n" for rel in sorted(found)).encode()
+    return files
 
 
 def _resolve(tree: Path, rel: str) -> Path | None:
@@ -174,6 +190,9 @@ while [ $i -lt 20 ]; do
     i=$((i + 1))
 done
 rm -rf $f/cache/.part.* $f/cache/.busy.*
+# The cache is a casync store (PREFIX/ID.cacnk), every prefix made now rather than by a
+# mkdir per chunk.
+(cd $f/cache && mkdir -p $(cut -c 1-4 $f/chunks)) || fail "cannot lay out the cache"
 chroot $f /bin/httpd -p 127.0.0.1:@PORT@ -h /www || fail "the chunk front did not start"
 
 export TMPDIR=/run/xenkit/tmp CASYNC_PROTOCOL_PATH=/usr/lib/casync/protocols
@@ -197,8 +216,22 @@ for layer in @LAYERS@; do
         rm -f /run/xenkit/fill  # nothing to fill: the root is all in RAM
         mount -t squashfs -o ro,loop "$img" "/run/live/$name" || fail "cannot mount $img"
     else
-        casync mkdev --store=http://127.0.0.1:@PORT@/cgi-bin/c "/@PINS@/$name.caibx" \
-            /dev/nbd$n >"$log" 2>&1 &
+        if [ ! -e $f/usr/bin/casync ]; then
+            # casync reads the layers chrooted in the front's directory: at the handover
+            # /run moves under Dom0's root and the initramfs is emptied, and casync starts
+            # its HTTP helper only at the first chunk its cache lacks, which may come after
+            # that (with a filled cache, it does). Moved, not copied: 21 MiB of libraries.
+            while read -r p; do
+                mkdir -p "$f/${p%/*}" && mv "/$p" "$f/$p" || fail "cannot move casync's $p"
+            done </@PROGRAMS@
+            mkdir -p $f/@PINS@ $f/sys && cp /@PINS@/*.caibx $f/@PINS@/ &&
+                mount -t sysfs sysfs $f/sys && mount -t proc proc $f/proc ||
+                fail "cannot lay out casync's chroot"
+        fi
+        dev=$(cat /sys/block/nbd$n/dev)
+        [ -e $f/dev/nbd$n ] || mknod $f/dev/nbd$n b "${dev%:*}" "${dev#*:}"
+        TMPDIR=/tmp chroot $f /usr/bin/casync mkdev --store=http://127.0.0.1:@PORT@/cgi-bin/c \
+            --extra-store=/cache "/@PINS@/$name.caibx" /dev/nbd$n >"$log" 2>&1 &
         i=0
         until [ "$(cat /sys/block/nbd$n/size 2>/dev/null)" -gt 0 ] 2>/dev/null; do
             i=$((i + 1))
@@ -234,24 +267,30 @@ LEASE = """        printf 'ip=%s\\nserverid=%s\\nboot_file=%s\\n' "$ip" "$server
             >/etc/lease
 """
 
-# What the CGI and the cache fill share. Chunks are kept as served (compressed) and checked
-# by their name: the SHA-256 of the uncompressed bytes.
+# What the CGI and the cache fill share. Chunks are kept as served (compressed), where a
+# casync store keeps them (/cache/PREFIX/ID.cacnk), and checked by their name: the SHA-256
+# of the uncompressed bytes.
 FRONT_LIB = r"""#!/bin/sh
 export PATH=/bin
 say() { echo "xenkit: $*" >>/dev/console; }
 mirrors() { tr '\n' ' ' </etc/mirrors; }
 # fetch ID: the chunk in /cache, from the first mirror that has it whole, or fail after
-# ten minutes of retries.
+# ten minutes of retries. Dom0 runs this for every chunk, and under emulation a program
+# started costs more than the bytes it moves (an exec of busybox pages it in through a PV
+# kernel): the mirrors are read with the shell's own `read` and the sum is cut with the
+# shell (Debian's busybox wget has no timeout of its own, so `timeout` stays).
 fetch() {
-    [ -s "/cache/$1" ] && return 0
+    [ -s "/cache/${1%${1#????}}/$1.cacnk" ] && return 0
+    [ -d "/cache/${1%${1#????}}" ] || mkdir -p "/cache/${1%${1#????}}"
+    t=/cache/.part.$$.$1
     tries=0
     while :; do
-        for m in $(mirrors); do
-            t=/cache/.part.$$.$1
+        while read -r m; do
             if timeout 60 wget -q -O "$t" "${m%/}/${1%${1#????}}/$1.cacnk" 2>/dev/null; then
-                sum=$(gunzip -c "$t" 2>/dev/null | sha256sum | cut -d ' ' -f 1)
+                sum=$(gunzip -c "$t" 2>/dev/null | sha256sum)
+                sum=${sum%% *}
                 if [ "$sum" = "$1" ]; then
-                    mv "$t" "/cache/$1"
+                    mv "$t" "/cache/${1%${1#????}}/$1.cacnk"
                     [ $tries = 0 ] || say "chunk $1 fetched from $m after $tries retries"
                     return 0
                 fi
@@ -259,7 +298,7 @@ fetch() {
                     "${sum:-nothing}): not used, trying the next mirror"
             fi
             rm -f "$t"
-        done
+        done </etc/mirrors
         tries=$((tries + 1))
         if [ $tries -gt 120 ]; then
             say "chunk $1: no mirror had it for 10 minutes ($(mirrors)): giving up"
@@ -275,11 +314,22 @@ ahead() {
     next=$(awk -v id="$1" -v n=@AHEAD@ 'f { print; if (--n == 0) exit } $0 == id { f = 1 }' \
         /chunks)
     for n in $next; do
-        [ -s "/cache/$n" ] && continue
+        [ -s "/cache/${n%${n#????}}/$n.cacnk" ] && continue
         mkdir "/cache/.busy.$n" 2>/dev/null || continue
         fetch "$n"
         rmdir "/cache/.busy.$n"
     done
+}
+# wanted ID: the chunk casync asks for, waiting (a minute at most) for a fetch `ahead` has
+# begun rather than fetching it twice: casync asks for the next chunk as soon as it has
+# one, just after the previous answer set `ahead` on it.
+wanted() {
+    i=0
+    while [ -d "/cache/.busy.$1" ] && [ $i -lt 600 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    fetch "$1"
 }
 # fill: every chunk into the cache partition, so the next boot needs no server at all.
 fill() {
@@ -288,7 +338,7 @@ fill() {
     sync
     echo "$(wc -l </chunks)" >/cache/filled
     sync
-    say "cache filled: $(wc -l </chunks) chunks, $(ls /cache | wc -l) files"
+    say "cache filled: $(wc -l </chunks) chunks"
 }
 """
 
@@ -300,10 +350,10 @@ case "$id" in
     "" | *[!0-9a-f]*) printf 'Status: 400 Bad Request\r\nConnection: close\r\n\r\n'; exit 0 ;;
 esac
 # No Content-Length: busybox httpd ends a CGI's answer when the script closes it.
-if fetch "$id"; then
+if wanted "$id"; then
     printf 'Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n'
-    cat "/cache/$id"
     ahead "$id" </dev/null >/dev/null 2>&1 &
+    exec cat "/cache/${id%${id#????}}/$id.cacnk"
 else
     printf 'Status: 404 Not Found\r\nConnection: close\r\n\r\n'
 fi
@@ -332,6 +382,7 @@ def stage_script(net: Net, layers: tuple[str, ...]) -> str:
     for key, value in (
         ("@FRONT@", FRONT),
         ("@PINS@", PINS),
+        ("@PROGRAMS@", PROGRAMS),
         ("@BRIDGE@", net.bridge),
         ("@CACHE@", net.cache),
         ("@PORT@", str(FRONT_PORT)),
