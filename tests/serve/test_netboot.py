@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -565,21 +565,23 @@ def test_the_watch_follows_the_files_each_rebuild_names(
         watch = netboot.Watch([config], lambda: built.append(len(built)), 0.02, relist=relist)
         task = asyncio.create_task(watch.run())
 
-        async def settle(n: int) -> None:
-            for _ in range(200):
+        async def until(done: Callable[[], bool], what: str) -> None:
+            # Wall-clock waits only bound a starved host's delay (two emulators beside).
+            deadline = time.monotonic() + 30
+            while not done():
+                assert time.monotonic() < deadline, what
                 await asyncio.sleep(0.02)
-                if len(built) == n:
-                    return
 
         await asyncio.sleep(0.05)
         _edit(config, "b")  # now names the kernel
-        await settle(1)
+        await until(lambda: len(built) == 1, "the first rebuild")
         assert watch.paths == [config, kernel]
         _edit(kernel, "k2")  # watched now: rebuilt
-        await settle(2)
-        for _ in failures[:]:  # a bad config, then a bug: each logged, nothing built
+        await until(lambda: len(built) == 2, "the kernel's rebuild")
+        # A bad config, then a bug: each logged, nothing built.
+        for logged in ("config: bad line", "KeyError: 'boom'"):
             _edit(config, "bad")
-            await asyncio.sleep(0.2)
+            await until(lambda: logged in caplog.text, logged)  # noqa: B023 (awaited at once)
         assert watch.paths == [config, kernel] and len(built) == 2
         task.cancel()
 

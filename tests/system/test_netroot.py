@@ -133,11 +133,13 @@ def front(amd64_busybox: Path, tmp_path: Path) -> Iterator[Front]:
         )
     f = Front(root, port, store, index, [good], httpd)
     f.set_mirrors(good)
-    for _ in range(50):
+    for _ in range(300):  # 30 s at most, on a starved host
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
+    else:
+        pytest.fail("the front's httpd did not listen within 30 s")
     yield f
     httpd.kill()
     httpd.wait()
