@@ -280,17 +280,18 @@ mirrors() { tr '\n' ' ' </etc/mirrors; }
 # kernel): the mirrors are read with the shell's own `read` and the sum is cut with the
 # shell (Debian's busybox wget has no timeout of its own, so `timeout` stays).
 fetch() {
-    [ -s "/cache/${1%${1#????}}/$1.cacnk" ] && return 0
-    [ -d "/cache/${1%${1#????}}" ] || mkdir -p "/cache/${1%${1#????}}"
+    rel=${1%${1#????}}/$1.cacnk  # where a store keeps it, here and on the mirrors
+    [ -s "/cache/$rel" ] && return 0
+    [ -d "/cache/${rel%/*}" ] || mkdir -p "/cache/${rel%/*}"
     t=/cache/.part.$$.$1
     tries=0
     while :; do
         while read -r m; do
-            if timeout 60 wget -q -O "$t" "${m%/}/${1%${1#????}}/$1.cacnk" 2>/dev/null; then
+            if timeout 60 wget -q -O "$t" "${m%/}/$rel" 2>/dev/null; then
                 sum=$(gunzip -c "$t" 2>/dev/null | sha256sum)
                 sum=${sum%% *}
                 if [ "$sum" = "$1" ]; then
-                    mv "$t" "/cache/${1%${1#????}}/$1.cacnk"
+                    mv "$t" "/cache/$rel"
                     [ $tries = 0 ] || say "chunk $1 fetched from $m after $tries retries"
                     return 0
                 fi
