@@ -50,7 +50,8 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
         )
         for media in ("cd", "usb", "disk")
     }
-    assert f"file={tmp_path / grub.ISO},media=cdrom,readonly=on,format=raw" in plans["cd"].argv
+    cd = f"file={tmp_path / grub.ISO},media=cdrom,readonly=on,format=raw"
+    assert cd in [a.removesuffix(",aio=io_uring") for a in plans["cd"].argv]
     assert "usb-storage,bus=xhci.0,drive=medium" in plans["usb"].argv
     assert "virtio-blk-pci,drive=medium" in plans["disk"].argv
     assert (tmp_path / "usb" / "usb.img").stat().st_size == 4096

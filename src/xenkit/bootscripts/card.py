@@ -237,10 +237,9 @@ def card_copy(board: Board, image: Path, dest: Path) -> Path:
 def card_drive(board: Board, copy: Path) -> list[str]:
     """QEMU's arguments that insert the card: the Pi's SD slot, or virt's virtio disk."""
     if board.emulate.disk == "sd":
-        return ["-drive", f"if=sd,format=raw,file={copy}"]
+        return qemu.drive(board, f"if=sd,format=raw,file={copy}")
     return [
-        "-drive",
-        f"if=none,id=card,format=raw,file={copy}",
+        *qemu.drive(board, f"if=none,id=card,format=raw,file={copy}"),
         "-device",
         "virtio-blk-device,drive=card",
     ]
@@ -413,7 +412,9 @@ class UBootCard(Target):
             # boot file, the stores' URLs, to Dom0's first stage.
             argv += qemu.nic((netdev or "user") + qemu.mirrors_bootfile(c.mirrors))
             if c.cache_disk:
-                argv += qemu.cache_drive(media.cache_disk(Path(c.cache_disk)), "virtio-blk-device")
+                argv += qemu.cache_drive(
+                    board, media.cache_disk(Path(c.cache_disk)), "virtio-blk-device"
+                )
         elif c.mirrors or c.cache_disk:
             raise XenkitError(f"{build_dir} has no network root: build it with --net-root")
         elif netdev:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,11 +175,29 @@ def mirrors_bootfile(mirrors: tuple[str, ...]) -> str:
     return ",bootfile=" + ",,".join(mirrors) if mirrors else ""
 
 
-def cache_drive(disk: Path, device: str) -> list[str]:
+@functools.cache
+def _io_uring(qemu: str) -> bool:
+    """Whether this QEMU can read its disks through Linux's io_uring here: built with it,
+    and the kernel (or a container's seccomp filter) allowing it. Asked once per run."""
+    with tempfile.NamedTemporaryFile() as f:
+        probe = ["-monitor", "stdio", "-drive", f"if=none,format=raw,file={f.name},aio=io_uring"]
+        head = [qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S"]
+        proc = run([*head, *probe], capture=True, check=False, stdin=b"quit\n")
+    return proc.returncode == 0
+
+
+def drive(board: Board, spec: str) -> list[str]:
+    """`-drive spec`, read through io_uring where the host has it. QEMU's card models read
+    one 512-byte block per request, and its default thread pool hands each to a worker
+    thread and back: measured on the emulated Pi 4 (2 host cores), U-Boot read Dom0's
+    11 MiB kernel from the card in 7.7 s with the pool and 4.6 s with io_uring."""
+    return ["-drive", spec + (",aio=io_uring" if _io_uring(need(binary(board))) else "")]
+
+
+def cache_drive(board: Board, disk: Path, device: str) -> list[str]:
     """A network root's cache disk image on `device` (the machine's virtio block device)."""
     return [
-        "-drive",
-        f"if=none,id=cache,format=raw,file={disk}",
+        *drive(board, f"if=none,id=cache,format=raw,file={disk}"),
         "-device",
         f"{device},drive=cache",
     ]

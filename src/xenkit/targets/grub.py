@@ -365,17 +365,17 @@ class Grub(Target):
                 copy = _pxe_copy(tree, workdir / "tftp", c.mirrors)
                 net += f",tftp={copy},bootfile={netdir.UEFI if uefi else netdir.BIOS}"
         elif media == "cd":
-            argv += ["-drive", f"file={image},media=cdrom,readonly=on,format=raw"]
+            argv += qemu.drive(board, f"file={image},media=cdrom,readonly=on,format=raw")
         else:
             # What a user does with the image: dd it to a stick or a disk (the one with the
             # persistence partition where there is one).
             if (build_dir / USB).exists():
                 image = build_dir / USB
             copy = _medium(image, workdir / f"{media}.img")
-            argv += ["-drive", f"if=none,id=medium,format=raw,file={copy}"]
+            argv += qemu.drive(board, f"if=none,id=medium,format=raw,file={copy}")
             argv += MEDIA[media]
         if c.cache_disk:
-            argv += qemu.cache_drive(cache_disk(Path(c.cache_disk)), "virtio-blk-pci")
+            argv += qemu.cache_drive(board, cache_disk(Path(c.cache_disk)), "virtio-blk-pci")
         nic = NICS[c.nic or "e1000"]
         if media != "net":
             net += qemu.mirrors_bootfile(c.mirrors)
