@@ -389,7 +389,7 @@ def prepare_direct(board: Board, build_dir: Path, work: Path) -> DirectPlan:
     direct_dtb(
         build_dir / "emulate" / board.dtb_name,
         dtb,
-        build.xen_cmdline,
+        build.emulator_xen_cmdline,
         build.emulator_dom0_cmdline,
         [(s, compat[s.name]) for s in placed],
     )

@@ -49,6 +49,7 @@ def sample(board: str = "rpi4") -> Manifest:
         xen_cmdline="console=dtuart",
         dom0_cmdline="console=hvc0",
         emulator_dom0_cmdline="console=hvc0",
+        emulator_xen_cmdline="console=dtuart dom0_mem=512M",
         packages=(),
         local_files={},
         layout=(LoadEntry("xen", "xen", 0x200000, 0x400000, 0x200000, 0x1F0000),),

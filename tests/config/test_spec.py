@@ -18,6 +18,7 @@ def test_rpi4_defaults_follow_the_port_write_up() -> None:
     assert s.dom0_cmdline == "console=hvc0 earlycon=xen"
     assert s.emu_dom0_cmdline == "console=hvc0 earlycon=xen clk_ignore_unused"
     assert "clk_ignore_unused" not in s.dom0_cmdline
+    assert s.emu_xen_cmdline == "bootscrub=off " + s.xen_cmdline
     assert s.dom0_mem == 512 * MiB and s.ram == "4G"
 
 
@@ -25,6 +26,10 @@ def test_user_settings_shape_the_command_lines() -> None:
     s = make_spec(dom0_mem="1G", dom0_vcpus=2, xen_extra="loglvl=all", dom0_extra="quiet")
     assert s.xen_cmdline.endswith("dom0_mem=1G dom0_max_vcpus=2 loglvl=all")
     assert s.dom0_cmdline == "console=hvc0 earlycon=xen quiet"
+    # The user's word comes after the emulator's, and Xen takes the last.
+    s = make_spec(xen_extra="bootscrub=idle")
+    assert s.emu_xen_cmdline.split()[0] == "bootscrub=off"
+    assert s.emu_xen_cmdline.split()[-1] == "bootscrub=idle"
     s = make_spec(xen_cmdline="console=dtuart dtuart=serial1 dom0_mem=256M")
     assert s.xen_cmdline == "console=dtuart dtuart=serial1 dom0_mem=256M"
 

@@ -64,6 +64,9 @@ def test_hardware_and_emulator_copies_differ_only_where_they_must(rpi4_build: Pa
     emu_script = uimage.script_text((rpi4_build / "emulate/boot.scr").read_bytes())
     assert hw_script == (rpi4_build / "boot/boot.source").read_text()
     assert "clk_ignore_unused" not in hw_script and "clk_ignore_unused" in emu_script
+    assert "bootscrub" not in hw_script and '"bootscrub=off console=dtuart' in emu_script
+    m = manifest.read(rpi4_build)
+    assert m.emulator_xen_cmdline == "bootscrub=off " + m.xen_cmdline
 
 
 def test_loads_stay_in_the_first_gib_and_clear_of_reserved(rpi4_build: Path) -> None:

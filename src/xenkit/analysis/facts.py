@@ -181,7 +181,7 @@ def from_build(
         board=manifest.board(build_dir, m),
         tree=tree,
         ram=m.emulated_ram_banks if emulated else m.ram_banks,
-        xen_cmdline=m.xen_cmdline,
+        xen_cmdline=m.emulator_xen_cmdline if emulated else m.xen_cmdline,
         dom0_cmdline=m.emulator_dom0_cmdline if emulated else m.dom0_cmdline,
         config_txt=tuple((build_dir / config).read_text().splitlines()) if config else None,
         modules=m.xen_modules.get(which, ()),

@@ -66,15 +66,19 @@ def window(spec: SystemSpec) -> layout.Window:
     return layout.window(banks, board.load_limit, board.top_reserve, board.reserved)
 
 
-def boot_config(job: Job, dom0_cmdline: str) -> BootConfig:
-    win = window(job.spec)
+def boot_config(job: Job, emulated: bool) -> BootConfig:
+    """The boot for the hardware, or for the emulator's copy (its own command lines)."""
+    spec = job.spec
+    win = window(spec)
     return BootConfig(
         memory_start=win.start,
         memory_end=win.end,
         device_tree=job.spec.board.dtb_name,
         xen=job.xen,
-        xen_cmdline=job.spec.xen_cmdline,
-        dom0=Dom0(job.kernel, job.ramdisk, dom0_cmdline),
+        xen_cmdline=spec.emu_xen_cmdline if emulated else spec.xen_cmdline,
+        dom0=Dom0(
+            job.kernel, job.ramdisk, spec.emu_dom0_cmdline if emulated else spec.dom0_cmdline
+        ),
         domains=job.domains,
         load_cmd=LOAD,
     )
@@ -83,9 +87,9 @@ def boot_config(job: Job, dom0_cmdline: str) -> BootConfig:
 def boot_set(
     job: Job,
     dtb: bytes,
-    dom0_cmdline: str,
     title: str,
     *,
+    emulated: bool = False,
     load: str = LOAD,
     preamble: tuple[str, ...] = PREAMBLE,
     dtb_path: str = "",
@@ -95,7 +99,7 @@ def boot_set(
     the DTB where the script loads it from, if not under the board's DTB name."""
     spec, boot = job.spec, job.boot
     cfg = replace(
-        boot_config(job, dom0_cmdline),
+        boot_config(job, emulated),
         load_cmd=load,
         device_tree=dtb_path or spec.board.dtb_name,
     )
@@ -177,13 +181,13 @@ def netboot_tree(job: Job, hw_dtb: bytes, emu_dtb: bytes, title: str) -> Path:
             os.link(path, tree / path.name)
     pre = netboot_preamble(spec)
     load = WGET if wget(spec) else "tftpb"
-    hw = boot_set(job, hw_dtb, spec.dom0_cmdline, title + " (netboot)", load=load, preamble=pre)
+    hw = boot_set(job, hw_dtb, title + " (netboot)", load=load, preamble=pre)
     emu_path = f"emulate/{spec.board.dtb_name}"
     emu = boot_set(
         job,
         emu_dtb,
-        spec.emu_dom0_cmdline,
         title + " (netboot, emulator)",
+        emulated=True,
         load=load,
         preamble=pre,
         dtb_path=emu_path,
@@ -328,7 +332,7 @@ class UBootCard(Target):
             (boot / name).write_bytes(data)
         board = spec.board
         title = f"xenkit boot script for {board.description}"
-        hw = boot_set(job, dtbs.hardware(board, job.art), spec.dom0_cmdline, title)
+        hw = boot_set(job, dtbs.hardware(board, job.art), title)
         (boot / board.dtb_name).write_bytes(hw.dtb)
         _write_script(boot, "boot", hw.script)
         emu_dir = out / "emulate"
@@ -336,8 +340,8 @@ class UBootCard(Target):
         emu = boot_set(
             job,
             dtbs.emulation(board, hw.dtb),
-            spec.emu_dom0_cmdline,
             title + " (emulator copy: unmodelled blocks disabled)",
+            emulated=True,
         )
         (emu_dir / board.dtb_name).write_bytes(emu.dtb)
         _write_script(emu_dir, "boot", emu.script)

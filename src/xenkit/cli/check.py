@@ -53,6 +53,7 @@ def _target(args: argparse.Namespace) -> check.Target:
     system = spec.resolve(settings.resolve({}, {"board": args.board, "ram": model}))
     art = None if args.dtb and args.xen and args.kernel else gather(system)
     files = art.files if art else {}
+    xen_default = system.emu_xen_cmdline if args.emulated else system.xen_cmdline
     dom0_default = system.emu_dom0_cmdline if args.emulated else system.dom0_cmdline
     with tempfile.TemporaryDirectory(prefix="xenkit-check-") as tmp:
         dtb = Path(args.dtb) if args.dtb else files["dtb"]
@@ -65,7 +66,7 @@ def _target(args: argparse.Namespace) -> check.Target:
             board,
             dtb,
             banks,
-            args.xen_cmdline if args.xen_cmdline is not None else system.xen_cmdline,
+            args.xen_cmdline if args.xen_cmdline is not None else xen_default,
             args.dom0_cmdline if args.dom0_cmdline is not None else dom0_default,
             xen or files.get("xen"),
             kernel or files.get("kernel"),

@@ -29,6 +29,7 @@ class SystemSpec:
     xen_cmdline: str
     dom0_cmdline: str
     emu_dom0_cmdline: str
+    emu_xen_cmdline: str
     xen_image: Path | None
     kernel_image: Path | None
     root_size: int
@@ -121,6 +122,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         xen_cmdline=xen_cmdline,
         dom0_cmdline=dom0,
         emu_dom0_cmdline=xen.dom0_cmdline(dom0, board.emulate.dom0_cmdline),
+        emu_xen_cmdline=xen.emulator_cmdline(board.emulate.xen_cmdline, xen_cmdline),
         xen_image=values["xen_image"],
         kernel_image=values["kernel_image"],
         root_size=values["root_size"],

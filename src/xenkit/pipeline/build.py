@@ -145,6 +145,7 @@ def _manifest(
         xen_cmdline=spec.xen_cmdline,
         dom0_cmdline=spec.dom0_cmdline,
         emulator_dom0_cmdline=spec.emu_dom0_cmdline,
+        emulator_xen_cmdline=spec.emu_xen_cmdline,
         packages=tuple(PackageEntry(p.name, p.version, p.arch, p.sha256) for p in art.packages),
         local_files={role: str(p) for role, p in art.overrides.items()},
         layout=staged.layout,

@@ -30,7 +30,7 @@ NAME = "manifest.json"
 # read it there, so a build made from a board file elsewhere stays usable on its own.
 BOARD_FILE = "board.toml"
 # Raised whenever a field is added, renamed or changes meaning.
-SCHEMA = 3
+SCHEMA = 4
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ class Manifest:
     xen_cmdline: str
     dom0_cmdline: str
     emulator_dom0_cmdline: str
+    emulator_xen_cmdline: str
     packages: tuple[PackageEntry, ...]
     local_files: dict[str, str]
     layout: tuple[LoadEntry, ...]

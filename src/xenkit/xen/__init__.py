@@ -41,3 +41,9 @@ def xen_cmdline(
 
 def dom0_cmdline(board_cmdline: str, extra: str = "") -> str:
     return " ".join([*board_cmdline.split(), *extra.split()])
+
+
+def emulator_cmdline(emulator_words: str, xen_cmdline: str) -> str:
+    """Xen's command line in the emulator's copy: the board's emulator words first, so
+    the same option given by the user (later on the line) wins, as Xen reads it."""
+    return " ".join([*emulator_words.split(), *xen_cmdline.split()])

@@ -42,6 +42,8 @@ class Emulation:
     # U-Boot default variables set in the emulator's copy of u-boot.bin, beside bootdelay=0
     # (bootscripts/ubootenv.py): waits and scans for hardware QEMU does not attach.
     uboot_env: tuple[tuple[str, str], ...] = ()
+    # Words added to Xen's command line in the emulator's copy of a card's boot script.
+    xen_cmdline: str = ""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 accel=emu.get("accel"),
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
                 uboot_env=tuple((str(k), str(v)) for k, v in emu.get("uboot_env", {}).items()),
+                xen_cmdline=str(emu.get("xen_cmdline", "")),
             ),
             root_modules=tuple(dom0.get("root_modules", ())),
             toolstack=bool(dom0.get("toolstack", False)),  # a bool: shape.check

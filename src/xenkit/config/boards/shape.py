@@ -125,6 +125,7 @@ SHAPE: dict[str, Kind | dict[str, Kind]] = {
         "disk": word,
         "console_serial": whole(0, 16),
         "dom0_cmdline": line,
+        "xen_cmdline": line,
         "disable": words,
         "cpu": word,
         "smp": whole(1, 4096),
