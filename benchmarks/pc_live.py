@@ -93,7 +93,8 @@ def boot_grub(build_dir: Path, work: Path, firmware: str, timeout: float) -> Run
 
 def boot_direct(build_dir: Path, work: Path, timeout: float) -> Run:
     """QEMU's own multiboot loader: Xen (the ELF32 inside xen.gz) and Dom0's kernel and
-    initramfs as its modules, with the command lines GRUB's first entry gives them."""
+    initramfs as its modules, with the command lines GRUB's first entry gives them in the
+    emulator (the slot's words too), and the CD in a drive as xenkit's run has it."""
     board = boards.load(BOARD)
     m = manifest.read(build_dir)
     shutil.rmtree(work, ignore_errors=True)
@@ -103,10 +104,10 @@ def boot_direct(build_dir: Path, work: Path, timeout: float) -> Run:
     boot = build_dir / "boot"
     kernel = build_dir / m.boot_files.kernel
     argv = [*qemu.start(board, board.default_ram), "-nodefaults", "-kernel", str(xen)]
-    argv += ["-append", m.xen_cmdline]
+    argv += ["-append", m.emulator_xen_cmdline]
     argv += ["-initrd", f"{kernel} {m.dom0_cmdline},{boot / 'initrd.cpio.gz'}"]
     iso = build_dir / grub.ISO
-    argv += ["-drive", f"file={iso},media=cdrom,readonly=on,format=raw"]
+    argv += qemu.drive(board, f"file={iso},media=cdrom,readonly=on,format=raw")
     argv += ["-netdev", "user,id=net0", "-device", "e1000,netdev=net0"]
     argv += qemu.serial_args(board, work)
     console = work / "console.log"

@@ -31,7 +31,8 @@ def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
     ]
     xen = entries["Xen"]
     assert xen == [
-        "multiboot2 /boot/xen.gz console=com1 com1=115200,8n1 dom0_mem=768M loglvl=all",
+        "multiboot2 /boot/xen.gz $xenkit_emulator console=com1 com1=115200,8n1 dom0_mem=768M "
+        "loglvl=all",
         "module2 /boot/vmlinuz console=hvc0 earlyprintk=xen",
         "module2 /boot/initrd.cpio.gz",
     ]
@@ -42,6 +43,34 @@ def test_the_menu_offers_xen_a_capped_dom0_plain_linux_and_safe_mode() -> None:
         "initrd /boot/initrd.cpio.gz",
     ]
     assert entries["Xen safe mode"][0].endswith(" ".join(grubcfg.SAFE))
+
+
+def test_the_emulators_slot_is_blank_on_the_image_and_filled_in_place() -> None:
+    """Every Xen entry reads the slot; it is blank on the image, and filling it keeps every
+    other byte where it was, so it can be done inside a whole image."""
+    spec = make_spec(board="pc")
+    cfg = grubcfg.menu(spec, 3, spec.dom0_cmdline).encode()
+    assert f'\nset xenkit_emulator="{" " * grubcfg.SLOT}"\n'.encode() in cfg
+    xen_lines = [e[0] for t, e in _entries(cfg.decode()).items() if t.startswith("Xen")]
+    assert len(xen_lines) == 3 and all(" $xenkit_emulator " in line for line in xen_lines)
+    image = bytearray(b"\0" * 4096 + cfg + b"\0" * 4096)
+    assert grubcfg.fill_slot(image, "bootscrub=off")
+    assert len(image) == len(cfg) + 8192
+    filled = image[4096:-4096].decode()
+    assert f'set xenkit_emulator="bootscrub=off{" " * (grubcfg.SLOT - 13)}"' in filled
+    assert filled.replace("bootscrub=off", " " * 13) == cfg.decode()
+    # Again: the slot is found by its place, not its blankness.
+    assert grubcfg.fill_slot(image, "")
+    assert image[4096:-4096] == cfg
+    assert not grubcfg.fill_slot(bytearray(b"set timeout=3\n"), "bootscrub=off")
+
+
+@pytest.mark.parametrize("words", ["x" * (grubcfg.SLOT + 1), 'a="b"'])
+def test_emulator_words_that_do_not_fit_the_slot_are_one_line(words: str) -> None:
+    with pytest.raises(
+        XenkitError, match=re.escape("do not fit grub.cfg's slot: at most 64 characters")
+    ):
+        grubcfg.slot_line(words)
 
 
 def test_the_menu_has_as_many_entries_as_run_entry_offers() -> None:

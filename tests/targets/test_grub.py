@@ -43,18 +43,24 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
     """The QEMU command lines: the build's image read-only in a CD drive, a writable copy as
     a USB stick or virtio disk; OVMF for UEFI; a menu entry typed as arrow keys and Enter."""
     board = boards.load("pc")
-    (tmp_path / grub.ISO).write_bytes(b"\0" * 4096)
+    # An image whose grub.cfg has the emulator's slot, as the build writes it.
+    slot = ("\n" + grubcfg.slot_line() + "\n").encode()
+    (tmp_path / grub.ISO).write_bytes(b"\0" * 2048 + slot + b"\0" * (2048 - len(slot)))
     plans = {
         media: grub.TARGET.run_plan(
             board, "2G", tmp_path, tmp_path / media, choices=qemu.Choices(media=media)
         )
         for media in ("cd", "usb", "disk")
     }
-    cd = f"file={tmp_path / grub.ISO},media=cdrom,readonly=on,format=raw"
+    # The emulator boots a copy carrying the board's emulator-only Xen words.
+    cd = f"file={tmp_path / 'cd' / 'cd.iso'},media=cdrom,readonly=on,format=raw"
     assert cd in [a.removesuffix(",aio=io_uring") for a in plans["cd"].argv]
     assert "usb-storage,bus=xhci.0,drive=medium" in plans["usb"].argv
     assert "virtio-blk-pci,drive=medium" in plans["disk"].argv
     assert (tmp_path / "usb" / "usb.img").stat().st_size == 4096
+    for copy in (tmp_path / "cd" / "cd.iso", tmp_path / "usb" / "usb.img"):
+        assert b'set xenkit_emulator="bootscrub=off ' in copy.read_bytes()
+    assert b"bootscrub" not in (tmp_path / grub.ISO).read_bytes()
     assert "-bios" not in plans["cd"].argv and "-nodefaults" in plans["cd"].argv
     uefi = grub.TARGET.run_plan(
         board, "2G", tmp_path, tmp_path / "u", choices=qemu.Choices("uefi", nic="virtio", entry=2)
@@ -326,6 +332,8 @@ def test_the_image_boots_from_each_firmware_and_medium_into_the_chosen_entry(
     if entry == 1:
         # Capped: Xen was told so, and Dom0's balloon has no room to grow.
         assert "dom0_mem=512M,max:512M" in r["xen-cmdline"] and r["balloon-low"] == ["0"]
+        # The board's emulator-only words, from the slot of the emulator's copy of the CD.
+        assert r["xen-cmdline"][0] == "bootscrub=off", r["xen-cmdline"]
     assert "changes kept in RAM" in console or media != "cd"
 
 
@@ -359,6 +367,7 @@ def test_a_usb_stick_keeps_dom0s_changes_across_a_reboot(live: Path) -> None:
         assert "; guests: pv, pvh, hvm;" in console
         # Uncapped: Dom0 starts at 512M and may balloon up.
         assert "dom0_mem=512M" in r["xen-cmdline"] and int(r["balloon-low"][0]) > 0
+        assert r["xen-cmdline"][0] == "bootscrub=off", r["xen-cmdline"]
         if boot == "first":
             assert r["mark"] == ["none"]
         else:

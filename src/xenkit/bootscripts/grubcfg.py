@@ -3,11 +3,13 @@ capped, and a safe mode), or plain Linux, on the serial line and the screen alik
 
 from __future__ import annotations
 
+import mmap
 import re
 
 from xenkit.config import arch
 from xenkit.config.spec import SystemSpec
 from xenkit.core.sizes import format_size
+from xenkit.errors import XenkitError
 
 # Xen's conservative options, as XCP-ng's installer offers them for machines where a normal
 # boot fails: one CPU, no reboot on a crash (the message stays on screen), no boot-time
@@ -15,6 +17,32 @@ from xenkit.core.sizes import format_size
 SAFE = ("nosmp", "noreboot", "bootscrub=false", "mce=false", "max_cstate=0", "numa=off")
 # Words that only mean something under Xen, dropped from Dom0's line for plain Linux.
 XEN_ONLY = ("console=hvc0", "earlyprintk=xen")
+
+# Xen's words for the emulator only (the board's [emulate] xen_cmdline): a blank slot of fixed
+# width in grub.cfg, which the emulator fills in its own copy of the medium, byte for byte in
+# place, so the image for a real PC never carries them.
+SLOT = 64
+SLOT_VAR = "xenkit_emulator"
+_SLOT = re.compile(rb'^set %s="[^"\n]{%d}"$' % (SLOT_VAR.encode(), SLOT), re.M)
+
+
+def slot_line(words: str = "") -> str:
+    if len(words) > SLOT or '"' in words:
+        raise XenkitError(
+            f"the emulator's Xen words {words!r} do not fit grub.cfg's slot: at most {SLOT} "
+            "characters, no quotes (the board's [emulate] xen_cmdline)"
+        )
+    return f'set {SLOT_VAR}="{words:<{SLOT}}"'
+
+
+def fill_slot(data: bytearray | mmap.mmap, words: str) -> bool:
+    """Write `words` into the emulator's slot of the grub.cfg found in `data` (a grub.cfg,
+    or a whole image holding one); False if there is none."""
+    found = _SLOT.search(data)
+    if found is None:
+        return False
+    data[found.start() : found.end()] = slot_line(words).encode()
+    return True
 
 
 def _capped(xen_cmdline: str, dom0_mem: int) -> str:
@@ -37,7 +65,7 @@ def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
     def xen_entry(title: str, xen_cmdline: str) -> list[str]:
         return [
             f'menuentry "{title}" {{',
-            f"    multiboot2 {xen} {xen_cmdline}",
+            f"    multiboot2 {xen} ${SLOT_VAR} {xen_cmdline}",
             f"    module2 {kernel} {dom0_cmdline}",
             f"    module2 {nounzip}{initrd}",
             "}",
@@ -50,6 +78,8 @@ def menu(spec: SystemSpec, timeout: int, dom0_cmdline: str) -> str:
         "terminal_output serial console",
         f"set timeout={timeout}",
         "set default=0",
+        "# Blank on this image: xenkit's emulator writes Xen's words for it into its own copy.",
+        slot_line(),
         "",
         *xen_entry("Xen", spec.xen_cmdline),
         *xen_entry(
