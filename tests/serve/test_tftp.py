@@ -504,5 +504,9 @@ def test_a_near_client_is_polled_for_and_a_far_one_is_not(server: Running, root:
         _slow_lockstep(server.addr, polling, "f60000", LATE, seen) == (root / "f60000").read_bytes()
     )
     assert seen[0] == 1 and seen[-1] == 0, seen
-    assert seen.index(0) <= tftp.SPIN_MISSES + 2, seen
+    # SPIN_MISSES late ACKs in a row stop it; an ACK the server finds already waiting (its
+    # thread descheduled for longer than LATE, as under a parallel test run) resets the
+    # count, so a loaded host may take some blocks more. Within the first half of the 118
+    # blocks, it has stopped.
+    assert tftp.SPIN_MISSES <= seen.index(0) <= len(seen) // 2, seen
     assert polling.used == 0
