@@ -504,9 +504,10 @@ def test_a_near_client_is_polled_for_and_a_far_one_is_not(server: Running, root:
         _slow_lockstep(server.addr, polling, "f60000", LATE, seen) == (root / "f60000").read_bytes()
     )
     assert seen[0] == 1 and seen[-1] == 0, seen
-    # SPIN_MISSES late ACKs in a row stop it; an ACK the server finds already waiting (its
-    # thread descheduled for longer than LATE, as under a parallel test run) resets the
-    # count, so a loaded host may take some blocks more. Within the first half of the 118
-    # blocks, it has stopped.
-    assert tftp.SPIN_MISSES <= seen.index(0) <= len(seen) // 2, seen
+    # SPIN_MISSES late ACKs in a row stop it. A loaded host (a parallel test run beside two
+    # emulators) moves that either way: an ACK the server finds already waiting (its thread
+    # descheduled for longer than LATE) resets the count, and a wait that outlasts the
+    # server's timer is a miss of its own (7 blocks once in CI). Within the first half of
+    # the 118 blocks, it has stopped.
+    assert 0 < seen.index(0) <= len(seen) // 2, seen
     assert polling.used == 0
