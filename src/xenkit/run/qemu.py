@@ -178,7 +178,7 @@ def mirrors_bootfile(mirrors: tuple[str, ...]) -> str:
 @functools.cache
 def _io_uring(qemu: str) -> bool:
     """Whether this QEMU can read its disks through Linux's io_uring here: built with it,
-    and the kernel (or a container's seccomp filter) allowing it. Asked once per run."""
+    and the kernel (or a container's seccomp filter) allowing it. Asked once a process."""
     with tempfile.NamedTemporaryFile() as f:
         probe = ["-monitor", "stdio", "-drive", f"if=none,format=raw,file={f.name},aio=io_uring"]
         head = [qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S"]
