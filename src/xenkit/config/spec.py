@@ -91,7 +91,7 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
     )
     if values["xen_cmdline"] and values["xen_extra"]:
         xen_cmdline += " " + values["xen_extra"]
-    dom0 = xen.dom0_cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
+    dom0 = xen.cmdline(values["dom0_cmdline"] or board.dom0_cmdline, values["dom0_extra"])
     domains = _domains(values["domain"], board, banks, dom0_mem)
     if values["toolstack"]:
         domains = _join_xenstore(domains, values["domain"])
@@ -121,8 +121,9 @@ def resolve(values: dict[str, Any]) -> SystemSpec:
         dom0_vcpus=vcpus,
         xen_cmdline=xen_cmdline,
         dom0_cmdline=dom0,
-        emu_dom0_cmdline=xen.dom0_cmdline(dom0, board.emulate.dom0_cmdline),
-        emu_xen_cmdline=xen.emulator_cmdline(board.emulate.xen_cmdline, xen_cmdline),
+        emu_dom0_cmdline=xen.cmdline(dom0, board.emulate.dom0_cmdline),
+        # The board's emulator words first: a user's own option, later, wins.
+        emu_xen_cmdline=xen.cmdline(board.emulate.xen_cmdline, xen_cmdline),
         xen_image=values["xen_image"],
         kernel_image=values["kernel_image"],
         root_size=values["root_size"],

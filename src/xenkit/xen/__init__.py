@@ -39,11 +39,7 @@ def xen_cmdline(
     return " ".join(words)
 
 
-def dom0_cmdline(board_cmdline: str, extra: str = "") -> str:
-    return " ".join([*board_cmdline.split(), *extra.split()])
-
-
-def emulator_cmdline(emulator_words: str, xen_cmdline: str) -> str:
-    """Xen's command line in the emulator's copy: the board's emulator words first, so
-    the same option given by the user (later on the line) wins, as Xen reads it."""
-    return " ".join([*emulator_words.split(), *xen_cmdline.split()])
+def cmdline(*parts: str) -> str:
+    """A command line of `parts`' words, in order: where an option comes twice, Xen and
+    Linux take the later one."""
+    return " ".join(word for part in parts for word in part.split())
