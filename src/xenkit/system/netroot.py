@@ -197,6 +197,18 @@ chroot $f /bin/httpd -p 127.0.0.1:@PORT@ -h /www || fail "the chunk front did no
 
 export TMPDIR=/run/xenkit/tmp CASYNC_PROTOCOL_PATH=/usr/lib/casync/protocols
 export LD_LIBRARY_PATH=@LIBPATH@
+if [ "$fetch" != whole ]; then
+    # casync reads the layers chrooted in the front's directory: at the handover /run moves
+    # under Dom0's root and the initramfs is emptied, and casync starts its HTTP helper only
+    # at the first chunk its cache lacks, which may come after that (with a filled cache, it
+    # does). Moved, not copied: 21 MiB of libraries.
+    while read -r p; do
+        mkdir -p "$f/${p%/*}" && mv "/$p" "$f/$p" || fail "cannot move casync's $p"
+    done </@PROGRAMS@
+    mkdir -p $f/@PINS@ $f/sys && cp /@PINS@/*.caibx $f/@PINS@/ &&
+        mount -t sysfs sysfs $f/sys && mount -t proc proc $f/proc ||
+        fail "cannot lay out casync's chroot"
+fi
 lower=""
 n=0
 started=$(cut -d ' ' -f 1 /proc/uptime)
@@ -216,18 +228,6 @@ for layer in @LAYERS@; do
         rm -f /run/xenkit/fill  # nothing to fill: the root is all in RAM
         mount -t squashfs -o ro,loop "$img" "/run/live/$name" || fail "cannot mount $img"
     else
-        if [ ! -e $f/usr/bin/casync ]; then
-            # casync reads the layers chrooted in the front's directory: at the handover
-            # /run moves under Dom0's root and the initramfs is emptied, and casync starts
-            # its HTTP helper only at the first chunk its cache lacks, which may come after
-            # that (with a filled cache, it does). Moved, not copied: 21 MiB of libraries.
-            while read -r p; do
-                mkdir -p "$f/${p%/*}" && mv "/$p" "$f/$p" || fail "cannot move casync's $p"
-            done </@PROGRAMS@
-            mkdir -p $f/@PINS@ $f/sys && cp /@PINS@/*.caibx $f/@PINS@/ &&
-                mount -t sysfs sysfs $f/sys && mount -t proc proc $f/proc ||
-                fail "cannot lay out casync's chroot"
-        fi
         dev=$(cat /sys/block/nbd$n/dev)
         [ -e $f/dev/nbd$n ] || mknod $f/dev/nbd$n b "${dev%:*}" "${dev#*:}"
         TMPDIR=/tmp chroot $f /usr/bin/casync mkdev --store=http://127.0.0.1:@PORT@/cgi-bin/c \
