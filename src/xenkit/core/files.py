@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import select
-import shutil
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -156,6 +155,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
+        import shutil  # here, as below: with bz2, 2 ms of the start of commands never using it
+
         shutil.copyfile(src, dst)
 
 
@@ -172,6 +173,8 @@ def clean_beside(out: Path) -> None:
         pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
         if partial.is_dir() and not partial.is_symlink() and not _alive(pid):
             stale.append(partial)
+    import shutil
+
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -222,6 +225,8 @@ def _exchange(a: Path, b: Path) -> bool:
 def replace_dir(new: Path, out: Path) -> None:
     """Put directory `new` where `out` was. A reader of `out` finds either whole, never
     neither, where the kernel can swap them in one step."""
+    import shutil
+
     if out.exists():
         if _exchange(new, out):
             shutil.rmtree(new, ignore_errors=True)
