@@ -257,9 +257,23 @@ def measure(root: Path, n: int, runs: int, ib: Path | None) -> Row:
 # Issue 17's target for the CLI's own cost: what the command line adds to generating the
 # script in-process (the interpreter, imports, argument parsing), for one guest.
 STARTUP_TARGET = 0.060
+# The floors that cost sits on, timed in the same run: the bare interpreter, and it importing
+# the standard modules the house style builds every command from (argparse for the command
+# line, frozen dataclasses for specs, pathlib for paths) and nothing of xenkit's.
+FLOORS = {
+    "python -c pass": "pass",
+    "python + argparse, dataclasses, pathlib": "import argparse, dataclasses, pathlib",
+}
 
 
-def report(rows: list[Row]) -> None:
+def floors(runs: int) -> dict[str, float]:
+    return {
+        name: _time(partial(_run, name, [sys.executable, "-c", code]), runs)
+        for name, code in FLOORS.items()
+    }
+
+
+def report(rows: list[Row], floor: dict[str, float]) -> None:
     print(
         f"{'guests':>6}  {'xenkit (in-process)':>19}  {'xenkit (CLI)':>12}  {'start-up':>8}  "
         f"{'ImageBuilder':>12}  {'ratio CLI/IB':>12}  same layout"
@@ -280,6 +294,11 @@ def report(rows: list[Row]) -> None:
             f"start-up (CLI minus in-process), 1 guest: {took * 1000:.1f} ms, target under "
             f"{STARTUP_TARGET * 1000:.0f} ms: {verdict}"
         )
+    # Which interpreter: a distribution's (Debian's is built with PGO and LTO) starts and
+    # imports faster than one built from source without them (pyenv's default).
+    print(f"interpreter: {os.path.realpath(sys.executable)}, Python {sys.version.split()[0]}")
+    for name, took in floor.items():
+        print(f"  {name}: {took * 1000:.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         files(root)
         rows = [measure(root, n, args.runs, ib) for n in args.guests]
-    report(rows)
+    report(rows, floors(max(args.runs, 5)))
     return 0 if all(r.same is not False for r in rows) else 1
 
 

@@ -65,6 +65,12 @@ def test_uboot_script_quick() -> None:
         re.M,
     )[0]
     assert took == startup and (verdict == "met") == (float(took) < 60), out
+    # Beside it, the floors it sits on, timed in the same run by the same interpreter.
+    assert re.search(r"^interpreter: /\S+, Python 3\.\d+", out, re.M), out
+    bare, stdlib = (
+        float(m) for m in re.findall(rf"^  python (?:-c pass|\+ [a-z, ]+): {NUM} ms$", out, re.M)
+    )
+    assert bare > 0 and stdlib > 0, out
 
 
 def test_tftp_serve_quick() -> None:
