@@ -33,6 +33,8 @@ DOMU_DTB = ("multiboot,device-tree", "multiboot,module")
 
 @dataclass(frozen=True)
 class Load:
+    """One file the script loads: where, and how much room it takes."""
+
     role: str  # dom0, dom0-ramdisk, domU0, domU0-ramdisk, domU0-dtb, xen, xen-policy,
     #            overlay0, dtb, linux, linux-ramdisk
     path: str  # as written in the load command
@@ -107,6 +109,8 @@ def _strings(values: Sequence[str]) -> str:
 
 @dataclass
 class _Script:
+    """The script's lines as they are written."""
+
     lines: list[str] = field(default_factory=list)
 
     def set(self, path: str, prop: str, value: str = "") -> None:
@@ -291,6 +295,9 @@ LOAD_VERBS = {"load", "tftpb", "tftpboot", "fatload", "ext4load", "ext2load", "t
 
 @dataclass
 class DryRun:
+    """A script followed on the host: what it loaded where, the DTB its edits made, and what
+    went wrong."""
+
     tree: dt.DeviceTree
     loads: list[tuple[int, str, int]]  # (address, path, size)
     boot: tuple[str, int, int] | None  # (command, kernel address, dtb address)

@@ -22,6 +22,8 @@ ALIGN = 2 * MiB
 
 @dataclass(frozen=True)
 class Item:
+    """A file to place in RAM."""
+
     name: str
     size: int  # bytes the image occupies once loaded (>= file size)
     file_size: int
@@ -29,6 +31,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Placement:
+    """Where one file was placed."""
+
     name: str
     addr: int
     size: int
@@ -41,6 +45,8 @@ class Placement:
 
 @dataclass(frozen=True)
 class Window:
+    """A span of RAM files may go in, and what inside it they must avoid."""
+
     start: int
     end: int
     reserved: tuple[Reserved, ...]

@@ -37,6 +37,8 @@ def _cpu_count(tree: dt.DeviceTree) -> int:
 
 @dataclass(frozen=True)
 class Plan:
+    """A generated boot script, with what it was made from and where its files go."""
+
     config: BootConfig
     loads: list[bootscript.Load]
     script: str

@@ -28,6 +28,8 @@ BOOT_CMDS = ("booti", "bootm", "bootefi", "none")
 
 @dataclass(frozen=True)
 class Dom0:
+    """Dom0's kernel, ramdisk, command line, memory and vCPUs (0: Xen's choice)."""
+
     kernel: str
     ramdisk: str = ""
     cmdline: str = ""
@@ -37,6 +39,8 @@ class Dom0:
 
 @dataclass(frozen=True)
 class Domain:
+    """A dom0less guest Xen starts at boot: ImageBuilder's DOMU_*[i] of one index."""
+
     name: str
     kernel: str
     ramdisk: str = ""
@@ -55,12 +59,16 @@ class Domain:
 
 @dataclass(frozen=True)
 class Cpupool:
+    """A cpupool Xen makes at boot: its CPUs and scheduler."""
+
     cpus: tuple[str, ...]  # DT paths of the CPU nodes
     scheduler: str = ""
 
 
 @dataclass(frozen=True)
 class Linux:
+    """A plain Linux boot, without Xen (ImageBuilder's LINUX)."""
+
     kernel: str
     ramdisk: str = ""
     cmdline: str = ""
@@ -68,6 +76,8 @@ class Linux:
 
 @dataclass(frozen=True)
 class BootConfig:
+    """What a boot script loads and boots, read from an ImageBuilder config or xenkit's TOML."""
+
     memory_start: int
     memory_end: int
     device_tree: str

@@ -17,6 +17,8 @@ from xenkit.formats import kernel
 
 @dataclass(frozen=True)
 class Version:
+    """A Xen or Linux version as its binary states it."""
+
     major: int
     minor: int
     text: str

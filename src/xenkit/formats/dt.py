@@ -234,6 +234,8 @@ def console_uart(tree: DeviceTree, ref: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Mapping:
+    """One entry of a bus's ranges or dma-ranges."""
+
     child: int  # address on the child side
     parent: int  # address on the parent side
     size: int
@@ -246,6 +248,8 @@ class Mapping:
 
 @dataclass(frozen=True)
 class Device:
+    """A device node: its registers in CPU physical addresses, and how it reaches RAM."""
+
     path: str
     compatible: tuple[str, ...]
     enabled: bool

@@ -16,6 +16,8 @@ HEADER = 64  # bytes to read to know what a file is
 
 @dataclass(frozen=True)
 class ImageHeader:
+    """What an arm64 Image's header tells a boot loader (Linux's booting.rst)."""
+
     text_offset: int
     image_size: int  # bytes the image occupies once loaded, bss included
     flags: int
