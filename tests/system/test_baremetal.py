@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_spec
 from xenkit.analysis import tickstats
-from xenkit.config import bootconfig, settings
+from xenkit.config import bootconfig, boottoml, settings
 from xenkit.core.sizes import MiB
 from xenkit.errors import XenkitError
 from xenkit.formats import kernel
@@ -154,7 +154,7 @@ def test_config_file_keeps_builtin_kernels_as_they_are(tmp_path: Path) -> None:
 
 
 def test_uboot_script_configs_refuse_builtin_kernels(tmp_path: Path) -> None:
-    cfg = bootconfig.from_toml(
+    cfg = boottoml.from_toml(
         {
             "boot": {"memory_end": "0x80000000", "device_tree": "b.dtb"},
             "xen": {"image": "xen"},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xenkit import xen
 from xenkit.bootscripts import bootscript, imagebuilder, uimage
-from xenkit.config import bootconfig
+from xenkit.config import bootconfig, boottoml
 from xenkit.config.bootconfig import BootConfig
 from xenkit.core import files, log
 from xenkit.errors import XenkitError
@@ -17,7 +17,7 @@ from xenkit.formats import binaries, dt, kernel
 
 def read_config(path: Path, load_cmd: str | None) -> BootConfig:
     if path.suffix == ".toml":
-        cfg = bootconfig.load_toml(path)
+        cfg = boottoml.load(path)
         if load_cmd:
             cfg = replace(cfg, load_cmd=imagebuilder.LOAD_ALIASES.get(load_cmd, load_cmd))
         if not cfg.load_cmd.strip():

@@ -10,7 +10,8 @@ from typing import Any
 from xenkit import xen
 from xenkit.config import arch, boards, builtin, settings
 from xenkit.config.boards import Bank, Board
-from xenkit.config.bootconfig import Domain, domain_from_table
+from xenkit.config.bootconfig import Domain
+from xenkit.config.boottoml import domain_from_table
 from xenkit.config.settings import Dom0Root, NetFetch
 from xenkit.core import files, log
 from xenkit.core.sizes import MiB, format_size, parse_size
