@@ -54,6 +54,7 @@ bench: deps
 	$(BIN)/python benchmarks/guest_start.py --board $(BOARD)
 	$(BIN)/python benchmarks/pc_live.py
 	$(BIN)/python benchmarks/chunk_serve.py
+	$(BIN)/python benchmarks/net_root.py
 
 clean:
 	rm -rf out
