@@ -325,6 +325,12 @@ def test_a_load_command_is_one_known_command(tmp_path: Path, load: str, message:
             r"DOMU_VCPUS\[0\]=8: the board has 4 CPUs",
         ),
         ('MEMORY_END="0x42E00000"\n', "boot modules do not fit"),
+        # Below where the files start: no room at all, said without a negative address.
+        (
+            'MEMORY_END="0x40400000"\n',
+            r"MEMORY_END 0x40400000 leaves no room for the boot files: they go from 0x40400000 "
+            r"\(2 MiB above the script\) to 2 MiB below MEMORY_END: raise it",
+        ),
         # Files that are not what their variable needs (issue 19: these once gave exit 0).
         (
             'NUM_DOMUS=1\nDOMU_KERNEL[0]="dom0-rootfs.cpio.gz"\n',

@@ -86,6 +86,11 @@ def plan_imagebuilder(cfg: BootConfig, root: Path, reserved: Sequence[tuple[int,
         cfg.memory_end - SLOT,
         tuple(Reserved(s, n, "reserved memory") for s, n in reserved),
     )
+    if win.end <= win.start:
+        raise XenkitError(
+            f"MEMORY_END {cfg.memory_end:#x} leaves no room for the boot files: they go from "
+            f"{win.start:#x} (2 MiB above the script) to 2 MiB below MEMORY_END: raise it"
+        )
     fix = f"Raise MEMORY_END (now {cfg.memory_end:#x}) or load fewer or smaller images"
     return place(sized(cfg, root, fdt_room), win, fix)
 
