@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xenkit import xen
 from xenkit.bootscripts import bootscript, imagebuilder, uimage
-from xenkit.config import bootconfig, boottoml
+from xenkit.config import bootconfig
 from xenkit.config.bootconfig import BootConfig
 from xenkit.core import files, log
 from xenkit.errors import XenkitError
@@ -17,6 +17,8 @@ from xenkit.formats import binaries, dt, kernel
 
 def read_config(path: Path, load_cmd: str | None) -> BootConfig:
     if path.suffix == ".toml":
+        from xenkit.config import boottoml  # here: an ImageBuilder config never needs it
+
         cfg = boottoml.load(path)
         if load_cmd:
             cfg = replace(cfg, load_cmd=imagebuilder.LOAD_ALIASES.get(load_cmd, load_cmd))
