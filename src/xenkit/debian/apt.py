@@ -30,6 +30,10 @@ KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 COMPONENTS = "main non-free-firmware"
 # Indexes younger than this are reused, so a rebuild needs no network at all.
 LISTS_MAX_AGE = 24 * 3600
+# A download that fails without an answer from the server (a DNS lookup that timed out, a
+# connection reset) is tried this often, as apt's Acquire::Retries would: one fresh CI run
+# failed on a single "Temporary failure in name resolution" among a few hundred downloads.
+FETCH_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -297,20 +301,32 @@ class Apt:
 
         # Each process its own partial file: two builds may fetch the same package at once.
         part = target.with_name(f".{target.name}.part-{os.getpid()}")
-        digest = hashlib.sha256()
-        try:
-            with (
-                urllib.request.urlopen(pkg.url, timeout=60) as resp,
-                part.open("wb") as out,
-                Progress(f"fetch {pkg.name}", pkg.size) as bar,
-            ):
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.advance(len(chunk))
-        except (urllib.error.URLError, OSError) as exc:
-            part.unlink(missing_ok=True)
-            raise XenkitError(f"downloading {pkg.name} failed ({exc}): check the network") from None
+        for attempt in range(1, FETCH_TRIES + 1):
+            digest = hashlib.sha256()
+            try:
+                with (
+                    urllib.request.urlopen(pkg.url, timeout=60) as resp,
+                    part.open("wb") as out,
+                    Progress(f"fetch {pkg.name}", pkg.size) as bar,
+                ):
+                    while chunk := resp.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.advance(len(chunk))
+                break
+            except urllib.error.HTTPError as exc:
+                # The server answered (404, 403): asking again gets the same answer.
+                part.unlink(missing_ok=True)
+                raise XenkitError(f"downloading {pkg.name} failed ({exc}): {pkg.url}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                part.unlink(missing_ok=True)
+                if attempt == FETCH_TRIES:
+                    raise XenkitError(
+                        f"downloading {pkg.name} failed {FETCH_TRIES} times ({exc}): "
+                        "check the network"
+                    ) from None
+                log.warning("downloading %s failed (%s); trying again", pkg.name, exc)
+                time.sleep(attempt)
         if digest.hexdigest() != pkg.sha256:
             part.unlink(missing_ok=True)
             raise XenkitError(
