@@ -65,3 +65,24 @@ def test_unknown_board_lists_the_known_ones() -> None:
     message = "unknown board 'rpi5': choose one of pc, qemu-virt, rpi4"
     with pytest.raises(XenkitError, match=message):
         boards.load("rpi5")
+
+
+def test_the_pc_runs_on_bookworms_qemu_and_the_arm_boards_on_the_installed_one() -> None:
+    assert boards.load("pc").emulate.qemu_release == "bookworm"
+    assert boards.load("rpi4").emulate.qemu_release == ""
+    assert boards.load("qemu-virt").emulate.qemu_release == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"sid"', r"\[emulate\] qemu_release = 'sid': choose one of bookworm, trixie, or leave"),
+        ("12", r"emulate.qemu_release = 12 must be"),
+    ],
+)
+def test_a_qemu_release_that_is_not_a_known_one_is_refused(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    bad = edited_board(tmp_path, "pc", 'qemu_release = "bookworm"', f"qemu_release = {value}")
+    with pytest.raises(XenkitError, match=message):
+        boards.load(str(bad))

@@ -39,6 +39,7 @@ def test_run_choices_a_target_does_not_offer_are_refused(
         targets.for_board(b).check_choices(b, choices)
 
 
+@pytest.mark.debian  # the pc board's QEMU is bookworm's, from the cache
 def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path) -> None:
     """The QEMU command lines: the build's image read-only in a CD drive, a writable copy as
     a USB stick or virtio disk; OVMF for UEFI; a menu entry typed as arrow keys and Enter."""
@@ -70,6 +71,7 @@ def test_each_medium_and_firmware_is_the_device_a_user_would_use(tmp_path: Path)
     assert uefi.answers == ((grub.MENU_PROMPT, b"\x1b[B\x1b[B\r"),)
 
 
+@pytest.mark.debian  # the pc board's QEMU is bookworm's, from the cache
 def test_a_pxe_boot_on_qemus_own_network_gets_the_mirrors_in_its_copy_of_the_menu(
     tmp_path: Path,
 ) -> None:
@@ -222,7 +224,9 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
         emulate.untangled(console),
     )
     assert banner, console[-3000:]
-    assert banner.group(2) == "2"
+    # The emulator's Xen words keep Dom0 to one vCPU, on CPU 0 (pc.toml says why).
+    assert banner.group(2) == "1"
+    assert "dom0_max_vcpus=1 dom0_vcpus_pin" in console
     assert banner.group(3) == "eth0/e1000/uplink"
     assert "sr0" in banner.group(4).split()
     assert banner.group(5) == f"{scenarios.PC_DOM0}/24"
@@ -253,6 +257,86 @@ def test_the_live_workbench_boots_from_cd_configures_itself_and_runs_a_pv_guest(
     assert "p" in r["paused"][0] and "p" not in r["unpaused"][0]
     assert r["shutdown"] == ["0", "gone"] and r["recreate"] == ["0"]
     assert r["destroy"] == ["0", "gone"] and "done" in r
+
+
+# Dom0 starts a PVH and an HVM guest together and reports, for each, its banner, the address
+# and NIC driver it came up with, its ping of the gateway and Dom0's ping of it.
+HARDWARE_GUESTS = r"""#!/bin/sh
+say() { echo "XK $(cut -d' ' -f1 /proc/uptime) $*"; }
+log() { echo "/var/log/xen/console/guest-$1.log"; }
+# said GUEST WHAT: the rest of the guest's first "xenkit: guest GUEST WHAT ..." line
+said() { grep -a -o "xenkit: guest $1 $2 .*" "$(log "$1")" | head -n 1 | cut -d' ' -f5-; }
+for g in p1 h1; do
+    xenkit-start "$g" >"/tmp/$g.out" 2>&1
+    say "create-$g" $? "$(tr '\n' ' ' <"/tmp/$g.out" | tail -c 300)"
+done
+end=$(($(cut -d. -f1 /proc/uptime) + 600))
+until [ -n "$(said p1 ping)" ] && [ -n "$(said h1 ping)" ]; do
+    [ "$(cut -d. -f1 /proc/uptime)" -ge "$end" ] && break
+    sleep 2
+done
+xl list | awk 'NR > 1 { print "XK list", $1, $2, $5 }'
+# Hard affinity: Dom0's vCPU keeps CPU 0 (dom0_vcpus_pin), xenkit-start gave guests the rest.
+for d in 0 p1 h1; do say "affinity-$d" "$(xl vcpu-list "$d" | awk 'NR > 1 { print $7 }')"; done
+for g in p1 h1; do
+    say "banner-$g" "$(said $g ready:)"
+    say "address-$g" "$(said $g address)"
+    say "ping-$g" "$(said $g ping | cut -d' ' -f1-3)"
+    ip=$(said $g address | cut -d/ -f1)
+    ping -c 3 -W 10 "$ip" >/tmp/ping.out 2>&1
+    say "dom0-ping-$g" $? "$(grep -o '[0-9]* packets received' /tmp/ping.out)"
+    [ -n "$ip" ] || { echo "guest $g console:"; tail -n 20 "$(log $g)"; }
+done
+say emulation-failed "$(xl dmesg | grep -c 'emulation failed')"
+for g in p1 h1; do xl destroy "$g"; say "destroy-$g" $?; done
+say done
+"""
+
+
+@pytest.mark.long
+@pytest.mark.qemu
+def test_pvh_and_hvm_guests_boot_on_the_emulated_pc_and_reach_the_network(
+    tmp_path: Path,
+) -> None:
+    """The guest types that need AMD-V with nested paging, on the board's emulator: a PVH
+    guest (Xen boots its kernel straight into a hardware container) and an HVM one
+    (hvmloader, SeaBIOS, Dom0's device model), both of Dom0's kernel, started together by
+    Dom0 and bridged onto its network, where each asks DHCP for an address and pings. The
+    emulator's Xen keeps Dom0 on CPU 0, so xenkit-start puts the guests on CPU 1 (pc.toml
+    says why)."""
+    script = tmp_path / "guests.sh"
+    script.write_text(HARDWARE_GUESTS)
+    out = tmp_path / "pc"
+    system = make_spec(
+        board="pc",
+        dom0_autorun=str(script),
+        guest=[
+            {"name": "p1", "type": "pvh", "memory": "256M"},
+            {"name": "h1", "type": "hvm", "memory": "256M"},
+        ],
+    )
+    build.build(system, out)
+    ran = xenkit("run", "--check", "--quiet", "--timeout", "1200", str(out))
+    console = (out / "run" / "console.log").read_text(errors="replace")
+    assert ran.returncode == 0, ran.stdout[-2000:] + scenarios.tail(console)
+    assert "version 7.2" in qemu.version(boards.load("pc"))  # bookworm's: pc.toml says why
+    rows, r = scenarios.results(console)
+    assert r["create-p1"][0] == "0" and r["create-h1"][0] == "0", r
+    assert (r["affinity-0"], r["affinity-p1"], r["affinity-h1"]) == (["0"], ["1"], ["1"]), r
+    # Each came up on its first start: a guest that crashes is restarted under a new ID.
+    assert sorted((row[0], row[1]) for row in rows) == [("Domain-0", "0"), ("h1", "2"), ("p1", "1")]
+    assert "Triple fault" not in console and "domain_crash" not in console
+    for guest in ("p1", "h1"):
+        banner = r[f"banner-{guest}"]
+        assert banner[0] == "Xen" and banner[1].startswith("4.17"), r
+        address = r[f"address-{guest}"]
+        assert address[0].startswith("10.0.2.") and address[1:] == ["driver", "vif"], r
+        assert r[f"ping-{guest}"] == ["10.0.2.2", "ok", "3"], r
+        assert r[f"dom0-ping-{guest}"][:2] == ["0", "3"], r
+        assert r[f"destroy-{guest}"] == ["0"], r
+    # QEMU 10's decoder bug shows as Xen failing to emulate the guests' control-register reads.
+    assert r["emulation-failed"] == ["0"], r
+    assert "done" in r
 
 
 # Printed by Dom0 on the boots below: its memory as xl and its balloon driver see it

@@ -24,6 +24,9 @@ class Arch:
     # is one kind ("arm", which xl.cfg calls "pvh"); on x86 PV guests need no VT-x/AMD-V,
     # PVH and HVM ones need it with nested paging (HAP: Debian's Xen has no shadow paging).
     guest_types: tuple[str, ...]
+    # Debian's packages of the QEMU above, where a board runs a release's QEMU unpacked
+    # beside the installed one (run/qemudeb.py): the emulator, then its TCG module's.
+    qemu_packages: tuple[str, ...] = ()
     # Dom0 packages for the guest types beyond the first (HVM's device model and firmware).
     guest_packages: tuple[str, ...] = ()
     # Guest kernel modules beyond the PV ones (an HVM guest's emulated NIC and disk).
@@ -44,7 +47,16 @@ DEVICE_MODEL = "qemu-system-xen"
 
 ARCHES = {
     # Xen on Arm finds its UART in the device tree (dtuart=alias or path).
-    "arm64": Arch("arm64", "qemu-system-aarch64", "dtuart", "xen", "Image.gz", True, ("arm",)),
+    "arm64": Arch(
+        "arm64",
+        "qemu-system-aarch64",
+        "dtuart",
+        "xen",
+        "Image.gz",
+        True,
+        ("arm",),
+        qemu_packages=("qemu-system-arm", "qemu-system-common"),
+    ),
     # Xen on x86: the first 16550 (com1=BAUD,8n1); GRUB's multiboot2 loads xen.gz as it is.
     # HVM guests need Debian's device model build of QEMU (with SeaBIOS; hvmloader comes with
     # xen-utils); e1000 and ata_piix drive what it emulates when PV drivers are turned off.
@@ -56,6 +68,7 @@ ARCHES = {
         "vmlinuz",
         False,
         ("pv", "pvh", "hvm"),
+        qemu_packages=("qemu-system-x86", "qemu-system-common"),
         guest_packages=(DEVICE_MODEL,),
         guest_modules=("e1000", "ata_piix", "sd_mod"),
         # Debian 12's amd64 kernel as a PV guest in 64M: "xc_dom_chk_alloc_pages: segment

@@ -48,7 +48,13 @@ class Choices:
 
 
 def binary(board: Board) -> str:
-    return arch.get(board.arch).qemu
+    """The board's QEMU: the installed one, or a Debian release's its board file names."""
+    facts = arch.get(board.arch)
+    if not board.emulate.qemu_release:
+        return facts.qemu
+    from xenkit.run import qemudeb  # here: apt and the unpacking only for such a board
+
+    return str(qemudeb.binary(board.emulate.qemu_release, facts.qemu_packages, facts.qemu))
 
 
 def machine_args(board: Board, ram: str) -> list[str]:
@@ -103,13 +109,15 @@ def check(board: Board) -> None:
 
 
 def cpu_models(listing: str) -> set[str]:
-    """The CPU model names in `qemu-system-* -cpu help`: indented lines under "Available
-    CPUs:", up to the first blank line (x86 lists its CPUID flags after one)."""
+    """The CPU model names in `qemu-system-* -cpu help`: the lines under "Available CPUs:",
+    up to the first blank line (x86 lists its CPUID flags after one). Indented by QEMU 9
+    and later; QEMU 7.2's x86 puts "x86 " before each."""
     models: set[str] = set()
     for line in listing.split("Available CPUs:", 1)[-1].lstrip("\n").splitlines():
-        if not line.strip():
+        words = line.split()
+        if not words:
             break
-        models.add(line.split()[0])
+        models.add(words[1] if words[0] == "x86" and len(words) > 1 else words[0])
     return models
 
 

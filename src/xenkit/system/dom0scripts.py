@@ -181,6 +181,19 @@ runnable_types() {
     case "$caps" in *" hvm "*) case "$caps" in *" hap "*) hvm=true ;; esac ;; esac
     if $hvm; then echo "pv pvh hvm"; else echo "pv"; fi
 }
+# The physical CPUs guests run on when Dom0 keeps its own (Xen's dom0_vcpus_pin puts Dom0's
+# vCPU n on CPU n): the ones after Dom0's, as a range for xl's cpus=. Nothing when Dom0's
+# vCPUs float, or cover every CPU.
+guest_cpus() {
+    info=$(xl info 2>/dev/null)
+    case " $(echo "$info" | sed -n 's/^xen_commandline *: //p') " in
+    *" dom0_vcpus_pin "*) ;;
+    *) return 0 ;;
+    esac
+    total=$(echo "$info" | sed -n 's/^nr_cpus *: *//p')
+    dom0=$(xl list 0 2>/dev/null | awk 'NR == 2 { print $4 }')
+    [ -n "$total" ] && [ -n "$dom0" ] && [ "$dom0" -lt "$total" ] && echo "$dom0-$((total - 1))"
+}
 # cannot_run NAME CFG [CAPS]: nothing if the guest's xl.cfg is a type this machine runs,
 # else one line saying why.
 cannot_run() {
@@ -207,6 +220,7 @@ if [ $# = 0 ]; then
 fi
 rc=0
 caps=$(virt_caps)
+cpus=$(guest_cpus)
 for name in "$@"; do
     cfg=/etc/xen/$name.cfg
     [ -f "$cfg" ] || { echo "xenkit-start: no guest $name (no $cfg)"; rc=2; continue; }
@@ -217,7 +231,11 @@ for name in "$@"; do
         mkdir -p "$(dirname "$path")" && truncate -s "$size" "$path" ||
             echo "xenkit-start: cannot make $path for $name"
     done
-    xl create "$cfg" || rc=1
+    if [ -n "$cpus" ]; then
+        xl create "$cfg" "cpus=\"$cpus\"" || rc=1
+    else
+        xl create "$cfg" || rc=1
+    fi
 done
 exit $rc
 """

@@ -36,6 +36,9 @@ class Emulation:
     cpu: str | None = None
     smp: int | None = None
     accel: str | None = None  # QEMU -accel, e.g. "tcg,thread=single"
+    # The Debian release whose QEMU runs the board, unpacked into the cache; "": the
+    # installed QEMU.
+    qemu_release: str = ""
     # (compatible, property) pairs deleted on the emulator's copy of the DTB: hardware
     # hooks whose firmware side QEMU does not implement.
     drop_properties: tuple[tuple[str, str], ...] = ()
@@ -204,6 +207,7 @@ def parse(data: dict[str, Any], source: str) -> Board:
                 cpu=emu.get("cpu"),
                 smp=emu.get("smp"),
                 accel=emu.get("accel"),
+                qemu_release=str(emu.get("qemu_release", "")),
                 drop_properties=tuple((str(c), str(p)) for c, p in emu.get("drop_properties", ())),
                 uboot_env=tuple((str(k), str(v)) for k, v in emu.get("uboot_env", {}).items()),
                 xen_cmdline=str(emu.get("xen_cmdline", "")),
@@ -251,6 +255,13 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise XenkitError(
             f"board file {source}: release = {data['release']!r}: choose one of "
             f"{', '.join(releases.NAMES)}"
+        )
+    emulator = data.get("emulate", {})
+    qemu_release = emulator.get("qemu_release", "") if isinstance(emulator, dict) else ""
+    if qemu_release and qemu_release not in releases.NAMES:
+        raise XenkitError(
+            f"board file {source}: [emulate] qemu_release = {qemu_release!r}: choose one of "
+            f"{', '.join(releases.NAMES)}, or leave it out for the installed QEMU"
         )
     bits = data.get("dma_bitsize", 0)
     # Xen's DMA zone is the RAM below 2^bits; 0 means the platform has none (Pi 4: 30).

@@ -130,6 +130,7 @@ SHAPE: dict[str, Kind | dict[str, Kind]] = {
         "cpu": word,
         "smp": whole(1, 4096),
         "accel": word,
+        "qemu_release": word,
         "drop_properties": anything,
         "uboot_env": uboot_env,
     },
