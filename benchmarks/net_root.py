@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         else ""
     )
     print(
-        f"xenkit net_root: the PC ({BOARD} board), {args.runs} run(s), medians; QEMU TCG, "
-        f"-cpu {board.emulate.cpu}{store_line}"
+        f"xenkit net_root: the PC ({BOARD} board), {args.runs} run(s), medians; "
+        f"{qemu.version(board)}, TCG, -cpu {board.emulate.cpu}{store_line}"
     )
     print(f"{'':<36}{'to Dom0 ready':>14}{'over the wire':>15}{'boot medium':>13}")
     for case, what in cases.items():

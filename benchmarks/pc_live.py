@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
     direct = med([r.ready for r in boots["direct"]])
     lines = [
-        f"xenkit on the PC (pc board), {args.runs} run(s), medians; QEMU TCG, "
-        f"-cpu {boards.load(BOARD).emulate.cpu}",
+        f"xenkit on the PC (pc board), {args.runs} run(s), medians; "
+        f"{qemu.version(boards.load(BOARD))}, TCG, -cpu {boards.load(BOARD).emulate.cpu}",
         row("cold build", med(cold), "-", None),
         row("warm rebuild (Xen cmdline)", med(warm), "cold build", med(cold)),
     ]
