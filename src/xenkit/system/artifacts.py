@@ -13,6 +13,7 @@ from pathlib import Path
 from xenkit.config.spec import SystemSpec
 from xenkit.core import log, memo
 from xenkit.core.cachedir import cache_home
+from xenkit.core.files import locked
 from xenkit.debian import deb
 from xenkit.debian.apt import Apt, Package
 from xenkit.debian.kmods import ModuleTree
@@ -111,19 +112,27 @@ def modules(art: Artifacts) -> ModuleTree:
     debfile = art.debs["kernel"]
     dest = cache_home() / "files" / memo.digest(debfile) / "modules"
     if not (dest / ".complete").exists():
-        shutil.rmtree(dest, ignore_errors=True)
+        # One unpacker at a time: two builds on an empty cache both unpacked, and the second
+        # one's rename onto the first one's tree failed the build (ENOTEMPTY, a fresh CI).
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".modules-"))
-        try:
-            # Debian 12 ships them under lib/modules, 13 under usr/lib/modules.
-            deb.unpack(debfile, tmp, keep=lambda p: deb.usr_merged(p).startswith(MODULES))
-            (tmp / ".complete").touch()
-            tmp.rename(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with locked(dest.with_name(dest.name + ".lock")):
+            if not (dest / ".complete").exists():
+                _unpack_modules(debfile, dest)
     top = next((dest / d for d in ("usr/lib/modules", "lib/modules") if (dest / d).is_dir()), None)
     releases = [p for p in top.iterdir() if p.is_dir()] if top else []
     if len(releases) != 1:
         raise XenkitError(f"{debfile.name} holds {len(releases)} module trees, expected one")
     return ModuleTree(releases[0])
+
+
+def _unpack_modules(debfile: Path, dest: Path) -> None:
+    shutil.rmtree(dest, ignore_errors=True)  # an incomplete tree a killed build left
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".modules-"))
+    try:
+        # Debian 12 ships them under lib/modules, 13 under usr/lib/modules.
+        deb.unpack(debfile, tmp, keep=lambda p: deb.usr_merged(p).startswith(MODULES))
+        (tmp / ".complete").touch()
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
