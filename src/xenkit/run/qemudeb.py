@@ -9,7 +9,7 @@ import functools
 import platform
 from pathlib import Path
 
-from xenkit.core import files
+from xenkit.core import files, log
 from xenkit.core.cachedir import cache_home
 from xenkit.core.proc import run
 from xenkit.errors import XenkitError
@@ -47,6 +47,9 @@ def binary(release: str, packages: tuple[str, ...], name: str) -> Path:
     exe = tree / "usr" / "bin" / name
     with files.locked(tree.with_name(tree.name + ".lock")):
         if not exe.exists():
+            log.info(
+                "unpacking %s's %s %s into the cache (once)", release, pkgs[0].name, pkgs[0].version
+            )
             tree.parent.mkdir(parents=True, exist_ok=True)
             files.clean_beside(tree)
             new = files.new_dir_beside(tree)
