@@ -243,6 +243,16 @@ def load(name: str) -> Board:
     return replace(parse(data, source), source=text)
 
 
+def _known_release(source: str, key: str, value: Any, other: str = "") -> None:
+    """Refuse a board file's release name that xenkit does not know (a non-string is
+    shape.check's to refuse)."""
+    if isinstance(value, str) and value not in releases.NAMES:
+        raise XenkitError(
+            f"board file {source}: {key} = {value!r}: choose one of "
+            f"{', '.join(releases.NAMES)}{other}"
+        )
+
+
 def _check_types(data: dict[str, Any], source: str) -> None:
     shape.check(data, source)
     ram = data.get("ram")
@@ -251,17 +261,14 @@ def _check_types(data: dict[str, Any], source: str) -> None:
             f"board file {source}: default_ram = {data.get('default_ram')!r} is not one of "
             f"its [ram] models ({', '.join(ram)})"
         )
-    if isinstance(data.get("release"), str) and data["release"] not in releases.NAMES:
-        raise XenkitError(
-            f"board file {source}: release = {data['release']!r}: choose one of "
-            f"{', '.join(releases.NAMES)}"
-        )
+    _known_release(source, "release", data.get("release"))
     emulator = data.get("emulate", {})
-    qemu_release = emulator.get("qemu_release", "") if isinstance(emulator, dict) else ""
-    if qemu_release and qemu_release not in releases.NAMES:
-        raise XenkitError(
-            f"board file {source}: [emulate] qemu_release = {qemu_release!r}: choose one of "
-            f"{', '.join(releases.NAMES)}, or leave it out for the installed QEMU"
+    if isinstance(emulator, dict) and emulator.get("qemu_release"):
+        _known_release(
+            source,
+            "[emulate] qemu_release",
+            emulator["qemu_release"],
+            ", or leave it out for the installed QEMU",
         )
     bits = data.get("dma_bitsize", 0)
     # Xen's DMA zone is the RAM below 2^bits; 0 means the platform has none (Pi 4: 30).
