@@ -112,3 +112,32 @@ def test_a_guest_the_machine_cannot_run_gets_one_line_suggesting_pv(tmp_path: Pa
     assert _ask(tmp_path, "pv hvm hap", f"cannot_run g2 {cfg}") == ""
     cfg.write_text('type = "pv"\n')
     assert _ask(tmp_path, "pv", f"cannot_run g2 {cfg}") == ""
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "dom0_vcpus", "cpus"),
+    [
+        ("bootscrub=off dom0_max_vcpus=1 dom0_vcpus_pin", 1, "1-3"),  # the emulator's words
+        ("dom0_max_vcpus=2 dom0_vcpus_pin", 2, "2-3"),
+        ("dom0_max_vcpus=4 dom0_vcpus_pin", 4, ""),  # Dom0 has every CPU: guests share
+        ("dom0_max_vcpus=1", 1, ""),  # Dom0's vCPUs float: so do the guests'
+    ],
+)
+def test_guests_get_the_cpus_a_pinned_dom0_leaves(
+    tmp_path: Path, cmdline: str, dom0_vcpus: int, cpus: str
+) -> None:
+    xl = tmp_path / "bin" / "xl"
+    xl.parent.mkdir()
+    xl.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = info ] && printf "nr_cpus                : 4\\n'
+        f'xen_commandline        : {cmdline}\\n"\n'
+        '[ "$1" = list ] && printf "Name ID Mem VCPUs State Time(s)\\n'
+        f'Domain-0 0 512 {dom0_vcpus} r----- 1.0\\n"\n'
+        "exit 0\n"
+    )
+    xl.chmod(0o755)
+    env = {"PATH": f"{xl.parent}:/usr/bin:/bin"}
+    script = dom0scripts.GUESTS_LIB + 'guest_cpus; echo "/"; guest_cpus "$(xl info)"'
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ([cpus, "/", cpus] if cpus else ["/"])

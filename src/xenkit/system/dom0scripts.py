@@ -172,7 +172,8 @@ done
 GUESTS_LIB = r"""
 # The words of `xl info`'s virt_caps. Callers that ask more than once pass them on, since
 # under emulation each `xl info` takes a noticeable moment.
-virt_caps() { xl info 2>/dev/null | sed -n 's/^virt_caps *: *//p'; }
+# virt_caps [XL_INFO]: from `xl info`'s text where the caller has it.
+virt_caps() { printf '%s\n' "${1-$(xl info 2>/dev/null)}" | sed -n 's/^virt_caps *: *//p'; }
 # runnable_types [CAPS]
 runnable_types() {
     case "$(uname -m)" in x86_64) ;; *) echo "arm"; return ;; esac
@@ -183,9 +184,9 @@ runnable_types() {
 }
 # The physical CPUs guests run on when Dom0 keeps its own (Xen's dom0_vcpus_pin puts Dom0's
 # vCPU n on CPU n): the ones after Dom0's, as a range for xl's cpus=. Nothing when Dom0's
-# vCPUs float, or cover every CPU.
+# vCPUs float, or cover every CPU. guest_cpus [XL_INFO]
 guest_cpus() {
-    info=$(xl info 2>/dev/null)
+    info=${1-$(xl info 2>/dev/null)}
     case " $(echo "$info" | sed -n 's/^xen_commandline *: //p') " in
     *" dom0_vcpus_pin "*) ;;
     *) return 0 ;;
@@ -193,6 +194,7 @@ guest_cpus() {
     total=$(echo "$info" | sed -n 's/^nr_cpus *: *//p')
     dom0=$(xl list 0 2>/dev/null | awk 'NR == 2 { print $4 }')
     [ -n "$total" ] && [ -n "$dom0" ] && [ "$dom0" -lt "$total" ] && echo "$dom0-$((total - 1))"
+    return 0
 }
 # cannot_run NAME CFG [CAPS]: nothing if the guest's xl.cfg is a type this machine runs,
 # else one line saying why.
@@ -219,8 +221,9 @@ if [ $# = 0 ]; then
     exit 2
 fi
 rc=0
-caps=$(virt_caps)
-cpus=$(guest_cpus)
+info=$(xl info 2>/dev/null)
+caps=$(virt_caps "$info")
+cpus=$(guest_cpus "$info")
 for name in "$@"; do
     cfg=/etc/xen/$name.cfg
     [ -f "$cfg" ] || { echo "xenkit-start: no guest $name (no $cfg)"; rc=2; continue; }
